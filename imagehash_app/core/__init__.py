@@ -1,0 +1,1 @@
+"""The headless engine. Nothing in this package imports Qt."""
