@@ -1,0 +1,291 @@
+"""Indexing throughput: bare backbone (B), bare decode+preprocess (D), the pipeline, Library.index.
+
+On a CPU, decoding and inference share the cores, so the best a pipeline can do is
+1/(1/B + 1/D) images/s; on a GPU it is min(B, D). All figures come from the same run on the same files.
+
+    python benchmarks/make_photos.py /tmp/photos --count 160
+    nice -n 10 python benchmarks/bench_indexing.py /tmp/photos --json results.json
+
+mobilenet_v2 uses the shared ImageNet weights when present; other backbones use random weights
+("none": no download is possible here), which changes no timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from imagehash_app.core.backbone import BACKBONES, load_backbone
+from imagehash_app.core.embedding import decode_for, iter_embeddings
+from imagehash_app.core.images import IMAGE_SUFFIXES, load_rgb
+
+SHARED_WEIGHTS = (
+    Path(__file__).resolve().parents[2] / "shared/data/weights/mobilenet_v2-imagenet.pth"
+)
+
+
+def weights_for(name: str) -> str:
+    if name == "mobilenet_v2" and SHARED_WEIGHTS.exists():
+        return str(SHARED_WEIGHTS)
+    return "none"
+
+
+def measure_decode(paths: list[Path], bb, workers: int) -> tuple[float, list[np.ndarray]]:
+    """D: decode + preprocess every file in a thread pool, nothing else running."""
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        arrays = list(pool.map(lambda p: decode_for(p, bb), paths))
+    return len(paths) / (time.perf_counter() - t0), arrays
+
+
+def measure_backbone(arrays: list[np.ndarray], bb, batch_size: int) -> float:
+    """B: inference alone on pre-decoded batches (batch stacking excluded)."""
+    batches = [np.stack(arrays[i : i + batch_size]) for i in range(0, len(arrays), batch_size)]
+    bb.embed(batches[0])  # warm-up (allocations, CUDA kernels)
+    _sync(bb)
+    t0 = time.perf_counter()
+    for b in batches:
+        bb.embed(b)
+    _sync(bb)
+    return len(arrays) / (time.perf_counter() - t0)
+
+
+def _sync(bb) -> None:
+    if bb.device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def measure_pipeline(paths: list[Path], bb, batch_size: int, workers: int | None) -> float:
+    t0 = time.perf_counter()
+    n = 0
+    for batch in iter_embeddings(paths, bb, batch_size=batch_size, workers=workers):
+        n += len(batch.paths)
+    assert n == len(paths), f"pipeline embedded {n} of {len(paths)}"
+    return n / (time.perf_counter() - t0)
+
+
+def _linked_folder(paths: list[Path], dest: Path) -> Path:
+    """A folder holding exactly `paths` (hard links: same inodes, so the page cache stays warm)."""
+    dest.mkdir(parents=True)
+    for p in paths:
+        try:
+            os.link(p, dest / p.name)
+        except OSError:
+            shutil.copy2(p, dest / p.name)
+    return dest
+
+
+def measure_library(
+    paths: list[Path], name: str, weights: str, device: str, batch_size: int, threads: int | None
+) -> dict | None:
+    """Library.index on a fresh library: wall time for the whole job and the embed-phase rate."""
+    try:
+        from imagehash_app.config import LibrarySettings
+        from imagehash_app.core import library
+    except ImportError:
+        return None
+    settings = LibrarySettings(
+        backbone=name, weights=weights, device=device, batch_size=batch_size, threads=threads
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-lib-") as tmp:
+        folder = _linked_folder(paths, Path(tmp) / "photos")
+        lib = library.Library.open(Path(tmp) / "library", settings=settings)
+        try:
+            phases: dict[str, float] = {}
+            t0 = time.perf_counter()
+            last_phase, last_t = None, t0
+            n = 0
+            for ev in lib.index([folder]):
+                now = time.perf_counter()
+                if ev.phase != last_phase:
+                    if last_phase is not None:
+                        phases[last_phase] = phases.get(last_phase, 0.0) + now - last_t
+                    last_phase, last_t = ev.phase, now
+                if ev.phase == "embed":
+                    n = max(n, ev.done)
+            total = time.perf_counter() - t0
+            indexed = lib.status().to_dict().get("indexed", n)
+        finally:
+            lib.close()
+    embed_s = phases.get("embed", 0.0)
+    return {
+        "images": indexed,
+        "wall_s": round(total, 2),
+        "rate": round(indexed / total, 2),
+        "embed_phase_rate": round(n / embed_s, 2) if embed_s else None,
+        "phases_s": {k: round(v, 2) for k, v in phases.items()},
+    }
+
+
+def exactness(paths: list[Path], bb, n: int = 12) -> float:
+    """Min cosine between features from our fast path (draft decode, box resize) and from the exact
+    torchvision transform on the full-size decode; 1.0 means identical."""
+    spec = bb.spec
+    weights = spec.weights()
+    if weights is None:
+        return float("nan")
+    reference = weights.transforms()
+    sample = paths[:: max(1, len(paths) // n)][:n]
+    fast = bb.embed(np.stack([decode_for(p, bb) for p in sample]))
+    exact = bb.embed(np.stack([reference(load_rgb(p)).numpy() for p in sample]))
+    return float(np.min(np.sum(fast * exact, axis=1)))
+
+
+def oversample_study(paths: list[Path], bb, workers: int) -> dict:
+    """D and exactness for JPEG draft sizes of 1x and 2x the resize size, side by side."""
+    out = {}
+    default = bb.draft_oversample
+    try:
+        for k in (1, 2):
+            bb.draft_oversample = k
+            d, _ = measure_decode(paths, bb, workers)
+            out[str(k)] = {
+                "D": round(d, 1),
+                "min_cos_vs_exact_transform": round(exactness(paths, bb), 5),
+            }
+            print(
+                f"  draft oversample {k}: D {d:.1f}/s, min cos {out[str(k)]['min_cos_vs_exact_transform']}"
+            )
+    finally:
+        bb.draft_oversample = default
+    return out
+
+
+def run(args: argparse.Namespace) -> dict:
+    paths = sorted(p for p in args.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[
+        : args.limit
+    ]
+    for p in paths:  # warm the page cache: we measure decoding, not the disk
+        p.read_bytes()
+    cache = Path(args.cache_dir) if args.cache_dir else None
+    results = []
+    for name in args.backbones:
+        weights = weights_for(name)
+        bb = load_backbone(
+            name,
+            weights,
+            device=args.device,
+            runtime=args.runtime,
+            cache_dir=cache,
+            threads=args.threads,
+        )
+        workers = args.workers
+        d_rates, b_rates, p_rates = [], [], []
+        arrays: list[np.ndarray] = []
+        for _ in range(
+            args.repeat
+        ):  # interleaved, so that B, D and the pipeline see the same noise
+            d, arrays = measure_decode(paths, bb, args.decode_workers)
+            d_rates.append(d)
+            b_rates.append(measure_backbone(arrays, bb, args.batch_size))
+            p_rates.append(measure_pipeline(paths, bb, args.batch_size, workers))
+        B, D, P = (statistics.median(r) for r in (b_rates, d_rates, p_rates))
+        bound = 1 / (1 / B + 1 / D) if bb.device == "cpu" else min(B, D)
+        row = {
+            "backbone": name,
+            "weights": "shared file" if weights != "none" else "none (random)",
+            "runtime": bb.runtime,
+            "device": bb.device,
+            "B": round(B, 1),
+            "D": round(D, 1),
+            "bound": round(bound, 1),
+            "pipeline": round(P, 1),
+            "pipeline_ratio": round(P / bound, 3),
+            "B_runs": [round(x, 1) for x in b_rates],
+            "D_runs": [round(x, 1) for x in d_rates],
+            "pipeline_runs": [round(x, 1) for x in p_rates],
+        }
+        if args.exactness:
+            row["min_cos_vs_exact_transform"] = round(exactness(paths, bb), 5)
+        if args.oversample_study and bb.spec.weights() is not None:
+            row["draft_oversample"] = oversample_study(paths, bb, args.decode_workers)
+        if args.library:
+            lib = measure_library(paths, name, weights, args.device, args.batch_size, args.threads)
+            if lib is not None:
+                row["library"] = lib
+                row["library_ratio"] = round(lib["rate"] / bound, 3)
+        results.append(row)
+        print_row(row)
+    return {
+        "files": len(paths),
+        "megapixels_avg": round(_avg_mp(paths), 2),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "workers": args.workers,
+        "repeat": args.repeat,
+        "results": results,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
+
+
+def _avg_mp(paths: list[Path]) -> float:
+    from imagehash_app.core.images import _open
+
+    total = 0
+    for p in paths:
+        with _open(p) as im:
+            total += im.size[0] * im.size[1]
+    return total / len(paths) / 1e6
+
+
+def print_row(r: dict) -> None:
+    lib = r.get("library")
+    lib_s = f" | library {lib['rate']:.1f}/s ({r['library_ratio']:.0%})" if lib else ""
+    cos = r.get("min_cos_vs_exact_transform")
+    cos_s = f" | cos {cos:.4f}" if cos is not None else ""
+    print(
+        f"{r['backbone']:<19} {r['runtime']:<11} B {r['B']:7.1f}  D {r['D']:7.1f}  bound {r['bound']:6.1f}  "
+        f"pipeline {r['pipeline']:6.1f} ({r['pipeline_ratio']:.0%}){lib_s}{cos_s}",
+        flush=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folder", type=Path)
+    ap.add_argument("--backbones", nargs="+", default=[n for n in BACKBONES if n != "tiny"])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--runtime", default="auto")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument(
+        "--threads", type=int, default=None, help="inference threads (default: all cores)"
+    )
+    ap.add_argument(
+        "--workers", type=int, default=None, help="pipeline decode threads (default: pipeline's)"
+    )
+    ap.add_argument(
+        "--decode-workers", type=int, default=os.cpu_count() or 2, help="threads for bare D"
+    )
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--cache-dir", default=None)
+    ap.add_argument("--no-library", dest="library", action="store_false")
+    ap.add_argument("--no-exactness", dest="exactness", action="store_false")
+    ap.add_argument(
+        "--oversample-study", action="store_true", help="compare JPEG draft sizes 1x/2x"
+    )
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    out = run(args)
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,472 @@
+"""Incremental indexing as a generator of progress events, and the hasher's lifecycle.
+
+Phases: scan (walk folders, diff against the catalogue), embed (decode + backbone; every batch is
+one transaction: image rows, reservoir features and codes), then train/encode when the hasher is
+due. A kill leaves the catalogue as of the last committed batch; the next run picks up the images
+still 'pending'.
+
+Hasher policy. Only the reservoir keeps real features, so a hasher can be (re)fit and every image
+re-encoded *exactly* only while the reservoir still holds every indexed image (the library never
+outgrew `reservoir_size`). Below `train_min` photos the hasher is PCA-ITQ (training URPH on a handful
+of photos means nothing), refit at the end of each run that changed the library; at `train_min` URPH
+is trained, and again whenever the library has grown 4x since, while the reservoir holds it all.
+Past that, new photos are encoded with the active model; fine-tuning is a separate action.
+"""
+
+from __future__ import annotations
+
+import queue
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from imagehash_app.config import LibrarySettings
+from imagehash_app.core.catalog import Catalog, FolderRow, ModelRow
+from imagehash_app.core.errors import CancelledError, IncompatibleModelError
+from imagehash_app.core.files import FileInfo, KnownFile, diff_scan, fingerprint, walk_images
+from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_add, reservoir_remove
+
+StopFn = Callable[[], bool]
+GROWTH_FACTOR = 4  # retrain when the library has grown this much since the last training
+KEEP_MODELS = 2  # the active hasher version and the one before it (instant roll back)
+SCAN_REPORT_EVERY = 0.5  # seconds between scan progress events
+MODELS_DIR = "models"
+GRAPH_DIR = "graph"
+
+
+@dataclass(frozen=True)
+class IndexProgress:
+    """One progress event: `done` of `total` in `phase` (total 0 = not known yet)."""
+
+    phase: str  # "scan" | "embed" | "train" | "encode" | "done"
+    done: int
+    total: int
+    rate: float = 0.0  # per second
+    eta_s: float | None = None
+    message: str = ""
+
+
+def _progress(phase: str, done: int, total: int, started: float, message: str = "") -> IndexProgress:
+    elapsed = max(time.perf_counter() - started, 1e-9)
+    rate = done / elapsed
+    eta = (total - done) / rate if rate > 0 and total >= done else None
+    return IndexProgress(phase, done, total, rate, eta, message)
+
+
+def plan_training(
+    population: int,
+    sampled: int,
+    active: ModelRow | None,
+    settings: LibrarySettings,
+    *,
+    end_of_run: bool,
+    changed: bool,
+    upcoming: int = 0,
+) -> tuple[str, str] | None:
+    """Whether to (re)train now: (method, why) or None. Pure, so the policy is testable alone.
+
+    population: images embedded so far; sampled: of those, kept in the reservoir; upcoming: images
+    still to embed in this run (a library with no model must train before the reservoir drops any).
+    """
+    if population == 0 or sampled == 0:
+        return None
+    complete = sampled >= population
+    urph = population >= settings.train_min
+    method = "urph" if urph else "itq"
+    if active is None:
+        due = (
+            not complete
+            or end_of_run
+            or urph
+            or population + upcoming > settings.reservoir_size
+        )
+        return (method, "first hasher of the library") if due else None
+    if not complete:
+        return None
+    if active.train_size < settings.train_min:  # the PCA-ITQ fallback
+        if urph:
+            return method, f"library reached {settings.train_min} photos"
+        if end_of_run and changed:
+            return method, "library changed"
+        return None
+    if population >= GROWTH_FACTOR * active.train_size:
+        return method, f"library grew {population / active.train_size:.1f}x since the last training"
+    return None
+
+
+def _fit_in_thread(hasher, X: np.ndarray, seed: int, should_stop: StopFn | None) -> Iterator:
+    """Run `hasher.fit` on a worker thread and yield its TrainProgress reports here.
+
+    Closing this generator (or `should_stop`) asks the fit to stop and waits for it.
+    """
+    reports: queue.Queue = queue.Queue()
+    stop = threading.Event()
+    done = object()
+    outcome: dict[str, BaseException] = {}
+
+    def stopping() -> bool:
+        return stop.is_set() or bool(should_stop and should_stop())
+
+    def work() -> None:
+        try:
+            hasher.fit(X, progress=reports.put, should_stop=stopping, seed=seed)
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+        finally:
+            reports.put(done)
+
+    thread = threading.Thread(target=work, name="hasher-fit", daemon=True)
+    thread.start()
+    try:
+        while (item := reports.get()) is not done:
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+
+
+def _image_size(path: Path) -> tuple[int | None, int | None]:
+    """Width and height from the header only (no decode); None when unreadable."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except Exception:  # any header a decoder rejects: the size is informational only
+        return None, None
+
+
+class Indexer:
+    """Brings a catalogue up to date with its folders. Uses its own catalogue connection."""
+
+    def __init__(
+        self,
+        cat: Catalog,
+        root: Path,
+        settings: LibrarySettings,
+        get_backbone: Callable[[], object],
+        should_stop: StopFn | None = None,
+    ) -> None:
+        self.cat = cat
+        self.root = Path(root)
+        self.settings = settings
+        self.get_backbone = get_backbone
+        self.should_stop = should_stop
+        self.changed = False  # embedded or removed anything: the ITQ fallback is refit
+
+    def _stopping(self) -> bool:
+        return bool(self.should_stop and self.should_stop())
+
+    # --- the whole run -------------------------------------------------------------------------
+    def run(self, folders: Sequence[FolderRow]) -> Iterator[IndexProgress]:
+        started = time.perf_counter()
+        yield from self.scan(folders)
+        if self._stopping():
+            yield IndexProgress("done", 0, 0, message="Stopped during the scan.")
+            return
+        try:
+            embedded = yield from self.embed()
+            if not self._stopping():
+                yield from self.maybe_train(end_of_run=True, upcoming=0)
+                yield from self.encode_missing()
+        except CancelledError:
+            embedded = None
+        if self._stopping() or embedded is None:
+            left = self.cat.status_counts()["pending"]
+            yield IndexProgress("done", 0, 0, message=f"Stopped; {left} photos left to index.")
+            return
+        counts = self.cat.status_counts()
+        elapsed = time.perf_counter() - started
+        yield IndexProgress(
+            "done", embedded, embedded, embedded / max(elapsed, 1e-9), 0.0,
+            f"{counts['indexed']} indexed, {counts['skipped']} skipped, "
+            f"{counts['offline']} offline ({embedded} embedded in {elapsed:.1f} s).",
+        )
+
+    # --- scan ----------------------------------------------------------------------------------
+    def scan(self, folders: Sequence[FolderRow]) -> Iterator[IndexProgress]:
+        """Walk the online folders, mark offline ones, and apply the diff in one transaction."""
+        started = time.perf_counter()
+        online = [f for f in folders if f.path.is_dir()]
+        offline = [f for f in folders if not f.path.is_dir()]
+        with self.cat.transaction() as conn:
+            for f in offline:
+                conn.execute(
+                    "UPDATE images SET status = 'offline' WHERE folder_id = ? AND status != 'offline'",
+                    (f.id,),
+                )
+            for f in online:
+                conn.execute(
+                    "UPDATE images SET status = CASE WHEN indexed_at IS NOT NULL THEN 'indexed' "
+                    "WHEN reason IS NOT NULL THEN 'skipped' ELSE 'pending' END "
+                    "WHERE folder_id = ? AND status = 'offline'",
+                    (f.id,),
+                )
+        known: dict[Path, KnownFile] = {}
+        folder_of: dict[Path, FolderRow] = {}
+        for f in online:
+            folder_of[f.path] = f
+            for iid, rel, size, mtime, fp in self.cat.conn.execute(
+                "SELECT id, rel_path, size, mtime_ns, fingerprint FROM images WHERE folder_id = ?",
+                (f.id,),
+            ):
+                path = f.path / rel
+                known[path] = KnownFile(iid, path, size, mtime, fp)
+        found: list[tuple[FolderRow, FileInfo]] = []
+        last = time.perf_counter()
+        for f in online:
+            for info in walk_images(f.path, self.settings.exclude_patterns):
+                found.append((f, info))
+                if time.perf_counter() - last > SCAN_REPORT_EVERY:
+                    last = time.perf_counter()
+                    yield IndexProgress("scan", len(found), 0, message=f"Scanning {f.path}")
+                    if self._stopping():
+                        return
+        owner = {info.path: f for f, info in found}
+        diff = diff_scan(known, (info for _, info in found))
+
+        def place(info: FileInfo) -> tuple[int, str]:
+            f = owner[info.path]
+            return f.id, info.path.relative_to(f.path).as_posix()
+
+        with self.cat.transaction() as conn:
+            gone = [k.id for k in diff.deleted] + [old.id for old, _ in diff.changed]
+            reservoir_remove(self.cat, gone)
+            conn.executemany("DELETE FROM images WHERE id = ?", [(k.id,) for k in diff.deleted])
+            conn.executemany(
+                "UPDATE images SET size = ?, mtime_ns = ?, fingerprint = NULL, width = NULL, "
+                "height = NULL, status = 'pending', reason = NULL, indexed_at = NULL WHERE id = ?",
+                [(info.size, info.mtime_ns, old.id) for old, info in diff.changed],
+            )
+            conn.executemany(
+                "DELETE FROM codes WHERE image_id = ?", [(old.id,) for old, _ in diff.changed]
+            )
+            conn.executemany(
+                "UPDATE images SET folder_id = ?, rel_path = ?, size = ?, mtime_ns = ? WHERE id = ?",
+                [(*place(info), info.size, info.mtime_ns, old.id) for old, info in diff.moved],
+            )
+            conn.executemany(
+                "INSERT INTO images(folder_id, rel_path, size, mtime_ns, status) "
+                "VALUES (?, ?, ?, ?, 'pending')",
+                [(*place(info), info.size, info.mtime_ns) for info in diff.new],
+            )
+        self.changed = bool(gone)
+        yield IndexProgress(
+            "scan", len(found), len(found), len(found) / max(time.perf_counter() - started, 1e-9), 0.0,
+            f"{len(found)} files: {len(diff.new)} new, {len(diff.changed)} changed, "
+            f"{len(diff.moved)} moved, {len(diff.deleted)} deleted, {len(offline)} folders offline.",
+        )
+
+    # --- embed ---------------------------------------------------------------------------------
+    def _requeue_orphans(self) -> None:
+        """Indexed images with neither a code of the active model nor a reservoir feature (a model
+        was never fit for them) must be embedded again."""
+        active = self.cat.active_model()
+        has_code = (
+            "SELECT image_id FROM codes WHERE model_id = ?" if active else "SELECT -1 WHERE ? IS NULL"
+        )
+        with self.cat.transaction() as conn:
+            ids = [
+                r[0] for r in conn.execute(
+                    "SELECT id FROM images WHERE status = 'indexed' "
+                    f"AND id NOT IN ({has_code}) AND id NOT IN (SELECT image_id FROM reservoir)",
+                    (active.id if active else None,),
+                )
+            ]
+            if ids:
+                reservoir_remove(self.cat, ids)
+                conn.executemany(
+                    "UPDATE images SET status = 'pending', indexed_at = NULL WHERE id = ?",
+                    [(i,) for i in ids],
+                )
+
+    def embed(self) -> Iterator[IndexProgress]:
+        """Embed every pending image; returns how many were embedded."""
+        self._requeue_orphans()
+        pending = self.cat.conn.execute(
+            "SELECT i.id, f.path, i.rel_path FROM images i JOIN folders f ON f.id = i.folder_id "
+            "WHERE i.status = 'pending' ORDER BY i.id"
+        ).fetchall()
+        if not pending:
+            return 0
+        from imagehash_app.core.embedding import iter_embeddings
+
+        backbone = self.get_backbone()
+        self._check_weights(backbone)
+        ids_by_path = {Path(fp) / rel: iid for iid, fp, rel in pending}
+        paths = list(ids_by_path)
+        total, done, embedded = len(paths), 0, 0
+        hasher_state = self._active_hasher(backbone)
+        started = time.perf_counter()
+        yield _progress("embed", 0, total, started, f"Indexing {total} photos")
+        batches = iter_embeddings(
+            paths, backbone, batch_size=self.settings.batch_size,
+            workers=self.settings.threads, should_stop=self.should_stop,
+        )
+        try:
+            for batch in batches:
+                self._store_batch(batch, ids_by_path, hasher_state)
+                done += len(batch.paths) + len(batch.failures)
+                embedded += len(batch.paths)
+                self.changed = self.changed or bool(batch.paths)
+                yield _progress("embed", done, total, started)
+                if done < total and not self._stopping():
+                    trained = yield from self.maybe_train(
+                        end_of_run=False, upcoming=min(self.settings.batch_size, total - done)
+                    )
+                    if trained:
+                        hasher_state = self._active_hasher(backbone)
+        finally:
+            batches.close()
+        return embedded
+
+    def _check_weights(self, backbone) -> None:
+        """Codes of one library must come from one set of backbone weights."""
+        stored = self.cat.get_meta("weights_id")
+        if stored is None:
+            with self.cat.transaction():
+                self.cat.set_meta("weights_id", backbone.weights_id)
+        elif stored != backbone.weights_id:
+            raise IncompatibleModelError(
+                f"This library was indexed with other {backbone.name} weights ({stored}; these are "
+                f"{backbone.weights_id}). Use the weights the library was created with, or start a "
+                "new library with --library DIR."
+            )
+
+    def _active_hasher(self, backbone) -> tuple[ModelRow, object] | None:
+        from imagehash_app.core.hashing import load_hasher
+
+        model = self.cat.active_model()
+        if model is None:
+            return None
+        hasher = load_hasher(
+            self.root / model.dir, expect_feature_dim=backbone.feature_dim,
+            expect_backbone=model.backbone,
+        )
+        return model, hasher
+
+    def _store_batch(self, batch, ids_by_path: dict[Path, int], hasher_state) -> None:
+        """One transaction: skipped files, indexed rows, reservoir features and codes."""
+        now = time.time()
+        skipped = [(reason, ids_by_path[p]) for p, reason in batch.failures]
+        rows, ids, keep = [], [], []
+        for i, path in enumerate(batch.paths):
+            try:
+                fp = fingerprint(path)
+            except OSError:
+                skipped.append(("vanished", ids_by_path[path]))
+                continue
+            w, h = _image_size(path)
+            rows.append((fp, w, h, now, ids_by_path[path]))
+            ids.append(ids_by_path[path])
+            keep.append(i)
+        # Codes are computed from the float16-rounded feature, as stored in the reservoir, so a
+        # re-encode from the reservoir reproduces them exactly.
+        features = batch.features[keep].astype(FEATURE_DTYPE).astype(np.float32)
+        codes = hasher_state[1].encode(features) if hasher_state and ids else None
+        with self.cat.transaction() as conn:
+            conn.executemany(
+                "UPDATE images SET status = 'skipped', reason = ?, indexed_at = NULL WHERE id = ?",
+                skipped,
+            )
+            conn.executemany(
+                "UPDATE images SET status = 'indexed', reason = NULL, fingerprint = ?, width = ?, "
+                "height = ?, indexed_at = ? WHERE id = ?",
+                rows,
+            )
+            if ids:
+                reservoir_add(
+                    self.cat, ids, features, self.settings.reservoir_size, self.settings.seed
+                )
+            if codes is not None:
+                self.cat.put_codes(hasher_state[0].id, ids, codes)
+
+    # --- hasher lifecycle ----------------------------------------------------------------------
+    def maybe_train(self, *, end_of_run: bool, upcoming: int) -> Iterator[IndexProgress]:
+        """Train and switch to a new hasher version when the policy says so; returns whether."""
+        plan = plan_training(
+            self.cat.population(), self.cat.reservoir_count(), self.cat.active_model(),
+            self.settings, end_of_run=end_of_run, changed=self.changed, upcoming=upcoming,
+        )
+        if plan is None:
+            return False
+        yield from self.train(*plan)
+        self.changed = False
+        return True
+
+    def train(self, method: str, why: str) -> Iterator[IndexProgress]:
+        """Fit `method` on the reservoir, save it, encode every sampled image, activate — the last
+        three in one transaction, so a kill never leaves a half-registered model."""
+        from imagehash_app.core.hashing import make_hasher
+
+        ids, X = self.cat.load_reservoir()
+        n = len(ids)
+        params = self.settings.hasher_params.get(method, {})
+        hasher = make_hasher(method, self.settings.bits, X.shape[1], **params)
+        hasher.meta["backbone"] = self.settings.backbone
+        started = time.perf_counter()
+        yield IndexProgress("train", 0, 0, message=f"Training {method} on {n} photos ({why})")
+        for report in _fit_in_thread(hasher, X, self.settings.seed, self.should_stop):
+            yield IndexProgress(
+                "train", report.epoch, report.epochs, report.epoch / max(time.perf_counter() - started, 1e-9),
+                report.eta_s, f"Training {method} on {n} photos (loss {report.loss:.4f})",
+            )
+        hasher.meta["library_reason"] = why
+        name = f"{method}-{uuid.uuid4().hex[:12]}"
+        hasher.save(self.root / MODELS_DIR / name)
+        weights_id = self.cat.get_meta("weights_id", "") or ""
+        started = time.perf_counter()
+        yield _progress("encode", 0, n, started, f"Encoding {n} photos with the new {method} hasher")
+        codes = hasher.encode(X)
+        with self.cat.transaction():
+            model_id = self.cat.add_model(
+                method, self.settings.bits, self.settings.backbone, weights_id,
+                f"{MODELS_DIR}/{name}", n, why,
+            )
+            self.cat.put_codes(model_id, ids, codes)
+            self.cat.set_active_model(model_id)
+            stale = self.cat.models()[:-KEEP_MODELS]
+            for m in stale:
+                self.cat.delete_model(m.id)
+        for m in stale:
+            remove_model_files(self.root, m)
+        yield _progress("encode", n, n, started)
+
+    def encode_missing(self) -> Iterator[IndexProgress]:
+        """Indexed images in the reservoir without a code of the active model get one (e.g. after
+        a kill between embedding and the first training)."""
+        active = self.cat.active_model()
+        if active is None:
+            return
+        rows = self.cat.conn.execute(
+            "SELECT r.image_id FROM reservoir r JOIN images i ON i.id = r.image_id "
+            "WHERE i.indexed_at IS NOT NULL AND r.image_id NOT IN "
+            "(SELECT image_id FROM codes WHERE model_id = ?)",
+            (active.id,),
+        ).fetchall()
+        if not rows:
+            return
+        from imagehash_app.core.hashing import load_hasher
+
+        missing = {r[0] for r in rows}
+        ids, X = self.cat.load_reservoir()
+        mask = np.isin(ids, list(missing))
+        hasher = load_hasher(self.root / active.dir, expect_backbone=active.backbone)
+        started = time.perf_counter()
+        with self.cat.transaction():
+            self.cat.put_codes(active.id, ids[mask], hasher.encode(X[mask]))
+        yield _progress("encode", int(mask.sum()), int(mask.sum()), started)
+
+
+def remove_model_files(root: Path, model: ModelRow) -> None:
+    """Delete a dropped model's weights and graph (both rebuildable or no longer wanted)."""
+    shutil.rmtree(root / model.dir, ignore_errors=True)
+    for path in (root / GRAPH_DIR).glob(f"{model.id}.*"):
+        path.unlink(missing_ok=True)

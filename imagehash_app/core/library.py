@@ -1,0 +1,498 @@
+"""The facade the CLI and the window share: open a library, index folders, search, report status.
+
+A library is a folder (see DESIGN.md): catalog.sqlite3, models/, graph/, lock. One process writes
+(it holds the lock); any number read (`read_only=True`) without the lock, thanks to SQLite's WAL.
+The index generator works on its own catalogue connection, so the same `Library` can answer
+searches from another thread while it indexes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import shutil
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imagehash_app.config import IDENTITY_FIELDS, LibrarySettings, default_library_dir
+from imagehash_app.core.catalog import CATALOG_FILE, STATUSES, Catalog, ModelRow
+from imagehash_app.core.errors import ImageDecodeError, ImagehashError
+from imagehash_app.core.indexer import (
+    GRAPH_DIR,
+    MODELS_DIR,
+    Indexer,
+    IndexProgress,
+    StopFn,
+)
+from imagehash_app.core.locking import WriterLock
+from imagehash_app.core.reservoir import reservoir_remove, shrink_reservoir
+
+__all__ = [
+    "FolderInfo", "IndexProgress", "Library", "LibraryStatus", "SearchResponse", "SearchResult",
+]
+
+
+@dataclass(frozen=True)
+class FolderInfo:
+    id: int
+    path: Path
+    indexed: int
+    pending: int
+    skipped: int
+    online: bool
+    offline: int = 0
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    path: Path
+    score: float
+    hamming: int
+
+
+@dataclass(frozen=True)
+class SearchResponse:
+    query: Path
+    results: list[SearchResult]
+
+
+@dataclass
+class LibraryStatus:
+    """What `imagehash-app status` reports; `to_dict` is its --json form."""
+
+    library: Path
+    indexed: int
+    pending: int
+    skipped: int
+    offline: int
+    skipped_reasons: dict[str, int]
+    backbone: str
+    weights: str
+    bits: int
+    hasher: str  # which hasher answers and why, for a person
+    model: dict[str, Any] | None
+    reservoir: dict[str, Any]
+    bytes_per_image: dict[str, float]
+    disk_bytes: int
+    folders: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["library"] = str(self.library)
+        return out
+
+
+@dataclass
+class _SearchState:
+    """What a search needs, loaded once per catalogue version."""
+
+    token: tuple
+    model: ModelRow
+    hasher: Any
+    ids: np.ndarray  # image id of each code position (sorted)
+    index: Any  # CandidateIndex
+
+
+def library_exists(path: Path) -> bool:
+    return (Path(path) / CATALOG_FILE).is_file()
+
+
+class Library:
+    """An open library. Use `Library.open`; close it (or use it as a context manager)."""
+
+    def __init__(self, path: Path, cat: Catalog, lock: WriterLock | None) -> None:
+        self.path = path
+        self._cat = cat
+        self._lock = lock
+        self._mutex = threading.RLock()  # guards self._cat and the caches
+        self._backbone = None
+        self._backbone_lock = threading.Lock()
+        self._search_state: _SearchState | None = None
+        self.settings = LibrarySettings.from_dict(cat.get_json("settings", {}))
+
+    # --- opening -------------------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls, path: Path | None = None, *, read_only: bool = False,
+        settings: LibrarySettings | None = None,
+    ) -> Library:
+        """Open the library at `path` (default: the user's), creating it when missing.
+
+        Writers take the lock (LibraryLockedError if another process has it). `settings` are used
+        at creation; for an existing library they must agree on backbone, weights and bits.
+        """
+        path = Path(path or default_library_dir()).expanduser().resolve()
+        if read_only:
+            return cls(path, Catalog.open(path / CATALOG_FILE, read_only=True), None)
+        path.mkdir(parents=True, exist_ok=True)
+        lock = WriterLock(path)
+        lock.acquire()
+        try:
+            cat = Catalog.open(path / CATALOG_FILE)
+            if cat.get_meta("settings") is None:
+                initial = _normalised(settings or LibrarySettings())
+                initial.validate()
+                with cat.transaction():
+                    cat.set_json("settings", initial.to_dict())
+            lib = cls(path, cat, lock)
+        except BaseException:
+            lock.release()
+            raise
+        try:
+            if settings is not None:
+                lib.update_settings(**_differences(lib.settings, _normalised(settings)))
+            lib._remove_orphan_files()
+        except BaseException:
+            lib.close()
+            raise
+        return lib
+
+    def close(self) -> None:
+        with self._mutex:
+            self._cat.close()
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def read_only(self) -> bool:
+        return self._lock is None
+
+    def _require_writer(self) -> None:
+        if self.read_only:
+            raise ImagehashError("This library is open read-only; open it for writing to change it.")
+
+    def _remove_orphan_files(self) -> None:
+        """Model folders of trainings killed before they were registered."""
+        rows = self._cat.models()
+        known = {Path(m.dir).name for m in rows}
+        models = self.path / MODELS_DIR
+        if models.is_dir():
+            for child in models.iterdir():
+                if child.is_dir() and child.name not in known:
+                    shutil.rmtree(child, ignore_errors=True)
+        graphs = self.path / GRAPH_DIR
+        if graphs.is_dir():
+            ids = {str(m.id) for m in rows}
+            for child in graphs.iterdir():
+                if child.name.split(".")[0] not in ids:
+                    child.unlink(missing_ok=True)
+
+    # --- settings ------------------------------------------------------------------------------
+    def update_settings(self, **changes: Any) -> None:
+        """Change settings; backbone, weights and bits only while nothing is indexed yet."""
+        self._require_writer()
+        names = {f.name for f in dataclasses.fields(LibrarySettings)}
+        unknown = set(changes) - names
+        if unknown:
+            raise ImagehashError(f"Unknown setting(s): {', '.join(sorted(unknown))}.")
+        new = _normalised(dataclasses.replace(self.settings, **changes))
+        new.validate()
+        with self._mutex:
+            fixed = [k for k in IDENTITY_FIELDS if getattr(new, k) != getattr(self.settings, k)]
+            if fixed and (self._cat.population() or self._cat.models()):
+                was = ", ".join(f"{k} {getattr(self.settings, k)}" for k in fixed)
+                raise ImagehashError(
+                    f"The library at {self.path} was created with {was}; these cannot change once "
+                    "photos are indexed. Leave the option out to keep using them, or make a new "
+                    "library for the other choice: imagehash-app --library OTHER_DIR index PATH"
+                )
+            with self._cat.transaction():
+                if new.reservoir_size < self.settings.reservoir_size:
+                    shrink_reservoir(self._cat, new.reservoir_size, new.seed)
+                self._cat.set_json("settings", new.to_dict())
+            self.settings = new
+            if "device" in changes or "threads" in changes or fixed:
+                self._backbone = None
+
+    # --- folders -------------------------------------------------------------------------------
+    def folders(self) -> list[FolderInfo]:
+        with self._mutex:
+            counts = self._cat.folder_counts()
+            out = []
+            for f in self._cat.folders():
+                c = counts.get(f.id, dict.fromkeys(STATUSES, 0))
+                out.append(FolderInfo(
+                    f.id, f.path, c["indexed"], c["pending"], c["skipped"], f.path.is_dir(),
+                    c["offline"],
+                ))
+            return out
+
+    def add_folder(self, path: Path) -> FolderInfo:
+        """Remember a folder. A folder inside a known one is already covered; a folder that
+        contains known ones absorbs them (their photos keep their codes)."""
+        self._require_writer()
+        path = Path(path).expanduser().resolve()
+        if not path.is_dir():
+            raise ImagehashError(f"{path} is not a folder (or is not reachable now).")
+        with self._mutex:
+            for f in self._cat.folders():
+                if path == f.path or path.is_relative_to(f.path):
+                    return self._folder_info(f.id)
+            with self._cat.transaction() as conn:
+                row = self._cat.add_folder(path)
+                for f in self._cat.folders():
+                    if f.id != row.id and f.path.is_relative_to(path):
+                        prefix = f.path.relative_to(path).as_posix() + "/"
+                        conn.execute(
+                            "UPDATE images SET folder_id = ?, rel_path = ? || rel_path "
+                            "WHERE folder_id = ?",
+                            (row.id, prefix, f.id),
+                        )
+                        self._cat.delete_folder(f.id)
+            return self._folder_info(row.id)
+
+    def _folder_info(self, folder_id: int) -> FolderInfo:
+        return next(f for f in self.folders() if f.id == folder_id)
+
+    def remove_folder(self, path: Path) -> None:
+        """Forget a folder and its photos (their features leave the reservoir too)."""
+        self._require_writer()
+        path = Path(path).expanduser().resolve()
+        with self._mutex:
+            row = self._cat.folder_by_path(path)
+            if row is None:
+                known = ", ".join(str(f.path) for f in self._cat.folders()) or "none"
+                raise ImagehashError(f"{path} is not a folder of this library (folders: {known}).")
+            with self._cat.transaction() as conn:
+                ids = [r[0] for r in conn.execute(
+                    "SELECT id FROM images WHERE folder_id = ?", (row.id,)
+                )]
+                reservoir_remove(self._cat, ids)
+                self._cat.delete_folder(row.id)
+
+    # --- indexing ------------------------------------------------------------------------------
+    def index(
+        self, paths: Sequence[Path] | None = None, *, should_stop: StopFn | None = None
+    ) -> Iterator[IndexProgress]:
+        """Add `paths` as folders (if given) and bring them — or all folders — up to date."""
+        self._require_writer()
+        targets = [self.add_folder(p) for p in paths] if paths else None
+        return self._index(targets, should_stop)
+
+    def _index(
+        self, targets: list[FolderInfo] | None, should_stop: StopFn | None
+    ) -> Iterator[IndexProgress]:
+        cat = Catalog.open(self.path / CATALOG_FILE)
+        try:
+            wanted = {t.id for t in targets} if targets is not None else None
+            folders = [f for f in cat.folders() if wanted is None or f.id in wanted]
+            indexer = Indexer(cat, self.path, self.settings, self._get_backbone, should_stop)
+            yield from indexer.run(folders)
+        finally:
+            cat.close()
+
+    def _get_backbone(self):
+        """The library's backbone, loaded once and shared by indexing and search."""
+        with self._backbone_lock:
+            if self._backbone is None:
+                from imagehash_app.core.backbone import load_backbone
+
+                s = self.settings
+                try:
+                    self._backbone = load_backbone(
+                        s.backbone, s.weights, s.device, threads=s.threads
+                    )
+                except ValueError as exc:  # unknown backbone name and the like
+                    raise ImagehashError(str(exc)) from exc
+            return self._backbone
+
+    # --- search --------------------------------------------------------------------------------
+    def search(self, images: Sequence[Path], top_k: int = 20) -> list[SearchResponse]:
+        """Photos of the library that look like each query image, best first.
+
+        A query that is itself a library photo comes back first.
+        """
+        from imagehash_app.core.embedding import iter_embeddings
+
+        paths = [Path(p).expanduser().resolve() for p in images]
+        if not paths:
+            return []
+        for p in paths:
+            if not p.is_file():
+                raise ImagehashError(f"Cannot search with {p}: there is no such file.")
+        backbone = self._get_backbone()
+        feats = []
+        for batch in iter_embeddings(paths, backbone, batch_size=self.settings.batch_size):
+            if batch.failures:
+                path, reason = batch.failures[0]
+                raise ImageDecodeError(f"cannot search with this file: {reason}", path)
+            feats.append(batch.features)
+        features = np.concatenate(feats)
+        with self._mutex:
+            own = [self._cat.image_id_for(p) for p in paths]
+            hits = self._search(features, top_k, own)
+        return [SearchResponse(q, r) for q, r in zip(paths, hits, strict=True)]
+
+    def search_features(self, features: np.ndarray, top_k: int = 20) -> list[list[SearchResult]]:
+        """Search with features already embedded by this library's backbone (no backbone run)."""
+        features = np.atleast_2d(np.asarray(features, dtype=np.float32))
+        with self._mutex:
+            return self._search(features, top_k, [None] * len(features))
+
+    def _state(self) -> _SearchState | None:
+        """Codes, index and hasher of the active model; reloaded when the catalogue changed."""
+        token = self._cat.change_token()
+        state = self._search_state
+        if state is not None and state.token == token:
+            return state
+        model = self._cat.active_model()
+        if model is None:
+            self._search_state = None
+            return None
+        from imagehash_app.core.codes import words_for
+        from imagehash_app.core.hashing import load_hasher
+        from imagehash_app.core.search import CandidateIndex
+
+        if state is not None and state.model.id == model.id:
+            hasher = state.hasher
+        else:
+            hasher = load_hasher(self.path / model.dir, expect_backbone=model.backbone)
+        ids, codes = self._cat.load_codes(model.id, words_for(model.bits))
+        graph = self.path / GRAPH_DIR / f"{model.id}.hnsw"
+        with contextlib.suppress(OSError):
+            graph.parent.mkdir(exist_ok=True)
+        index = CandidateIndex(codes, model.bits, "auto", graph_path=graph)
+        self._search_state = _SearchState(token, model, hasher, ids, index)
+        return self._search_state
+
+    def _search(
+        self, features: np.ndarray, top_k: int, own: Sequence[int | None]
+    ) -> list[list[SearchResult]]:
+        from imagehash_app.core.search import Hit, cosine_scores, two_stage_search
+
+        state = self._state()
+        if state is None or len(state.ids) == 0 or top_k < 1:
+            return [[] for _ in range(len(features))]
+        hasher = state.hasher
+        if features.shape[1] != hasher.feature_dim:
+            raise ImagehashError(
+                f"Query features have {features.shape[1]} dimensions, the library's hasher expects "
+                f"{hasher.feature_dim}."
+            )
+        query_codes = hasher.encode(features)
+        hits = two_stage_search(
+            features, query_codes, state.index, hasher.decode, top_k, self.settings.rerank_depth
+        )
+        out = []
+        for q, (row, own_id) in enumerate(zip(hits, own, strict=True)):
+            pos = _position(state.ids, own_id)
+            if pos is not None:  # the query is a library photo: it comes first
+                mine = next((h for h in row if h.position == pos), None)
+                if mine is None:
+                    code = state.index.codes[pos : pos + 1]
+                    score = float(cosine_scores(features[q : q + 1], hasher.decode(code)[None])[0, 0])
+                    ham = int(np.bitwise_count(code[0] ^ query_codes[q]).sum())
+                    mine = Hit(pos, score, ham)
+                row = [mine] + [h for h in row if h.position != pos]
+            row = row[:top_k]
+            paths = self._cat.paths_of([int(state.ids[h.position]) for h in row])
+            out.append([
+                SearchResult(paths[int(state.ids[h.position])], h.score, h.hamming) for h in row
+            ])
+        return out
+
+    # --- reports -------------------------------------------------------------------------------
+    def skipped(self) -> list[tuple[Path, str]]:
+        with self._mutex:
+            return self._cat.skipped()
+
+    def status(self) -> LibraryStatus:
+        with self._mutex:
+            cat, s = self._cat, self.settings
+            counts = cat.status_counts()
+            model = cat.active_model()
+            population = cat.population()
+            sampled = cat.reservoir_count()
+            disk = _disk_bytes(self.path)
+            total = sum(counts.values())
+            return LibraryStatus(
+                library=self.path,
+                indexed=counts["indexed"], pending=counts["pending"],
+                skipped=counts["skipped"], offline=counts["offline"],
+                skipped_reasons=cat.skipped_reasons(),
+                backbone=s.backbone, weights=s.weights, bits=s.bits,
+                hasher=_hasher_reason(model, population, s),
+                model=None if model is None else {
+                    "id": model.id, "method": model.method, "bits": model.bits,
+                    "train_size": model.train_size, "created": model.created, "dir": model.dir,
+                    "why": model.note,
+                },
+                reservoir={
+                    "count": sampled, "capacity": s.reservoir_size, "bytes": cat.reservoir_bytes(),
+                    "dtype": "float16",
+                },
+                bytes_per_image={
+                    "code": s.bits / 8,
+                    "on_disk": round(disk / total, 1) if total else 0.0,
+                },
+                disk_bytes=disk,
+                folders=[
+                    {"path": str(f.path), "indexed": f.indexed, "pending": f.pending,
+                     "skipped": f.skipped, "offline": f.offline, "online": f.online}
+                    for f in self.folders()
+                ],
+            )
+
+
+def _position(ids: np.ndarray, image_id: int | None) -> int | None:
+    if image_id is None:
+        return None
+    pos = int(np.searchsorted(ids, image_id))
+    return pos if pos < len(ids) and ids[pos] == image_id else None
+
+
+def _hasher_reason(model: ModelRow | None, population: int, s: LibrarySettings) -> str:
+    if model is None:
+        return "none yet: index photos to train one" if population == 0 else (
+            "none yet: run index again to train it"
+        )
+    if model.method == "itq" and model.train_size < s.train_min:
+        return (
+            f"itq: fallback until {s.train_min:,} photos are indexed ({population:,} now)"
+        )
+    return f"{model.method} trained on {model.train_size:,} photos"
+
+
+def _normalised(settings: LibrarySettings) -> LibrarySettings:
+    """A weights file is stored as an absolute path and must exist."""
+    w = settings.weights
+    if w in ("auto", "none"):
+        return settings
+    path = Path(w).expanduser().resolve()
+    if not path.is_file():
+        raise ImagehashError(
+            f"Weights file {w} not found. Pass a local state dict (e.g. --weights "
+            "mobilenet_v2-imagenet.pth) or leave --weights out to use torchvision's pretrained weights."
+        )
+    return dataclasses.replace(settings, weights=str(path))
+
+
+def _differences(old: LibrarySettings, new: LibrarySettings) -> dict[str, Any]:
+    return {
+        f.name: getattr(new, f.name)
+        for f in dataclasses.fields(LibrarySettings)
+        if getattr(new, f.name) != getattr(old, f.name)
+    }
+
+
+def _disk_bytes(path: Path) -> int:
+    total = 0
+    for p in path.rglob("*"):
+        try:
+            if p.is_file():
+                total += p.stat().st_size
+        except OSError:
+            continue
+    return total

@@ -1,0 +1,59 @@
+"""Start the desktop app: `imagehash-app` with no sub-command calls `run(library_path)`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QCoreApplication, Qt, QTimer
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QApplication, QStyleFactory
+
+from imagehash_app.config import default_library_dir
+from imagehash_app.gui.icons import app_icon
+
+ORG = "imagehash_app"
+APP = "imagehash-app"
+
+
+def _follow_system_theme(app: QApplication) -> None:
+    """Keep the platform style (it follows the system's light/dark scheme on Linux, macOS and
+    Windows 11); only the legacy "windows" style cannot draw a dark palette, so use Fusion there."""
+    scheme = QGuiApplication.styleHints().colorScheme()
+    if scheme == Qt.ColorScheme.Dark and app.style().name().lower() == "windows":
+        app.setStyle(QStyleFactory.create("Fusion"))
+
+
+def create_application(argv: list[str] | None = None) -> QApplication:
+    """The QApplication with the names QSettings and the desktop use (reused when one exists)."""
+    QCoreApplication.setOrganizationName(ORG)
+    QCoreApplication.setApplicationName(APP)
+    QGuiApplication.setDesktopFileName(APP)
+    existing = QApplication.instance()
+    if isinstance(existing, QApplication):
+        return existing
+    app = QApplication(argv if argv is not None else sys.argv[:1])
+    app.setApplicationDisplayName("Imagehash")
+    app.setWindowIcon(app_icon())
+    _follow_system_theme(app)
+    return app
+
+
+def run(library_path: Path | None = None, open_paths: list[Path] | None = None) -> int:
+    """Open the window on `library_path` (default: the user's library) and run until it closes.
+
+    `open_paths` (e.g. from a file manager's "Open with") are searched for at once, or added when
+    they are folders.
+    """
+    from imagehash_app.gui.drop_zone import classify
+    from imagehash_app.gui.main_window import MainWindow
+
+    app = create_application()
+    window = MainWindow(Path(library_path) if library_path else default_library_dir())
+    window.show()
+    if open_paths:
+        QTimer.singleShot(0, lambda: window.handle_payload(classify([Path(p) for p in open_paths])))
+    try:
+        return app.exec()
+    finally:
+        window.shutdown()

@@ -1,0 +1,639 @@
+"""The main window: drop a photo, see the similar ones; folders, indexing progress and settings.
+
+A thin layer over `Library`: every engine call runs on one of two `EngineThread`s (a writer that
+indexes and edits folders/settings, and a read-only reader that answers searches, so search keeps
+working during an index). Slots here only touch widgets, on the GUI thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDragMoveEvent,
+    QDropEvent,
+    QGuiApplication,
+    QImage,
+    QKeySequence,
+    QPixmap,
+)
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QSpinBox,
+    QSplitter,
+    QStackedWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from imagehash_app.core.errors import LibraryLockedError, WeightsUnavailableError
+from imagehash_app.core.library import Library
+from imagehash_app.gui import engine
+from imagehash_app.gui.drop_zone import DropPayload, QueryPane, can_accept, classify, read_payload
+from imagehash_app.gui.folders_panel import FoldersPanel, SkippedDialog
+from imagehash_app.gui.icons import app_icon
+from imagehash_app.gui.messages import Level, MessageBar, describe
+from imagehash_app.gui.results_view import ResultsModel, ResultsView
+from imagehash_app.gui.thumbnails import ThumbnailCache, ThumbnailLoader
+from imagehash_app.gui.watcher import FolderWatcher
+from imagehash_app.gui.welcome import WelcomePage
+from imagehash_app.gui.workers import EngineThread, Job
+
+DEFAULT_RESULTS = 40
+MAX_RESULTS = 1000
+PHASES = {"scan": "Scanning folders", "embed": "Indexing", "train": "Training the hasher", "encode": "Encoding"}
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds < 0:
+        return ""
+    seconds = int(seconds + 0.5)
+    if seconds < 60:
+        return f"{seconds} s left"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s left"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min left"
+
+
+def progress_text(event: Any) -> str:
+    """Status-bar text for an `IndexProgress`: phase, count, rate and ETA."""
+    phase = getattr(event, "phase", "")
+    label = PHASES.get(phase, str(phase).capitalize())
+    done, total = int(getattr(event, "done", 0) or 0), int(getattr(event, "total", 0) or 0)
+    parts = [f"{label}: {done:,}" + (f" / {total:,}" if total else "")]
+    rate = getattr(event, "rate", None)
+    unit = "epochs" if phase == "train" else "photos"
+    if rate and phase != "train":
+        parts.append(f"{rate:,.1f} {unit}/s" if rate < 10 else f"{rate:,.0f} {unit}/s")
+    eta = _eta(getattr(event, "eta_s", None))
+    if eta:
+        parts.append(eta)
+    return " · ".join(parts)
+
+
+class MainWindow(QMainWindow):
+    """The window. Signals let tests (and the status bar) follow the background work."""
+
+    indexingStarted = Signal()
+    indexingFinished = Signal(object)  # the last IndexProgress, or None when cancelled or failed
+    searchFinished = Signal(object)  # engine.QueryOutcome
+    snapshotChanged = Signal(object)  # engine.Snapshot
+    messageShown = Signal(str)
+
+    def __init__(
+        self,
+        library_path: Path,
+        *,
+        qsettings: QSettings | None = None,
+        watch: bool = True,
+        rescan: bool = True,
+        parent: QWidget | None = None,
+    ) -> None:
+        """`watch`: follow the folders with a file watcher; `rescan`: bring them up to date at start."""
+        super().__init__(parent)
+        self.library_path = Path(library_path)
+        self.qsettings = qsettings or QSettings()
+        self.setWindowTitle("Imagehash")
+        self.setWindowIcon(app_icon())
+        self.setAcceptDrops(True)
+        # Replaceable in tests: a yes/no question to the person.
+        self.confirm: Callable[[str, str], bool] = self._ask
+
+        path = self.library_path
+        self.writer = EngineThread(lambda: Library.open(path), "imagehash-writer", self)
+        self.reader = EngineThread(lambda: Library.open(path, read_only=True), "imagehash-reader", self)
+        self.thumbs = ThumbnailLoader(ThumbnailCache(path / "thumbs"), threads=2, parent=self)
+        self.thumbs.ready.connect(self._on_thumbnail)
+
+        self.snapshot: engine.Snapshot | None = None
+        self.read_only = False
+        self.query: engine.QueryOutcome | None = None
+        self._index_job: Job | None = None
+        self._queued: set[Path] = set()  # folders to re-index once the running index ends
+        self._queued_all = False
+        self._search_job: Job | None = None
+        self._last_progress: Any = None
+        self._last_refresh = 0.0
+        self._closed = False
+
+        self._build_ui()
+        self._build_menus()
+        self._restore_geometry()
+
+        self.watcher: FolderWatcher | None = None
+        if watch:
+            self.watcher = FolderWatcher(ignore=self.library_path, parent=self)
+            self.watcher.changed.connect(self._on_folders_changed)
+        self._requery_timer = QTimer(self)
+        self._requery_timer.setSingleShot(True)
+        self._requery_timer.setInterval(150)
+        self._requery_timer.timeout.connect(self.requery)
+
+        self.refresh(rescan=rescan)
+
+    # --- construction ---------------------------------------------------------------------
+    def _build_ui(self) -> None:
+        self.messages = MessageBar()
+        self.messages.actionTriggered.connect(self._on_message_action)
+
+        self.welcome = WelcomePage(app_icon())
+        self.welcome.addFolderRequested.connect(self.choose_folder)
+
+        self.query_pane = QueryPane()
+        self.results_model = ResultsModel(self.thumbs, self)
+        self.results_view = ResultsView(self.results_model)
+        self.results_view.findSimilar.connect(lambda p: self.search([p]))
+        self.results_view.message.connect(self.statusBar().showMessage)
+
+        self.count_spin = QSpinBox()
+        self.count_spin.setRange(1, MAX_RESULTS)
+        self.count_spin.setValue(int(self.qsettings.value("results/count", DEFAULT_RESULTS)))
+        self.count_spin.setSuffix(" results")
+        self.count_spin.setToolTip("How many similar photos to show (updates without re-reading the photo)")
+        self.count_spin.valueChanged.connect(lambda _v: self._requery_timer.start())
+        self.results_caption = QLabel("Drop a photo to search.")
+        top = QHBoxLayout()
+        top.addWidget(self.results_caption, 1)
+        top.addWidget(QLabel("Show"))
+        top.addWidget(self.count_spin)
+        results_box = QWidget()
+        results_layout = QVBoxLayout(results_box)
+        results_layout.setContentsMargins(0, 0, 0, 0)
+        results_layout.addLayout(top)
+        results_layout.addWidget(self.results_view, 1)
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(self.query_pane)
+        self.splitter.addWidget(results_box)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 3)
+        self.splitter.setSizes([300, 900])
+
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.welcome)
+        self.stack.addWidget(self.splitter)
+
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(6, 6, 6, 0)
+        layout.addWidget(self.messages)
+        layout.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+
+        self.folders_panel = FoldersPanel()
+        self.folders_panel.addRequested.connect(self.choose_folder)
+        self.folders_panel.removeRequested.connect(self.remove_folder)
+        self.folders_panel.rescanRequested.connect(lambda p: self.start_index([p] if p else None))
+        self.folders_panel.skippedRequested.connect(self.show_skipped)
+        self.folders_dock = QDockWidget("Folders")
+        self.folders_dock.setObjectName("folders")
+        self.folders_dock.setWidget(self.folders_panel)
+        self.folders_dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetClosable
+        )
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.folders_dock)
+
+        bar = self.statusBar()
+        self.progress_label = QLabel()
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setMaximumWidth(220)
+        self.progress_bar.setTextVisible(False)
+        self.cancel_button = QToolButton()
+        self.cancel_button.setText("Cancel")
+        self.cancel_button.setToolTip("Stop indexing (work done so far is kept)")
+        self.cancel_button.clicked.connect(self.cancel_index)
+        self.library_label = QLabel()
+        bar.addWidget(self.progress_label)
+        bar.addWidget(self.progress_bar)
+        bar.addWidget(self.cancel_button)
+        bar.addPermanentWidget(self.library_label)
+        self._show_progress(False)
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        self._action(file_menu, "&Open photo…", self.choose_photos, QKeySequence.StandardKey.Open)
+        self._action(file_menu, "&Paste photo or path", self.paste, QKeySequence.StandardKey.Paste)
+        file_menu.addSeparator()
+        self._action(file_menu, "&Add folder…", self.choose_folder, "Ctrl+Shift+O")
+        file_menu.addSeparator()
+        self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        lib_menu = self.menuBar().addMenu("&Library")
+        self._action(lib_menu, "&Re-scan all folders", lambda: self.start_index(None), QKeySequence.StandardKey.Refresh)
+        self._action(lib_menu, "&Skipped files…", self.show_skipped)
+        lib_menu.addSeparator()
+        self._action(lib_menu, "&Preferences…", self.show_preferences, QKeySequence.StandardKey.Preferences)
+        view_menu = self.menuBar().addMenu("&View")
+        view_menu.addAction(self.folders_dock.toggleViewAction())
+        help_menu = self.menuBar().addMenu("&Help")
+        self._action(help_menu, "&About Imagehash", self._about)
+
+    def _action(self, menu: Any, text: str, slot: Callable[[], object], shortcut: Any = None) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(lambda _checked=False: slot())
+        menu.addAction(action)
+        return action
+
+    def _restore_geometry(self) -> None:
+        geometry = self.qsettings.value("window/geometry")
+        if isinstance(geometry, QByteArray) and not geometry.isEmpty():
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1280, 800)
+        state = self.qsettings.value("window/state")
+        if isinstance(state, QByteArray):
+            self.restoreState(state)
+        splitter = self.qsettings.value("window/splitter")
+        if isinstance(splitter, QByteArray):
+            self.splitter.restoreState(splitter)
+
+    # --- library state ---------------------------------------------------------------------
+    def refresh(self, rescan: bool = False) -> Job:
+        """Re-read status and folders (on the writer, or on the reader when the library is locked)."""
+        thread = self.reader if self.read_only else self.writer
+        job = thread.call(lambda lib, _stop: engine.snapshot(lib), "snapshot")
+        job.succeeded.connect(self._apply_snapshot)
+        job.failed.connect(lambda exc: self.report(exc, "open the library"))
+        if rescan:
+            job.succeeded.connect(lambda snap: self.start_index(None) if snap.folders and not self.read_only else None)
+        return job
+
+    @Slot(object)
+    def _apply_snapshot(self, snap: engine.Snapshot) -> None:
+        self.snapshot = snap
+        self._last_refresh = time.monotonic()
+        self.folders_panel.set_folders(snap.folders)
+        self.library_label.setText(engine.status_line(snap.status))
+        hasher = getattr(snap.status, "hasher", "")
+        self.library_label.setToolTip(f"Library: {self.library_path}\nHasher: {hasher}")
+        has_any = bool(snap.folders) or int(getattr(snap.status, "indexed", 0) or 0) > 0
+        self.stack.setCurrentWidget(self.splitter if has_any else self.welcome)
+        offline = [f for f in snap.folders if not f.online]
+        if offline:
+            names = ", ".join(str(f.path) for f in offline[:3])
+            self.show_message(
+                f"Folder not found: {names}. Its photos stay in the library and come back when the "
+                "folder does (an unplugged drive?). Remove it from the Folders panel if it is gone for good.",
+                Level.WARNING,
+            )
+        if self.watcher is not None and not self.read_only:
+            self.watcher.watch(Path(f.path) for f in snap.folders if f.online)
+        self.snapshotChanged.emit(snap)
+
+    def show_message(self, text: str, level: Level = Level.INFO, action: str = "", action_id: str = "") -> None:
+        """Show a message in the bar above the content (and announce it for tests)."""
+        self.messages.show_message(text, level, action, action_id)
+        self.messageShown.emit(text)
+
+    def report(self, exc: object, doing: str = "") -> None:
+        """An engine error as a message, with the follow-up action it calls for."""
+        if not isinstance(exc, BaseException):
+            exc = RuntimeError(str(exc))
+        if isinstance(exc, LibraryLockedError):
+            self._enter_read_only(exc)
+        elif isinstance(exc, WeightsUnavailableError):
+            self.show_message(str(exc), Level.ERROR, "Choose weights file…", "weights")
+        else:
+            self.show_message(describe(exc, doing), Level.ERROR)
+
+    def _enter_read_only(self, exc: LibraryLockedError) -> None:
+        first = not self.read_only
+        self.read_only = True
+        self.show_message(
+            f"{exc} Searching still works; indexing and folder changes wait until the other program "
+            "closes the library.",
+            Level.WARNING,
+            "Try again",
+            "unlock",
+        )
+        if first:
+            self.refresh()
+
+    @Slot(str)
+    def _on_message_action(self, action_id: str) -> None:
+        self.messages.dismiss()
+        if action_id == "weights":
+            self.choose_weights()
+        elif action_id == "unlock":
+            self.read_only = False
+            self.refresh(rescan=True)
+
+    # --- indexing --------------------------------------------------------------------------
+    def is_indexing(self) -> bool:
+        """True while an index job is queued or running."""
+        return self._index_job is not None and not self._index_job.done
+
+    def start_index(self, paths: Sequence[Path] | None = None) -> Job | None:
+        """Bring the library up to date with `paths` (folders) or with every folder."""
+        if self.read_only:
+            self.show_message("This library is open in another program; indexing waits until it is closed.", Level.WARNING)
+            return None
+        wanted = None if paths is None else [Path(p) for p in paths]
+        if self.is_indexing():
+            # One index at a time: remember what to do next.
+            if wanted is None:
+                self._queued_all = True
+            else:
+                self._queued.update(wanted)
+            return self._index_job
+        job = self.writer.call(lambda lib, stop: lib.index(wanted, should_stop=stop), "index")
+        job.progress.connect(self._on_index_progress)
+        job.succeeded.connect(self._on_index_succeeded)
+        job.cancelled.connect(self._on_index_cancelled)
+        job.failed.connect(self._on_index_failed)
+        job.finished.connect(self._on_index_finished)
+        self._index_job = job
+        self._last_progress = None
+        self.progress_label.setText("Scanning folders…")
+        self.progress_bar.setRange(0, 0)
+        self._show_progress(True)
+        self.indexingStarted.emit()
+        return job
+
+    def cancel_index(self) -> None:
+        """Stop the running index at its next batch; what was indexed stays indexed."""
+        if self._index_job is not None:
+            self._index_job.cancel()
+            self._queued, self._queued_all = set(), False
+            self.progress_label.setText("Stopping…")
+            self.cancel_button.setEnabled(False)
+
+    @Slot(object)
+    def _on_index_progress(self, event: Any) -> None:
+        self._last_progress = event
+        self.progress_label.setText(progress_text(event))
+        self.progress_label.setToolTip(getattr(event, "message", "") or "")
+        total = int(getattr(event, "total", 0) or 0)
+        if total > 0 and getattr(event, "phase", "") != "scan":
+            self.progress_bar.setRange(0, total)
+            self.progress_bar.setValue(min(int(event.done), total))
+        else:
+            self.progress_bar.setRange(0, 0)
+        if time.monotonic() - self._last_refresh > 3.0:
+            # Counts in the folders panel follow the index; the reader sees every committed batch.
+            self._last_refresh = time.monotonic()
+            job = self.reader.call(lambda lib, _stop: engine.snapshot(lib), "snapshot")
+            job.succeeded.connect(self._apply_snapshot)
+
+    @Slot(object)
+    def _on_index_succeeded(self, last: Any) -> None:
+        self.statusBar().showMessage("Library up to date", 5000)
+        self.indexingFinished.emit(last)
+
+    @Slot()
+    def _on_index_cancelled(self) -> None:
+        self.statusBar().showMessage("Indexing stopped; photos indexed so far are searchable", 8000)
+        self.indexingFinished.emit(None)
+
+    @Slot(object)
+    def _on_index_failed(self, exc: object) -> None:
+        self.report(exc, "index")
+        self.indexingFinished.emit(None)
+
+    @Slot()
+    def _on_index_finished(self) -> None:
+        self._show_progress(False)
+        self.cancel_button.setEnabled(True)
+        self.refresh()
+        again, everything = self._queued, self._queued_all
+        self._queued, self._queued_all = set(), False
+        if everything:
+            self.start_index(None)
+        elif again:
+            self.start_index(sorted(again))
+
+    def _show_progress(self, on: bool) -> None:
+        for widget in (self.progress_label, self.progress_bar, self.cancel_button):
+            widget.setVisible(on)
+
+    @Slot(list)
+    def _on_folders_changed(self, folders: list[Path]) -> None:
+        self.start_index(folders)
+
+    # --- folders -----------------------------------------------------------------------------
+    def choose_folder(self) -> None:
+        """Ask for a folder and add it."""
+        path = QFileDialog.getExistingDirectory(self, "Add a folder of photos", str(Path.home()))
+        if path:
+            self.add_folders([Path(path)])
+
+    def add_folders(self, paths: Sequence[Path]) -> Job | None:
+        """Add folders to the library and index them."""
+        if self.read_only:
+            self.show_message("This library is open in another program; adding folders waits until it is closed.", Level.WARNING)
+            return None
+        folders = [Path(p) for p in paths]
+        job = self.writer.call(lambda lib, _stop: [lib.add_folder(p) for p in folders], "add folders")
+        job.succeeded.connect(lambda _infos: (self.refresh(), self.start_index(folders)))
+        job.failed.connect(lambda exc: self.report(exc, "add the folder"))
+        return job
+
+    def remove_folder(self, path: Path) -> Job | None:
+        """Forget a folder's photos after asking."""
+        if not self.confirm("Remove folder", f"Remove {path} from the library?\nThe photos themselves are not touched."):
+            return None
+        job = self.writer.call(lambda lib, _stop: lib.remove_folder(path), "remove folder")
+        job.succeeded.connect(lambda _r: self.refresh())
+        job.failed.connect(lambda exc: self.report(exc, "remove the folder"))
+        return job
+
+    def show_skipped(self) -> None:
+        """List the skipped files with their reasons."""
+        job = self.reader.call(lambda lib, _stop: lib.skipped(), "skipped")
+        job.succeeded.connect(self._open_skipped)
+        job.failed.connect(lambda exc: self.report(exc, "list skipped files"))
+
+    @Slot(object)
+    def _open_skipped(self, skipped: list[tuple[Path, str]]) -> None:
+        dialog = SkippedDialog(skipped, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+
+    # --- searching ---------------------------------------------------------------------------
+    def handle_payload(self, payload: DropPayload) -> None:
+        """Do what a drop or paste asks: search photos, add folders, explain the rest."""
+        if payload.rejected:
+            path, reason = payload.rejected[0]
+            more = f" (and {len(payload.rejected) - 1} more)" if len(payload.rejected) > 1 else ""
+            self.show_message(f"{path.name or path} cannot be searched: {reason}{more}.", Level.WARNING)
+        if payload.folders:
+            self.add_folders(payload.folders)
+        if payload.images:
+            self.search(payload.images)
+
+    def search(self, paths: Sequence[Path], top_k: int | None = None) -> Job:
+        """Find the photos most similar to `paths` (on the reader thread)."""
+        paths = [Path(p) for p in paths]
+        top_k = top_k or self.count_spin.value()
+        if self._search_job is not None:
+            self._search_job.cancel()  # a newer query makes the older one pointless
+        self.stack.setCurrentWidget(self.splitter)
+        caption = paths[0].name if len(paths) == 1 else f"{paths[0].name} and {len(paths) - 1} more"
+        self.query_pane.show_query(paths[0], caption)
+        self.thumbs.clear()
+        self.thumbs.request(paths[0], priority=100)
+        self.results_caption.setText("Searching…")
+        job = self.reader.call(lambda lib, _stop: engine.run_query(lib, paths, top_k), "search")
+        job.succeeded.connect(self._show_results)
+        job.failed.connect(self._on_search_failed)
+        self._search_job = job
+        return job
+
+    def requery(self) -> Job | None:
+        """Show a different number of results for the current query, from its kept features."""
+        previous = self.query
+        if previous is None:
+            return None
+        top_k = self.count_spin.value()
+        job = self.reader.call(lambda lib, _stop: engine.requery(lib, previous, top_k), "requery")
+        job.succeeded.connect(self._show_results)
+        job.failed.connect(self._on_search_failed)
+        self._search_job = job
+        return job
+
+    @Slot(object)
+    def _show_results(self, outcome: engine.QueryOutcome) -> None:
+        if self.query is None or outcome.queries != self.query.queries:
+            self.thumbs.clear()
+            self.thumbs.request(outcome.queries[0], priority=100)
+        self.query = outcome
+        self.results_model.set_results(outcome.results)
+        self.results_view.scrollToTop()
+        n = len(outcome.results)
+        self.results_caption.setText(
+            f"{n} similar photo{'s' if n != 1 else ''} · {outcome.elapsed_s * 1000:.0f} ms"
+            if n
+            else "No photos indexed yet: add a folder, then search again."
+        )
+        for path, reason in outcome.failures:
+            self.show_message(f"{path.name} cannot be searched: {reason}.", Level.WARNING)
+        self.searchFinished.emit(outcome)
+
+    @Slot(object)
+    def _on_search_failed(self, exc: object) -> None:
+        self.results_caption.setText("Search failed.")
+        self.report(exc, "search")
+
+    @Slot(str, QImage)
+    def _on_thumbnail(self, path: str, image: QImage) -> None:
+        if self.query_pane.path is not None and str(self.query_pane.path) == path:
+            self.query_pane.set_picture(QPixmap.fromImage(image))
+
+    def choose_photos(self) -> None:
+        """File ▸ Open…: pick photos to search for."""
+        paths, _ = QFileDialog.getOpenFileNames(
+            self, "Find photos similar to…", str(Path.home()), "Images (*.jpg *.jpeg *.png *.webp *.tif *.tiff *.bmp *.gif *.heic *.heif);;All files (*)"
+        )
+        if paths:
+            self.handle_payload(classify([Path(p) for p in paths]))
+
+    def paste(self) -> None:
+        """Edit ▸ Paste: an image, a path or a file URL from the clipboard."""
+        payload = read_payload(QGuiApplication.clipboard().mimeData())
+        if payload:
+            self.handle_payload(payload)
+        else:
+            self.show_message("The clipboard holds no photo or path to search for.", Level.INFO)
+
+    # --- drag and drop -------------------------------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt override)
+        if can_accept(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:  # noqa: N802 (Qt override)
+        if can_accept(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 (Qt override)
+        payload = read_payload(event.mimeData())
+        if not payload:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.handle_payload(payload)
+
+    # --- settings ------------------------------------------------------------------------------
+    def show_preferences(self) -> None:
+        """Edit the library's settings; identity changes ask before re-indexing."""
+        from imagehash_app.core.backbone import BACKBONES
+        from imagehash_app.gui.dialogs.preferences import PreferencesDialog
+
+        if self.snapshot is None:
+            return
+        status = self.snapshot.status
+        locked = int(getattr(status, "indexed", 0) or 0) > 0 or getattr(status, "model", None) is not None
+        names = [n for n in BACKBONES if n != "tiny"]
+        dialog = PreferencesDialog(self.snapshot.settings, names, locked, self)
+        if dialog.exec() != PreferencesDialog.DialogCode.Accepted:
+            return
+        changes = dialog.changes()
+        if changes:
+            self.apply_settings(changes, reindex="exclude_patterns" in changes)
+
+    def apply_settings(self, changes: dict[str, Any], reindex: bool = False) -> Job:
+        """Store settings with the library (then re-index, e.g. after new weights or exclusions)."""
+        job = self.writer.call(lambda lib, _stop: lib.update_settings(**changes), "settings")
+        job.succeeded.connect(lambda _r: (self.refresh(), self.reader.reset(), self.start_index(None) if reindex else None))
+        job.failed.connect(lambda exc: self.report(exc, "save the preferences"))
+        return job
+
+    def choose_weights(self) -> None:
+        """Pick a local weights file when the pretrained weights cannot be downloaded."""
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Choose backbone weights", str(Path.home()), "PyTorch weights (*.pth *.pt *.safetensors);;All files (*)"
+        )
+        if path:
+            self.apply_settings({"weights": path}, reindex=True)
+
+    def _about(self) -> None:
+        QMessageBox.about(
+            self,
+            "About Imagehash",
+            "<b>Imagehash</b><br>Find similar photos in your own folders, privately.<br>"
+            f"Library: {self.library_path}",
+        )
+
+    def _ask(self, title: str, question: str) -> bool:
+        answer = QMessageBox.question(self, title, question)
+        return answer == QMessageBox.StandardButton.Yes
+
+    # --- shutdown ------------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Stop watching, cancel jobs and join every thread this window started (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._requery_timer.stop()
+        if self.watcher is not None:
+            self.watcher.stop()
+        self.writer.shutdown()
+        self.reader.shutdown()
+        self.thumbs.shutdown()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt override)
+        self.qsettings.setValue("window/geometry", self.saveGeometry())
+        self.qsettings.setValue("window/state", self.saveState())
+        self.qsettings.setValue("window/splitter", self.splitter.saveState())
+        self.qsettings.setValue("results/count", self.count_spin.value())
+        self.qsettings.sync()
+        if self.is_indexing():
+            self.progress_label.setText("Stopping…")
+        self.shutdown()
+        super().closeEvent(event)

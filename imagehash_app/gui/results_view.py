@@ -1,0 +1,267 @@
+"""The results grid: thumbnails best first, file name beneath, score and Hamming distance in the tooltip.
+
+A `QListView` in icon mode over a small list model. Thumbnails are requested only when a cell is
+painted (lazy) and arrive from `ThumbnailLoader`; until then a placeholder is drawn. Colours come from
+the widget's palette so that the grid follows the system light/dark theme.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QPoint,
+    QRect,
+    QSize,
+    Qt,
+    QUrl,
+    Signal,
+    Slot,
+)
+from PySide6.QtGui import (
+    QAction,
+    QDesktopServices,
+    QGuiApplication,
+    QImage,
+    QPainter,
+    QPalette,
+    QPixmap,
+)
+from PySide6.QtWidgets import (
+    QListView,
+    QMenu,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QWidget,
+)
+
+from imagehash_app.gui.thumbnails import ThumbnailLoader
+
+CELL = 176  # thumbnail square, px (logical)
+TEXT_LINES = 2
+
+PathRole = Qt.ItemDataRole.UserRole + 1
+ScoreRole = Qt.ItemDataRole.UserRole + 2
+
+
+@dataclass(frozen=True)
+class ResultItem:
+    """One hit as the window shows it."""
+
+    path: Path
+    score: float
+    hamming: int
+
+
+def tooltip_for(item: ResultItem, rank: int) -> str:
+    """The text shown when hovering a result: where it is and why it ranked there."""
+    return f"#{rank}  {item.path}\nscore {item.score:.3f} · Hamming distance {item.hamming}"
+
+
+class ResultsModel(QAbstractListModel):
+    """The hits of the current query; thumbnails filled in as they arrive."""
+
+    def __init__(self, loader: ThumbnailLoader, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._items: list[ResultItem] = []
+        self._row_of: dict[str, int] = {}
+        self._pixmaps: dict[str, QPixmap] = {}
+        self._errors: dict[str, str] = {}
+        self._loader = loader
+        loader.ready.connect(self._on_ready)
+        loader.failed.connect(self._on_failed)
+
+    def set_results(self, items: list[ResultItem]) -> None:
+        """Replace the hits; thumbnails already made are kept."""
+        self.beginResetModel()
+        self._items = list(items)
+        self._row_of = {str(it.path): row for row, it in enumerate(self._items)}
+        self.endResetModel()
+
+    def items(self) -> list[ResultItem]:
+        """The hits, best first."""
+        return list(self._items)
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._items)
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> object:
+        if not index.isValid() or index.row() >= len(self._items):
+            return None
+        item = self._items[index.row()]
+        key = str(item.path)
+        if role == Qt.ItemDataRole.DisplayRole:
+            return item.path.name
+        if role == Qt.ItemDataRole.DecorationRole:
+            pixmap = self._pixmaps.get(key)
+            if pixmap is None and key not in self._errors:
+                self._loader.request(item.path, priority=-index.row())
+            return pixmap
+        if role == Qt.ItemDataRole.ToolTipRole:
+            tip = tooltip_for(item, index.row() + 1)
+            return tip + (f"\ncannot show it: {self._errors[key]}" if key in self._errors else "")
+        if role == PathRole:
+            return item.path
+        if role == ScoreRole:
+            return item
+        return None
+
+    def thumbnail(self, path: Path) -> QPixmap | None:
+        """The thumbnail if it has arrived."""
+        return self._pixmaps.get(str(path))
+
+    @Slot(str, QImage)
+    def _on_ready(self, path: str, image: QImage) -> None:
+        self._pixmaps[path] = QPixmap.fromImage(image)
+        self._changed(path)
+
+    @Slot(str, str)
+    def _on_failed(self, path: str, reason: str) -> None:
+        self._errors[path] = reason
+        self._changed(path)
+
+    def _changed(self, path: str) -> None:
+        row = self._row_of.get(path)
+        if row is not None:
+            idx = self.index(row)
+            self.dataChanged.emit(idx, idx)
+
+    def forget_thumbnails(self) -> None:
+        """Drop cached pixmaps (they are rebuilt from the disk cache on demand)."""
+        self._pixmaps.clear()
+        self._errors.clear()
+
+
+class ResultDelegate(QStyledItemDelegate):
+    """Draws a thumbnail centred in a square, the file name beneath and the score in small type."""
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:
+        lines = option.fontMetrics.height() * TEXT_LINES
+        return QSize(CELL + 12, CELL + 14 + lines)
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> None:
+        painter.save()
+        style = option.widget.style() if option.widget else None
+        palette: QPalette = option.palette
+        rect: QRect = option.rect
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        if selected:
+            painter.fillRect(rect.adjusted(2, 2, -2, -2), palette.color(QPalette.ColorRole.Highlight))
+        elif option.state & QStyle.StateFlag.State_MouseOver:
+            painter.fillRect(rect.adjusted(2, 2, -2, -2), palette.color(QPalette.ColorRole.AlternateBase))
+        square = QRect(rect.x() + (rect.width() - CELL) // 2, rect.y() + 6, CELL, CELL)
+        pixmap = index.data(Qt.ItemDataRole.DecorationRole)
+        if isinstance(pixmap, QPixmap) and not pixmap.isNull():
+            dpr = pixmap.devicePixelRatio() or 1.0
+            size = QSize(int(pixmap.width() / dpr), int(pixmap.height() / dpr)).scaled(
+                square.size(), Qt.AspectRatioMode.KeepAspectRatio
+            )
+            target = QRect(QPoint(0, 0), size)
+            target.moveCenter(square.center())
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+            painter.drawPixmap(target, pixmap)
+        else:
+            painter.fillRect(square.adjusted(8, 8, -8, -8), palette.color(QPalette.ColorRole.Midlight))
+        text_role = QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
+        painter.setPen(palette.color(text_role))
+        fm = option.fontMetrics
+        name = fm.elidedText(str(index.data(Qt.ItemDataRole.DisplayRole)), Qt.TextElideMode.ElideMiddle, rect.width() - 8)
+        text_top = square.bottom() + 4
+        painter.drawText(QRect(rect.x() + 4, text_top, rect.width() - 8, fm.height()), Qt.AlignmentFlag.AlignHCenter, name)
+        item = index.data(ScoreRole)
+        if isinstance(item, ResultItem):
+            if not selected:
+                painter.setPen(palette.color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text))
+            detail = f"#{index.row() + 1} · {item.score:.2f} · {item.hamming} bits"
+            painter.drawText(
+                QRect(rect.x() + 4, text_top + fm.height(), rect.width() - 8, fm.height()),
+                Qt.AlignmentFlag.AlignHCenter,
+                detail,
+            )
+        if style is not None and option.state & QStyle.StateFlag.State_HasFocus:
+            painter.setPen(palette.color(QPalette.ColorRole.Highlight))
+            painter.drawRect(rect.adjusted(1, 1, -2, -2))
+        painter.restore()
+
+
+class ResultsView(QListView):
+    """The grid; double-click opens the photo in the system viewer; right-click offers more."""
+
+    findSimilar = Signal(Path)
+    message = Signal(str)
+
+    def __init__(self, model: ResultsModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setModel(model)
+        self.setItemDelegate(ResultDelegate(self))
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setMovement(QListView.Movement.Static)
+        self.setUniformItemSizes(True)
+        self.setSelectionMode(QListView.SelectionMode.ExtendedSelection)
+        self.setMouseTracking(True)
+        self.setSpacing(4)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._context_menu)
+        self.doubleClicked.connect(self._open_index)
+        # Replaceable for tests: opening a URL must not launch a real viewer there.
+        self.open_url: Callable[[QUrl], object] = QDesktopServices.openUrl
+
+    def path_at(self, index: QModelIndex) -> Path | None:
+        """The photo shown at `index`."""
+        value = index.data(PathRole) if index.isValid() else None
+        return value if isinstance(value, Path) else None
+
+    def open_photo(self, path: Path) -> None:
+        """Open in the system's image viewer."""
+        self.open_url(QUrl.fromLocalFile(str(path)))
+
+    def open_folder(self, path: Path) -> None:
+        """Open the folder holding the photo in the file manager."""
+        self.open_url(QUrl.fromLocalFile(str(path.parent)))
+
+    def copy_path(self, paths: list[Path]) -> None:
+        """Put the paths (one per line) on the clipboard."""
+        QGuiApplication.clipboard().setText("\n".join(str(p) for p in paths))
+        self.message.emit(f"Copied {len(paths)} path{'s' if len(paths) != 1 else ''}")
+
+    def context_actions(self, index: QModelIndex, parent: QWidget | None = None) -> list[QAction]:
+        """The context-menu actions for the result at `index` (built separately so tests can trigger them)."""
+        path = self.path_at(index)
+        if path is None:
+            return []
+        chosen = [p for p in (self.path_at(i) for i in self.selectedIndexes()) if p is not None]
+        if path not in chosen:
+            chosen = [path]
+        actions = []
+        for text, slot in (
+            ("Open", lambda: self.open_photo(path)),
+            ("Open containing folder", lambda: self.open_folder(path)),
+            ("Copy path", lambda: self.copy_path(chosen)),
+            ("Find similar to this one", lambda: self.findSimilar.emit(path)),
+        ):
+            action = QAction(text, parent or self)
+            action.triggered.connect(slot)
+            actions.append(action)
+        return actions
+
+    @Slot(QPoint)
+    def _context_menu(self, pos: QPoint) -> None:
+        menu = QMenu(self)
+        actions = self.context_actions(self.indexAt(pos), parent=menu)
+        if actions:
+            menu.addActions(actions)
+            menu.exec(self.viewport().mapToGlobal(pos))
+        menu.deleteLater()
+
+    @Slot(QModelIndex)
+    def _open_index(self, index: QModelIndex) -> None:
+        path = self.path_at(index)
+        if path is not None:
+            self.open_photo(path)

@@ -1,0 +1,204 @@
+"""Background work for the window, so that the GUI thread never waits on the engine.
+
+The engine is synchronous: long jobs are generators that yield progress and stop when `should_stop()`
+returns True. Following napari's generator workers and Picard's pools:
+
+- a `Job` wraps one engine call; it runs on a worker thread, checks its stop flag between yields, and
+  re-emits progress / result / error on the GUI thread (through a queued hop inside the Job, so any
+  slot or lambda connected to its public signals runs on the GUI thread);
+- an `EngineThread` is a one-thread executor that owns one `Library` object for its whole life, since
+  SQLite connections belong to the thread that opened them. The window has two: a writer (index,
+  folders, settings: one writer to the catalogue at a time) and a reader opened read-only, so that
+  searches answer while an index runs;
+- thumbnails are plain functions run on a small `QThreadPool` (see results_view.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
+
+from imagehash_app.core.errors import CancelledError
+
+StopFlag = Callable[[], bool]
+JobFn = Callable[[Any, StopFlag], Any]
+
+
+class Job(QObject):
+    """One engine call run on a worker thread; its public signals fire on the GUI thread.
+
+    `fn(library, should_stop)` returns a value or a generator; a generator's yields become `progress`
+    and its last yield (or return value) becomes the result. Exactly one of `succeeded`, `failed`,
+    `cancelled` fires, then `finished`.
+    """
+
+    progress = Signal(object)
+    succeeded = Signal(object)
+    failed = Signal(object)
+    cancelled = Signal()
+    finished = Signal()
+
+    _post = Signal(str, object)
+
+    def __init__(self, fn: JobFn, name: str = "", parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.name = name or getattr(fn, "__name__", "job")
+        self._fn = fn
+        self._stop = threading.Event()
+        self.done = False
+        self._post.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
+
+    def cancel(self) -> None:
+        """Ask the job to stop at its next yield (threads cannot be killed)."""
+        self._stop.set()
+
+    def should_stop(self) -> bool:
+        """The callable handed to the engine."""
+        return self._stop.is_set()
+
+    def execute(self, library: Any) -> None:
+        """Run on the worker thread; never raises."""
+        if self._stop.is_set():
+            self._post.emit("cancelled", None)
+            return
+        try:
+            out = self._fn(library, self.should_stop)
+            if inspect.isgenerator(out):
+                out = self._drain(out)
+        except CancelledError:
+            self._post.emit("cancelled", None)
+        except Exception as exc:  # every error reaches the person as a message, never a traceback
+            self._post.emit("failed", exc)
+        else:
+            self._post.emit("cancelled" if self._stop.is_set() and out is None else "succeeded", out)
+
+    def fail_now(self, exc: BaseException) -> None:
+        """Report an error that happened before the job could run (e.g. the library would not open)."""
+        self._post.emit("failed", exc)
+
+    def _drain(self, gen: Any) -> Any:
+        last = None
+        try:
+            while True:
+                if self._stop.is_set():
+                    gen.close()
+                    raise CancelledError("cancelled")
+                last = next(gen)
+                self._post.emit("progress", last)
+        except StopIteration as stop:
+            return stop.value if stop.value is not None else last
+
+    @Slot(str, object)
+    def _deliver(self, kind: str, payload: object) -> None:
+        if self.done:
+            return
+        if kind == "progress":
+            self.progress.emit(payload)
+            return
+        self.done = True
+        if kind == "succeeded":
+            self.succeeded.emit(payload)
+        elif kind == "failed":
+            self.failed.emit(payload)
+        else:
+            self.cancelled.emit()
+        self.finished.emit()
+
+
+class EngineThread(QThread):
+    """A one-thread executor owning one library object (opened lazily, on its own thread).
+
+    `opener()` is retried for each job while it fails (a locked library may be released later); the
+    error goes to that job's `failed` signal. `reset()` closes the library so that the next job reopens
+    it, e.g. to see a new model after indexing.
+    """
+
+    def __init__(self, opener: Callable[[], Any], name: str, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName(name)
+        self._opener = opener
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._pending: list[Job] = []
+        self._reset_requested = threading.Event()
+        self._stopping = False
+
+    def submit(self, job: Job) -> Job:
+        """Queue a job (FIFO); starts the thread on first use."""
+        if self._stopping:
+            job.fail_now(RuntimeError("the application is closing"))
+            return job
+        self._pending.append(job)
+        job.finished.connect(self._forget)
+        self._queue.put(job)
+        if not self.isRunning():
+            self.start()
+        return job
+
+    def call(self, fn: JobFn, name: str = "") -> Job:
+        """Shorthand: wrap `fn` in a Job and submit it."""
+        return self.submit(Job(fn, name, parent=None))
+
+    def busy(self) -> bool:
+        """True while any job is queued or running."""
+        return any(not j.done for j in self._pending)
+
+    def reset(self) -> None:
+        """Close the library before the next job, which then reopens it."""
+        self._reset_requested.set()
+
+    def cancel_all(self) -> None:
+        """Ask every queued and running job to stop."""
+        for job in list(self._pending):
+            job.cancel()
+
+    def shutdown(self, timeout_ms: int = 30_000) -> bool:
+        """Cancel everything, close the library on its thread and join the thread."""
+        self._stopping = True
+        self.cancel_all()
+        if not self.isRunning():
+            return True
+        self._queue.put(None)
+        return self.wait(timeout_ms)
+
+    @Slot()
+    def _forget(self) -> None:
+        # Drop finished jobs on the next event-loop turn, not while their `finished` is being emitted.
+        QTimer.singleShot(0, self._prune)
+
+    @Slot()
+    def _prune(self) -> None:
+        self._pending = [j for j in self._pending if not j.done]
+
+    def run(self) -> None:  # the worker thread
+        library = None
+        try:
+            while True:
+                job = self._queue.get()
+                if job is None:
+                    break
+                if self._reset_requested.is_set() and library is not None:
+                    self._reset_requested.clear()
+                    _close_quietly(library)
+                    library = None
+                if library is None and not job.should_stop():
+                    try:
+                        library = self._opener()
+                    except Exception as exc:
+                        job.fail_now(exc)
+                        continue
+                job.execute(library)
+        finally:
+            if library is not None:
+                _close_quietly(library)
+
+
+def _close_quietly(library: Any) -> None:
+    # Closing is best effort at shutdown; the engine keeps its files consistent on its own.
+    with contextlib.suppress(Exception):
+        library.close()

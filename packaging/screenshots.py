@@ -1,0 +1,142 @@
+"""Take the documentation / AppStream screenshots of the real window (run under Xvfb).
+
+    xvfb-run -s '-screen 0 1400x900x24' .venv/bin/python packaging/screenshots.py first-run
+    xvfb-run -s '-screen 0 1400x900x24' .venv/bin/python packaging/screenshots.py indexing --folder /tmp/flowers/flowers \\
+        --backbone mobilenet_v2 --weights /work/shared/data/weights/mobilenet_v2-imagenet.pth
+    xvfb-run -s '-screen 0 1400x900x24' .venv/bin/python packaging/screenshots.py query --library /tmp/flowers-lib \\
+        --photo /tmp/flowers/flowers/sunflower/<file>.jpg [--dark]
+
+Each grabs the window from the X screen (not an offscreen render) into docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QCoreApplication, QSettings, QTimer
+from PySide6.QtGui import QColor, QGuiApplication, QPalette
+from PySide6.QtWidgets import QApplication
+
+from imagehash_app.config import LibrarySettings
+from imagehash_app.core.library import Library
+from imagehash_app.gui.app import create_application
+from imagehash_app.gui.main_window import MainWindow
+
+OUT = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+SIZE = (1360, 860)
+
+
+def wait(condition, timeout_s: float = 600.0) -> None:
+    """Run the event loop until `condition()` holds."""
+    end = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > end:
+            raise SystemExit("timed out waiting for the window")
+        QCoreApplication.processEvents()
+        time.sleep(0.02)
+
+
+def settle(seconds: float) -> None:
+    """Let the window paint for a while."""
+    end = time.monotonic() + seconds
+    wait(lambda: time.monotonic() > end)
+
+
+def grab(window: MainWindow, name: str) -> Path:
+    """Save what the X server shows of the window."""
+    settle(0.5)
+    geo = window.frameGeometry()
+    pixmap = QGuiApplication.primaryScreen().grabWindow(0, geo.x(), geo.y(), geo.width(), geo.height())
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{name}.png"
+    if not pixmap.save(str(path), "PNG"):
+        raise SystemExit(f"cannot write {path}")
+    print(path)
+    return path
+
+
+def dark_palette() -> QPalette:
+    """A dark palette as a desktop in dark mode hands to Qt (to check nothing is hard-coded light)."""
+    p = QPalette()
+    roles = {
+        QPalette.ColorRole.Window: "#2b2b2e", QPalette.ColorRole.WindowText: "#e8e8ea",
+        QPalette.ColorRole.Base: "#1e1e20", QPalette.ColorRole.AlternateBase: "#333337",
+        QPalette.ColorRole.Text: "#e8e8ea", QPalette.ColorRole.Button: "#38383c",
+        QPalette.ColorRole.ButtonText: "#e8e8ea", QPalette.ColorRole.Highlight: "#3b82f6",
+        QPalette.ColorRole.HighlightedText: "#ffffff", QPalette.ColorRole.ToolTipBase: "#38383c",
+        QPalette.ColorRole.ToolTipText: "#e8e8ea", QPalette.ColorRole.Mid: "#4a4a4f",
+        QPalette.ColorRole.Midlight: "#3d3d42", QPalette.ColorRole.Link: "#7ab4ff",
+        QPalette.ColorRole.PlaceholderText: "#8a8a90",
+    }
+    for role, colour in roles.items():
+        p.setColor(role, QColor(colour))
+    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.WindowText, QPalette.ColorRole.ButtonText):
+        p.setColor(QPalette.ColorGroup.Disabled, role, QColor("#8a8a90"))
+    return p
+
+
+def open_window(library: Path, tmp: Path) -> MainWindow:
+    window = MainWindow(library, qsettings=QSettings(str(tmp / "settings.ini"), QSettings.Format.IniFormat), watch=False)
+    window.resize(*SIZE)
+    window.move(20, 20)
+    window.show()
+    wait(lambda: window.snapshot is not None)
+    return window
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("shot", choices=("first-run", "indexing", "query"))
+    parser.add_argument("--library", type=Path)
+    parser.add_argument("--folder", type=Path)
+    parser.add_argument("--photo", type=Path)
+    parser.add_argument("--backbone", default="mobilenet_v2")
+    parser.add_argument("--weights", default="auto")
+    parser.add_argument("--after", type=int, default=400, help="indexing: photos embedded before the shot")
+    parser.add_argument("--dark", action="store_true", help="use a dark palette (as a dark desktop would)")
+    args = parser.parse_args(argv)
+
+    app: QApplication = create_application(sys.argv[:1])
+    app.setStyle("Fusion")  # Xvfb has no desktop theme; Fusion is what a bare Linux session shows
+    if args.dark:
+        app.setPalette(dark_palette())
+    tmp = Path(tempfile.mkdtemp(prefix="imagehash-shots-"))
+    suffix = "-dark" if args.dark else ""
+    if args.shot in ("first-run", "indexing"):
+        library = args.library or tmp / "library"
+        settings = LibrarySettings(backbone=args.backbone, weights=args.weights)
+        Library.open(library, settings=settings).close()
+        window = open_window(library, tmp)
+        if args.shot == "first-run":
+            grab(window, f"first-run{suffix}")
+        else:
+            window.add_folders([args.folder])
+            wait(lambda: getattr(window._last_progress, "phase", "") == "embed" and window._last_progress.done >= args.after)
+            window.reader.call(lambda lib, _stop: None)  # let the folders panel catch up
+            settle(3.5)
+            grab(window, f"indexing{suffix}")
+            window.cancel_index()
+            wait(lambda: not window.is_indexing())
+    else:
+        window = open_window(args.library, tmp)
+        done = []
+        window.searchFinished.connect(done.append)
+        window.search([args.photo])
+        wait(lambda: bool(done))
+        model = window.results_model
+        wait(lambda: all(model.thumbnail(it.path) is not None for it in model.items()[:24]), 120)
+        wait(lambda: window.query_pane._pixmap is not None, 60)
+        window.results_view.setCurrentIndex(model.index(0))
+        grab(window, f"query-results{suffix}")
+    window.close()
+    QTimer.singleShot(0, app.quit)
+    app.exec()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

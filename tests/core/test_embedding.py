@@ -1,0 +1,71 @@
+"""embedding.py: batches in input order, per-file failures with reasons, clean stop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imagehash_app.core.backbone import load_backbone
+from imagehash_app.core.embedding import EmbeddedBatch, decode_for, iter_embeddings
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_backbone("tiny", "none")
+
+
+@pytest.fixture()
+def folder(tmp_path):
+    """Ten photos with two bad files among them (empty, not an image)."""
+    rng = np.random.default_rng(7)
+    paths = []
+    for i in range(12):
+        p = tmp_path / f"{i:02d}.jpg"
+        if i == 3:
+            p.write_bytes(b"")
+        elif i == 8:
+            p.write_text("not a photo")
+        else:
+            arr = rng.integers(0, 255, (60 + i, 90, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(p, quality=90)
+        paths.append(p)
+    return paths
+
+
+def test_batches_in_order_with_failures(tiny, folder):
+    batches = list(iter_embeddings(folder, tiny, batch_size=5, workers=3))
+    assert [len(b.paths) + len(b.failures) for b in batches] == [5, 5, 2]
+    assert all(isinstance(b, EmbeddedBatch) for b in batches)
+    ok = [p for b in batches for p in b.paths]
+    assert ok == [p for i, p in enumerate(folder) if i not in (3, 8)]
+    failures = dict(f for b in batches for f in b.failures)
+    assert failures == {folder[3]: "empty file", folder[8]: "not an image"}
+    feats = np.concatenate([b.features for b in batches])
+    assert feats.shape == (10, 64) and feats.dtype == np.float32
+    direct = tiny.embed(np.stack([decode_for(p, tiny) for p in ok]))
+    np.testing.assert_allclose(feats, direct, atol=1e-5)
+
+
+def test_batch_of_only_failures(tiny, tmp_path):
+    bad = [tmp_path / "a.jpg", tmp_path / "b.png"]
+    bad[0].write_bytes(b"")
+    (batch,) = iter_embeddings([*bad], tiny, batch_size=8)
+    assert batch.paths == [] and batch.features.shape == (0, 64)
+    assert [r for _, r in batch.failures] == ["empty file", "vanished"]
+
+
+def test_should_stop_and_close(tiny, folder):
+    calls = []
+
+    def stop() -> bool:
+        calls.append(1)
+        return len(calls) > 1
+
+    batches = list(iter_embeddings(folder, tiny, batch_size=4, workers=2, should_stop=stop))
+    assert len(batches) == 1
+    gen = iter_embeddings(folder, tiny, batch_size=2, workers=2)
+    first = next(gen)
+    gen.close()  # must not hang with decodes still queued
+    assert len(first.paths) == 2
+    assert list(iter_embeddings([], tiny)) == []
