@@ -76,7 +76,9 @@ def top_up(library: Path, target: int, seed: int = 0) -> int:
         model = cat.active_model()
         assert model is not None, "index some photos first"
         words = words_for(model.bits)
-        have = cat.conn.execute("SELECT COUNT(*) FROM codes WHERE model_id = ?", (model.id,)).fetchone()[0]
+        have = cat.conn.execute(
+            "SELECT COUNT(*) FROM codes WHERE model_id = ?", (model.id,)
+        ).fetchone()[0]
         missing = target - have
         if missing <= 0:
             return have
@@ -104,7 +106,12 @@ def drop(window: MainWindow, path: Path) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(path))])
     pos = QPointF(window.rect().center())
-    args = (Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    args = (
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     QApplication.sendEvent(window, QDragEnterEvent(pos, *args))
     QApplication.sendEvent(window, QDropEvent(pos, *args))
 
@@ -129,7 +136,9 @@ def time_drop(window: MainWindow, path: Path, timeout_s: float = 300.0) -> float
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backbone", default="mobilenet_v2")
     parser.add_argument("--weights", default="auto")
     parser.add_argument("--sizes", default=",".join(str(s) for s in SIZES))
@@ -144,45 +153,64 @@ def main(argv: list[str] | None = None) -> int:
     library = work / "library"
     photos = make_photos(work / "photos", REAL_PHOTOS)
     t0 = time.perf_counter()
-    with Library.open(library, settings=LibrarySettings(backbone=args.backbone, weights=args.weights)) as lib:
+    with Library.open(
+        library, settings=LibrarySettings(backbone=args.backbone, weights=args.weights)
+    ) as lib:
         for _ in lib.index([work / "photos"]):
             pass
         settings = lib.settings
-    print(f"indexed {REAL_PHOTOS} real photos in {time.perf_counter() - t0:.1f} s "
-          f"({settings.backbone}, {settings.bits} bits, R={settings.rerank_depth})", file=sys.stderr)
+    print(
+        f"indexed {REAL_PHOTOS} real photos in {time.perf_counter() - t0:.1f} s "
+        f"({settings.backbone}, {settings.bits} bits, R={settings.rerank_depth})",
+        file=sys.stderr,
+    )
 
     app = create_application(sys.argv[:1])
     rows = []
     for size in sizes:
         top_up(library, size)
-        window = MainWindow(library, qsettings=QSettings(str(work / "gui.ini"), QSettings.Format.IniFormat),
-                            watch=False, rescan=False)
+        window = MainWindow(
+            library,
+            qsettings=QSettings(str(work / "gui.ini"), QSettings.Format.IniFormat),
+            watch=False,
+            rescan=False,
+        )
         window.count_spin.setValue(args.top)
         window.resize(1280, 800)
         window.show()
         warm = time_drop(window, photos[0])  # loads backbone and codes: not counted
         times = [time_drop(window, photos[1 + i % (len(photos) - 1)]) for i in range(args.repeats)]
         outcome = window.query
-        assert outcome is not None and outcome.results[0].path == photos[(args.repeats - 1) % (len(photos) - 1) + 1].resolve()
+        assert (
+            outcome is not None
+            and outcome.results[0].path
+            == photos[(args.repeats - 1) % (len(photos) - 1) + 1].resolve()
+        )
         window.close()
         app.processEvents()
-        rows.append({
-            "photos": size,
-            "median_ms": round(statistics.median(times) * 1000, 1),
-            "min_ms": round(min(times) * 1000, 1),
-            "max_ms": round(max(times) * 1000, 1),
-            "first_query_ms": round(warm * 1000, 1),
-            "repeats": args.repeats,
-        })
+        rows.append(
+            {
+                "photos": size,
+                "median_ms": round(statistics.median(times) * 1000, 1),
+                "min_ms": round(min(times) * 1000, 1),
+                "max_ms": round(max(times) * 1000, 1),
+                "first_query_ms": round(warm * 1000, 1),
+                "repeats": args.repeats,
+            }
+        )
         print(f"{size:>8,} photos: median {rows[-1]['median_ms']} ms", file=sys.stderr)
 
-    print(f"\nDrop → results shown ({settings.backbone}, {settings.bits}-bit codes, R={settings.rerank_depth}, "
-          f"top {args.top}, {os.cpu_count()} CPU cores, {platform.machine()})")
+    print(
+        f"\nDrop → results shown ({settings.backbone}, {settings.bits}-bit codes, R={settings.rerank_depth}, "
+        f"top {args.top}, {os.cpu_count()} CPU cores, {platform.machine()})"
+    )
     print(f"{'photos':>9} | {'median':>9} | {'min':>9} | {'max':>9} | {'first (cold)':>12}")
     print("-" * 60)
     for r in rows:
-        print(f"{r['photos']:>9,} | {r['median_ms']:>6.1f} ms | {r['min_ms']:>6.1f} ms | "
-              f"{r['max_ms']:>6.1f} ms | {r['first_query_ms']:>9.1f} ms")
+        print(
+            f"{r['photos']:>9,} | {r['median_ms']:>6.1f} ms | {r['min_ms']:>6.1f} ms | "
+            f"{r['max_ms']:>6.1f} ms | {r['first_query_ms']:>9.1f} ms"
+        )
     result = {
         "benchmark": "gui_drop_to_results",
         "backbone": settings.backbone,

@@ -149,7 +149,9 @@ def per_query_ms(fn: Callable[[np.ndarray], tuple], queries: np.ndarray) -> tupl
     return statistics.median(times), answers
 
 
-def bench_crossover(sizes: list[int], ef_factors: list[float], queries: int, seed: int) -> dict:
+def bench_crossover(
+    sizes: list[int], ef_factors: list[float], queries: int, seed: int, k: int = TOP
+) -> dict:
     """Scan and graph at each size (one graph grown with ``add``), recall against the scan."""
     gen = ClusteredCodes(seed)
     codes = gen.sample(max(sizes))
@@ -165,19 +167,19 @@ def bench_crossover(sizes: list[int], ef_factors: list[float], queries: int, see
             graph.add(codes[len(graph) : size])
         build_s += time.perf_counter() - start
         scan = CandidateIndex(codes[:size], BITS, method="scan")
-        scan_ms, exact = per_query_ms(lambda x, s=scan: s.candidates(x, TOP), q)
+        scan_ms, exact = per_query_ms(lambda x, s=scan: s.candidates(x, k), q)
         row = {"size": size, "graph_build_s_cumulative": round(build_s, 1), "scan_ms": scan_ms}
         kth = [float(e[1][0, -1]) for e in exact]
         row["mean_kth_distance"] = statistics.mean(kth)
         row["graph"] = []
         for factor in ef_factors:
             graph.ef_factor = factor
-            graph_ms, found = per_query_ms(lambda x, g=graph: g.candidates(x, TOP), q)
+            graph_ms, found = per_query_ms(lambda x, g=graph: g.candidates(x, k), q)
             recall = statistics.mean(
                 tie_aware_recall(f[1][0], e[1][0]) for f, e in zip(found, exact, strict=True)
             )
             id_recall = statistics.mean(
-                len(set(f[0][0].tolist()) & set(e[0][0].tolist())) / TOP
+                len(set(f[0][0].tolist()) & set(e[0][0].tolist())) / k
                 for f, e in zip(found, exact, strict=True)
             )
             row["graph"].append(
@@ -197,6 +199,7 @@ def bench_crossover(sizes: list[int], ef_factors: list[float], queries: int, see
         "codes": "sign of a random 128->64 projection of a 1000-cluster Gaussian mixture "
         "(unit-variance centres, spread 0.7); queries fresh from the same mixture",
         "queries": queries,
+        "k": k,
         "M": search_mod.GRAPH_M,
         "ef_construction": search_mod.GRAPH_EF_CONSTRUCTION,
         "rows": rows,
@@ -225,6 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="10000,30000,100000,300000,1000000")
     parser.add_argument("--ef-factors", default="1,1.5,2,3,4")
     parser.add_argument("--crossover-queries", type=int, default=200)
+    parser.add_argument("--crossover-k", type=int, default=TOP, help="candidates per query (R)")
     parser.add_argument("--skip-exact", action="store_true")
     parser.add_argument("--skip-crossover", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
@@ -255,7 +259,9 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_crossover:
         sizes = [int(s) for s in args.sizes.split(",")]
         factors = [float(f) for f in args.ef_factors.split(",")]
-        result["crossover"] = bench_crossover(sizes, factors, args.crossover_queries, args.seed)
+        result["crossover"] = bench_crossover(
+            sizes, factors, args.crossover_queries, args.seed, args.crossover_k
+        )
         print(
             f"crossover (graph faster at recall >= 0.95 from): {result['crossover']['crossover_size']}"
         )

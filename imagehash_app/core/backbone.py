@@ -13,7 +13,6 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -22,29 +21,11 @@ from PIL import Image
 from torch import nn
 
 from imagehash_app.core.errors import WeightsUnavailableError
+from imagehash_app.core.preprocess import Preprocessing
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 NONE_SEED = 0  # random init ("none" weights) is seeded so that features are reproducible
-
-_RESAMPLE = {
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "nearest": Image.Resampling.NEAREST,
-}
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """Resize the shorter side to `resize_size`, centre-crop `crop_size`, normalise by mean/std."""
-
-    resize_size: int
-    crop_size: int
-    interpolation: str  # "bilinear" | "bicubic" | "nearest"
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
 
 
 @dataclass(frozen=True)
@@ -265,11 +246,6 @@ class Backbone:
         self._model = model
         self._onnx = onnx_model
         self._fp16 = use_fp16
-        std = np.asarray(self.prep.std, np.float32)
-        mean = np.asarray(self.prep.mean, np.float32)
-        # x_norm = (x/255 - mean)/std = x * scale - shift, per channel, on a (H, W, 3) uint8 array.
-        self._scale = (1.0 / (255.0 * std)).astype(np.float32)
-        self._shift = (mean / std).astype(np.float32)
 
     def __repr__(self) -> str:
         return f"Backbone({self.name}, weights={self.weights_id}, device={self.device}, runtime={self.runtime})"
@@ -288,41 +264,9 @@ class Backbone:
         """
         return self.prep.resize_size * self.draft_oversample
 
-    @cached_property
-    def _resample(self) -> Image.Resampling:
-        return _RESAMPLE[self.prep.interpolation]
-
-    def crop_box(self, width: int, height: int) -> tuple[float, float, float, float]:
-        """The region of a (width, height) image that torchvision's resize + centre crop keeps.
-
-        Same arithmetic as torchvision: shorter side -> resize_size (longer side truncated), then a
-        centre crop rounded to whole pixels of the resized image, mapped back to source pixels.
-        """
-        r, c = self.prep.resize_size, self.prep.crop_size
-        if width <= height:
-            new_w, new_h = r, int(r * height / width)
-        else:
-            new_w, new_h = int(r * width / height), r
-        left = int(round((new_w - c) / 2.0))
-        top = int(round((new_h - c) / 2.0))
-        sx, sy = width / new_w, height / new_h
-        return (left * sx, top * sy, (left + c) * sx, (top + c) * sy)
-
     def preprocess(self, img: Image.Image) -> np.ndarray:
-        """RGB image -> float32 (3, crop, crop), normalised; equal to the weights' transforms.
-
-        Resizes only the cropped region straight to crop size (one Pillow resample, no full-size
-        intermediate); a large reduction first uses Pillow's fast integer `reduce`.
-        """
-        if img.mode != "RGB":
-            img = img.convert("RGB")
-        c = self.prep.crop_size
-        box = self.crop_box(*img.size)
-        out = img.resize((c, c), self._resample, box=box, reducing_gap=3.0)
-        arr = np.asarray(out, dtype=np.float32)
-        arr *= self._scale
-        arr -= self._shift
-        return np.ascontiguousarray(arr.transpose(2, 0, 1))
+        """RGB image -> float32 (3, crop, crop), normalised; equal to the weights' transforms."""
+        return self.prep(img)
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         """float32 (n, 3, H, W) -> float32 (n, feature_dim), L2-normalised rows."""

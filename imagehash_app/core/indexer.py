@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,7 @@ KEEP_MODELS = 2  # the active hasher version and the one before it (instant roll
 SCAN_REPORT_EVERY = 0.5  # seconds between scan progress events
 MODELS_DIR = "models"
 GRAPH_DIR = "graph"
+FINETUNE_PENDING_KEY = "finetune_pending"  # meta key set by core.training while it re-encodes
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,44 @@ def _image_size(path: Path) -> tuple[int | None, int | None]:
             return img.size
     except Exception:  # any header a decoder rejects: the size is informational only
         return None, None
+
+
+def _file_facts(path: Path) -> tuple[str, int | None, int | None] | None:
+    """(fingerprint, width, height), or None when the file vanished or became unreadable."""
+    try:
+        fp = fingerprint(path)
+    except OSError:
+        return None
+    return (fp, *_image_size(path))
+
+
+class _FactsReader:
+    """Reads fingerprints and header sizes on a helper thread a few batches ahead of the
+    embedding, so that this I/O hides behind inference instead of adding to it."""
+
+    def __init__(self, paths: Sequence[Path], batch_size: int, ahead: int = 3) -> None:
+        self._paths = list(paths)
+        self._step = batch_size
+        self._next = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="file-facts")
+        self._futures: dict[Path, Future] = {}
+        for _ in range(ahead):
+            self._submit_batch()
+
+    def _submit_batch(self) -> None:
+        for path in self._paths[self._next : self._next + self._step]:
+            self._futures[path] = self._pool.submit(_file_facts, path)
+        self._next += self._step
+
+    def get(self, path: Path) -> tuple[str, int | None, int | None] | None:
+        future = self._futures.pop(path, None)
+        return future.result() if future is not None else _file_facts(path)
+
+    def batch_done(self) -> None:
+        self._submit_batch()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Indexer:
@@ -310,9 +350,11 @@ class Indexer:
             paths, backbone, batch_size=self.settings.batch_size,
             workers=self.settings.threads, should_stop=self.should_stop,
         )
+        facts = _FactsReader(paths, self.settings.batch_size)
         try:
             for batch in batches:
-                self._store_batch(batch, ids_by_path, hasher_state)
+                self._store_batch(batch, ids_by_path, hasher_state, facts)
+                facts.batch_done()
                 done += len(batch.paths) + len(batch.failures)
                 embedded += len(batch.paths)
                 self.changed = self.changed or bool(batch.paths)
@@ -325,6 +367,7 @@ class Indexer:
                         hasher_state = self._active_hasher(backbone)
         finally:
             batches.close()
+            facts.close()
         return embedded
 
     def _check_weights(self, backbone) -> None:
@@ -352,19 +395,21 @@ class Indexer:
         )
         return model, hasher
 
-    def _store_batch(self, batch, ids_by_path: dict[Path, int], hasher_state) -> None:
+    def _store_batch(
+        self, batch, ids_by_path: dict[Path, int], hasher_state, facts: _FactsReader
+    ) -> None:
         """One transaction: skipped files, indexed rows, reservoir features and codes."""
         now = time.time()
         skipped = [(reason, ids_by_path[p]) for p, reason in batch.failures]
+        for p, _ in batch.failures:
+            facts.get(p)  # drop what was read ahead
         rows, ids, keep = [], [], []
         for i, path in enumerate(batch.paths):
-            try:
-                fp = fingerprint(path)
-            except OSError:
+            found = facts.get(path)
+            if found is None:
                 skipped.append(("vanished", ids_by_path[path]))
                 continue
-            w, h = _image_size(path)
-            rows.append((fp, w, h, now, ids_by_path[path]))
+            rows.append((*found, now, ids_by_path[path]))
             ids.append(ids_by_path[path])
             keep.append(i)
         # Codes are computed from the float16-rounded feature, as stored in the reservoir, so a
@@ -391,6 +436,8 @@ class Indexer:
     # --- hasher lifecycle ----------------------------------------------------------------------
     def maybe_train(self, *, end_of_run: bool, upcoming: int) -> Iterator[IndexProgress]:
         """Train and switch to a new hasher version when the policy says so; returns whether."""
+        if self.cat.get_meta(FINETUNE_PENDING_KEY) is not None:
+            return False  # a fine-tune is re-encoding the library: it decides the next model
         plan = plan_training(
             self.cat.population(), self.cat.reservoir_count(), self.cat.active_model(),
             self.settings, end_of_run=end_of_run, changed=self.changed, upcoming=upcoming,

@@ -30,7 +30,7 @@ from imagehash_app.core.indexer import (
     StopFn,
 )
 from imagehash_app.core.locking import WriterLock
-from imagehash_app.core.reservoir import reservoir_remove, shrink_reservoir
+from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_remove, shrink_reservoir
 
 __all__ = [
     "FolderInfo", "IndexProgress", "Library", "LibraryStatus", "SearchResponse", "SearchResult",
@@ -209,6 +209,8 @@ class Library:
                     "library for the other choice: imagehash-app --library OTHER_DIR index PATH"
                 )
             with self._cat.transaction():
+                if fixed:  # nothing indexed: forget which weights an earlier run loaded
+                    self._cat.conn.execute("DELETE FROM meta WHERE key = 'weights_id'")
                 if new.reservoir_size < self.settings.reservoir_size:
                     shrink_reservoir(self._cat, new.reservoir_size, new.seed)
                 self._cat.set_json("settings", new.to_dict())
@@ -288,12 +290,16 @@ class Library:
         try:
             wanted = {t.id for t in targets} if targets is not None else None
             folders = [f for f in cat.folders() if wanted is None or f.id in wanted]
-            indexer = Indexer(cat, self.path, self.settings, self._get_backbone, should_stop)
+            indexer = Indexer(cat, self.path, self.settings, self.backbone, should_stop)
             yield from indexer.run(folders)
         finally:
             cat.close()
 
     def _get_backbone(self):
+        """Old name of `backbone()`, still used by the window's engine module."""
+        return self.backbone()
+
+    def backbone(self):
         """The library's backbone, loaded once and shared by indexing and search."""
         with self._backbone_lock:
             if self._backbone is None:
@@ -309,37 +315,57 @@ class Library:
             return self._backbone
 
     # --- search --------------------------------------------------------------------------------
+    def embed(
+        self, images: Sequence[Path]
+    ) -> tuple[np.ndarray, list[Path], list[tuple[Path, str]]]:
+        """Features of query images with the library's backbone: (features of the readable ones,
+        their resolved paths, [(path, reason)] for the others). Keep them to re-query cheaply."""
+        from imagehash_app.core.embedding import iter_embeddings
+
+        backbone = self.backbone()
+        paths = [Path(p).expanduser().resolve() for p in images]
+        feats: list[np.ndarray] = [np.zeros((0, backbone.feature_dim), np.float32)]
+        ok: list[Path] = []
+        failures: list[tuple[Path, str]] = []
+        batch_size = max(1, min(len(paths), self.settings.batch_size))
+        for batch in iter_embeddings(paths, backbone, batch_size=batch_size, workers=1):
+            feats.append(batch.features)
+            ok += batch.paths
+            failures += batch.failures
+        return np.concatenate(feats), ok, failures
+
     def search(self, images: Sequence[Path], top_k: int = 20) -> list[SearchResponse]:
         """Photos of the library that look like each query image, best first.
 
         A query that is itself a library photo comes back first.
         """
-        from imagehash_app.core.embedding import iter_embeddings
-
         paths = [Path(p).expanduser().resolve() for p in images]
         if not paths:
             return []
         for p in paths:
             if not p.is_file():
                 raise ImagehashError(f"Cannot search with {p}: there is no such file.")
-        backbone = self._get_backbone()
-        feats = []
-        for batch in iter_embeddings(paths, backbone, batch_size=self.settings.batch_size):
-            if batch.failures:
-                path, reason = batch.failures[0]
-                raise ImageDecodeError(f"cannot search with this file: {reason}", path)
-            feats.append(batch.features)
-        features = np.concatenate(feats)
-        with self._mutex:
-            own = [self._cat.image_id_for(p) for p in paths]
-            hits = self._search(features, top_k, own)
+        features, _, failures = self.embed(paths)
+        if failures:
+            path, reason = failures[0]
+            raise ImageDecodeError(f"cannot search with this file: {reason}", path)
+        hits = self.search_features(features, top_k, query_paths=paths)
         return [SearchResponse(q, r) for q, r in zip(paths, hits, strict=True)]
 
-    def search_features(self, features: np.ndarray, top_k: int = 20) -> list[list[SearchResult]]:
-        """Search with features already embedded by this library's backbone (no backbone run)."""
+    def search_features(
+        self, features: np.ndarray, top_k: int = 20, query_paths: Sequence[Path] | None = None
+    ) -> list[list[SearchResult]]:
+        """Search with features already embedded by this library's backbone (no backbone run).
+
+        `query_paths`, when given, lets a query that is a library photo come first.
+        """
         features = np.atleast_2d(np.asarray(features, dtype=np.float32))
         with self._mutex:
-            return self._search(features, top_k, [None] * len(features))
+            if query_paths is None:
+                own: list[int | None] = [None] * len(features)
+            else:
+                own = [self._cat.image_id_for(Path(p).expanduser().resolve()) for p in query_paths]
+            return self._search(features, top_k, own)
 
     def _state(self) -> _SearchState | None:
         """Codes, index and hasher of the active model; reloaded when the catalogue changed."""
@@ -381,7 +407,9 @@ class Library:
                 f"Query features have {features.shape[1]} dimensions, the library's hasher expects "
                 f"{hasher.feature_dim}."
             )
-        query_codes = hasher.encode(features)
+        # Encode as library photos are encoded (from the float16-rounded feature), so that a query
+        # which is a library photo gets exactly its stored code.
+        query_codes = hasher.encode(features.astype(FEATURE_DTYPE).astype(np.float32))
         hits = two_stage_search(
             features, query_codes, state.index, hasher.decode, top_k, self.settings.rerank_depth
         )

@@ -57,3 +57,17 @@ def run(library_path: Path | None = None, open_paths: list[Path] | None = None) 
         return app.exec()
     finally:
         window.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The windowed entry point (`imagehash-app-gui`, desktop entry `Exec=imagehash-app-gui %F`).
+
+    Photos or folders given as arguments ("Open with") are searched for or added; anything else is
+    the ordinary command line.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and all(Path(a).exists() for a in args):
+        return run(None, open_paths=[Path(a) for a in args])
+    from imagehash_app.cli import main as cli_main
+
+    return cli_main(args)

@@ -25,6 +25,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from imagehash_app.gui.qtcompat import emit
+
 
 def counts_text(folder: Any) -> str:
     """e.g. "1,204 indexed · 3 pending · 2 skipped" (zero counts other than indexed are left out)."""
@@ -66,7 +68,7 @@ class FoldersPanel(QWidget):
         self.rescan_button.clicked.connect(self._rescan)
         self.skipped_label = QLabel()
         self.skipped_label.setTextFormat(Qt.TextFormat.RichText)
-        self.skipped_label.linkActivated.connect(lambda _link: self.skippedRequested.emit())
+        self.skipped_label.linkActivated.connect(lambda _link: emit(self.skippedRequested))
         buttons = QHBoxLayout()
         for b in (self.add_button, self.remove_button, self.rescan_button):
             buttons.addWidget(b)
@@ -119,10 +121,10 @@ class FoldersPanel(QWidget):
     def _remove(self) -> None:
         path = self.selected_path()
         if path is not None:
-            self.removeRequested.emit(path)
+            emit(self.removeRequested, path)
 
     def _rescan(self) -> None:
-        self.rescanRequested.emit(self.selected_path())
+        emit(self.rescanRequested, self.selected_path())
 
 
 class SkippedDialog(QDialog):

@@ -47,6 +47,7 @@ from imagehash_app.gui.drop_zone import DropPayload, QueryPane, can_accept, clas
 from imagehash_app.gui.folders_panel import FoldersPanel, SkippedDialog
 from imagehash_app.gui.icons import app_icon
 from imagehash_app.gui.messages import Level, MessageBar, describe
+from imagehash_app.gui.qtcompat import emit
 from imagehash_app.gui.results_view import ResultsModel, ResultsView
 from imagehash_app.gui.thumbnails import ThumbnailCache, ThumbnailLoader
 from imagehash_app.gui.watcher import FolderWatcher
@@ -293,12 +294,12 @@ class MainWindow(QMainWindow):
             )
         if self.watcher is not None and not self.read_only:
             self.watcher.watch(Path(f.path) for f in snap.folders if f.online)
-        self.snapshotChanged.emit(snap)
+        emit(self.snapshotChanged, snap)
 
     def show_message(self, text: str, level: Level = Level.INFO, action: str = "", action_id: str = "") -> None:
         """Show a message in the bar above the content (and announce it for tests)."""
         self.messages.show_message(text, level, action, action_id)
-        self.messageShown.emit(text)
+        emit(self.messageShown, text)
 
     def report(self, exc: object, doing: str = "") -> None:
         """An engine error as a message, with the follow-up action it calls for."""
@@ -362,7 +363,7 @@ class MainWindow(QMainWindow):
         self.progress_label.setText("Scanning folders…")
         self.progress_bar.setRange(0, 0)
         self._show_progress(True)
-        self.indexingStarted.emit()
+        emit(self.indexingStarted)
         return job
 
     def cancel_index(self) -> None:
@@ -393,17 +394,17 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_index_succeeded(self, last: Any) -> None:
         self.statusBar().showMessage("Library up to date", 5000)
-        self.indexingFinished.emit(last)
+        emit(self.indexingFinished, last)
 
     @Slot()
     def _on_index_cancelled(self) -> None:
         self.statusBar().showMessage("Indexing stopped; photos indexed so far are searchable", 8000)
-        self.indexingFinished.emit(None)
+        emit(self.indexingFinished, None)
 
     @Slot(object)
     def _on_index_failed(self, exc: object) -> None:
         self.report(exc, "index")
-        self.indexingFinished.emit(None)
+        emit(self.indexingFinished, None)
 
     @Slot()
     def _on_index_finished(self) -> None:
@@ -518,11 +519,13 @@ class MainWindow(QMainWindow):
         self.results_caption.setText(
             f"{n} similar photo{'s' if n != 1 else ''} · {outcome.elapsed_s * 1000:.0f} ms"
             if n
+            else "No results yet: the first index is still running; search again when it ends."
+            if self.is_indexing()
             else "No photos indexed yet: add a folder, then search again."
         )
         for path, reason in outcome.failures:
             self.show_message(f"{path.name} cannot be searched: {reason}.", Level.WARNING)
-        self.searchFinished.emit(outcome)
+        emit(self.searchFinished, outcome)
 
     @Slot(object)
     def _on_search_failed(self, exc: object) -> None:

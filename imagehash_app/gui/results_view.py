@@ -29,6 +29,7 @@ from PySide6.QtGui import (
     QGuiApplication,
     QImage,
     QPainter,
+    QPaintEvent,
     QPalette,
     QPixmap,
 )
@@ -41,6 +42,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from imagehash_app.gui.qtcompat import emit
 from imagehash_app.gui.thumbnails import ThumbnailLoader
 
 CELL = 176  # thumbnail square, px (logical)
@@ -130,7 +132,7 @@ class ResultsModel(QAbstractListModel):
         row = self._row_of.get(path)
         if row is not None:
             idx = self.index(row)
-            self.dataChanged.emit(idx, idx)
+            emit(self.dataChanged, idx, idx)
 
     def forget_thumbnails(self) -> None:
         """Drop cached pixmaps (they are rebuilt from the disk cache on demand)."""
@@ -213,6 +215,16 @@ class ResultsView(QListView):
         # Replaceable for tests: opening a URL must not launch a real viewer there.
         self.open_url: Callable[[QUrl], object] = QDesktopServices.openUrl
 
+    placeholder = "The most similar photos appear here, best first."
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 (Qt override)
+        super().paintEvent(event)
+        if self.model() is not None and self.model().rowCount() == 0 and self.placeholder:
+            painter = QPainter(self.viewport())
+            painter.setPen(self.palette().color(QPalette.ColorRole.PlaceholderText))
+            painter.drawText(self.viewport().rect(), Qt.AlignmentFlag.AlignCenter, self.placeholder)
+            painter.end()
+
     def path_at(self, index: QModelIndex) -> Path | None:
         """The photo shown at `index`."""
         value = index.data(PathRole) if index.isValid() else None
@@ -229,7 +241,7 @@ class ResultsView(QListView):
     def copy_path(self, paths: list[Path]) -> None:
         """Put the paths (one per line) on the clipboard."""
         QGuiApplication.clipboard().setText("\n".join(str(p) for p in paths))
-        self.message.emit(f"Copied {len(paths)} path{'s' if len(paths) != 1 else ''}")
+        emit(self.message, f"Copied {len(paths)} path{'s' if len(paths) != 1 else ''}")
 
     def context_actions(self, index: QModelIndex, parent: QWidget | None = None) -> list[QAction]:
         """The context-menu actions for the result at `index` (built separately so tests can trigger them)."""
@@ -244,7 +256,7 @@ class ResultsView(QListView):
             ("Open", lambda: self.open_photo(path)),
             ("Open containing folder", lambda: self.open_folder(path)),
             ("Copy path", lambda: self.copy_path(chosen)),
-            ("Find similar to this one", lambda: self.findSimilar.emit(path)),
+            ("Find similar to this one", lambda: emit(self.findSimilar, path)),
         ):
             action = QAction(text, parent or self)
             action.triggered.connect(slot)

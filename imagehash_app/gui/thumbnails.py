@@ -13,10 +13,12 @@ import hashlib
 import os
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal, Slot
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QImage
 
 from imagehash_app.core.images import make_thumbnail
+from imagehash_app.gui.qtcompat import emit
+from imagehash_app.gui.workers import Mailbox
 
 THUMB_SIZE = 256
 
@@ -74,9 +76,9 @@ class _ThumbTask(QRunnable):
         try:
             image = self._loader.cache.load(self._path)
         except Exception as exc:  # any failure just leaves the placeholder and a reason in the tooltip
-            self._loader._post.emit(str(self._path), self._generation, None, str(getattr(exc, "reason", exc)))
+            self._loader.mailbox.put((str(self._path), self._generation, None, str(getattr(exc, "reason", exc))))
         else:
-            self._loader._post.emit(str(self._path), self._generation, image, "")
+            self._loader.mailbox.put((str(self._path), self._generation, image, ""))
 
 
 class ThumbnailLoader(QObject):
@@ -84,7 +86,6 @@ class ThumbnailLoader(QObject):
 
     ready = Signal(str, QImage)
     failed = Signal(str, str)
-    _post = Signal(str, int, object, str)
 
     def __init__(self, cache: ThumbnailCache, threads: int = 2, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -93,7 +94,7 @@ class ThumbnailLoader(QObject):
         self.pool.setMaxThreadCount(max(1, threads))
         self._requested: set[str] = set()
         self._generation = 0
-        self._post.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
+        self.mailbox = Mailbox(self._deliver, self)
 
     def request(self, path: Path, priority: int = 0) -> None:
         """Ask for a thumbnail once; later calls for the same path are free."""
@@ -114,11 +115,11 @@ class ThumbnailLoader(QObject):
         self.clear()
         self.pool.waitForDone()
 
-    @Slot(str, int, object, str)
-    def _deliver(self, path: str, generation: int, image: object, error: str) -> None:
+    def _deliver(self, message: tuple[str, int, object, str]) -> None:
+        path, generation, image, error = message
         if generation != self._generation:
             return
         if isinstance(image, QImage):
-            self.ready.emit(path, image)
+            emit(self.ready, path, image)
         else:
-            self.failed.emit(path, error)
+            emit(self.failed, path, error)

@@ -17,6 +17,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from imagehash_app.core.images import IMAGE_SUFFIXES
+from imagehash_app.gui.qtcompat import emit
 
 
 class _Handler(FileSystemEventHandler):
@@ -32,7 +33,7 @@ class _Handler(FileSystemEventHandler):
             return
         relevant = event.is_directory or any(p.suffix.lower() in IMAGE_SUFFIXES for p in paths)
         if relevant:
-            self._watcher._post.emit(str(self._root))
+            emit(self._watcher._post, str(self._root))
 
 
 class FolderWatcher(QObject):
@@ -99,4 +100,4 @@ class FolderWatcher(QObject):
     def _flush(self) -> None:
         dirty, self._dirty = sorted(self._dirty), set()
         if dirty:
-            self.changed.emit(dirty)
+            emit(self.changed, dirty)

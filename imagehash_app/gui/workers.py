@@ -15,6 +15,7 @@ returns True. Following napari's generator workers and Picard's pools:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import inspect
 import queue
@@ -25,9 +26,49 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
 from imagehash_app.core.errors import CancelledError
+from imagehash_app.gui.qtcompat import emit
 
 StopFlag = Callable[[], bool]
 JobFn = Callable[[Any, StopFlag], Any]
+
+
+class Mailbox(QObject):
+    """Hands Python objects from worker threads to a handler on the GUI thread.
+
+    The objects travel in a deque; only an argument-less wake-up signal crosses threads. (Queued
+    signals carrying arbitrary Python objects under heavy traffic tripped a reference-counting bug
+    in PySide6 6.12 here, and a burst of events is also cheaper delivered as one batch.)
+    """
+
+    _wake = Signal()
+
+    def __init__(self, handler: Callable[[Any], None], parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._handler = handler
+        self._items: collections.deque[Any] = collections.deque()
+        self._lock = threading.Lock()
+        self._scheduled = False
+        self._wake.connect(self._drain, Qt.ConnectionType.QueuedConnection)
+
+    def put(self, item: Any) -> None:
+        """Call from any thread; the handler runs later on the thread this mailbox lives in."""
+        with self._lock:
+            self._items.append(item)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        emit(self._wake)
+
+    @Slot()
+    def _drain(self) -> None:
+        with self._lock:
+            self._scheduled = False
+        while True:
+            try:
+                item = self._items.popleft()
+            except IndexError:
+                return
+            self._handler(item)
 
 
 class Job(QObject):
@@ -44,15 +85,13 @@ class Job(QObject):
     cancelled = Signal()
     finished = Signal()
 
-    _post = Signal(str, object)
-
     def __init__(self, fn: JobFn, name: str = "", parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.name = name or getattr(fn, "__name__", "job")
         self._fn = fn
         self._stop = threading.Event()
         self.done = False
-        self._post.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
+        self._mailbox = Mailbox(self._deliver, self)
 
     def cancel(self) -> None:
         """Ask the job to stop at its next yield (threads cannot be killed)."""
@@ -65,22 +104,22 @@ class Job(QObject):
     def execute(self, library: Any) -> None:
         """Run on the worker thread; never raises."""
         if self._stop.is_set():
-            self._post.emit("cancelled", None)
+            self._post("cancelled", None)
             return
         try:
             out = self._fn(library, self.should_stop)
             if inspect.isgenerator(out):
                 out = self._drain(out)
         except CancelledError:
-            self._post.emit("cancelled", None)
+            self._post("cancelled", None)
         except Exception as exc:  # every error reaches the person as a message, never a traceback
-            self._post.emit("failed", exc)
+            self._post("failed", exc)
         else:
-            self._post.emit("cancelled" if self._stop.is_set() and out is None else "succeeded", out)
+            self._post("cancelled" if self._stop.is_set() and out is None else "succeeded", out)
 
     def fail_now(self, exc: BaseException) -> None:
         """Report an error that happened before the job could run (e.g. the library would not open)."""
-        self._post.emit("failed", exc)
+        self._post("failed", exc)
 
     def _drain(self, gen: Any) -> Any:
         last = None
@@ -90,25 +129,28 @@ class Job(QObject):
                     gen.close()
                     raise CancelledError("cancelled")
                 last = next(gen)
-                self._post.emit("progress", last)
+                self._post("progress", last)
         except StopIteration as stop:
             return stop.value if stop.value is not None else last
 
-    @Slot(str, object)
-    def _deliver(self, kind: str, payload: object) -> None:
+    def _post(self, kind: str, payload: object) -> None:
+        self._mailbox.put((kind, payload))
+
+    def _deliver(self, message: tuple[str, object]) -> None:
+        kind, payload = message
         if self.done:
             return
         if kind == "progress":
-            self.progress.emit(payload)
+            emit(self.progress, payload)
             return
         self.done = True
         if kind == "succeeded":
-            self.succeeded.emit(payload)
+            emit(self.succeeded, payload)
         elif kind == "failed":
-            self.failed.emit(payload)
+            emit(self.failed, payload)
         else:
-            self.cancelled.emit()
-        self.finished.emit()
+            emit(self.cancelled)
+        emit(self.finished)
 
 
 class EngineThread(QThread):

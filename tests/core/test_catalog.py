@@ -24,7 +24,7 @@ def test_migrates_an_empty_database_and_reopens_idempotently(tmp_path: Path) -> 
     sqlite3.connect(path).close()  # an empty file at schema version 0
     cat = Catalog.open(path)
     assert cat.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    assert TABLES <= tables(cat.conn)
+    assert tables(cat.conn) >= TABLES
     assert cat.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert cat.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     cat.close()

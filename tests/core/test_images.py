@@ -108,12 +108,12 @@ def test_bomb_reason_reports_megapixels():
 
 def test_jpeg_draft_mode_keeps_min_side(tmp_path):
     p = tmp_path / "big.jpg"
-    _photo(4000, 3000).save(p, quality=85)
-    img = load_rgb(p, min_side=256)
+    _photo(2400, 1800).save(p, quality=85)
+    img = load_rgb(p, min_side=200)
     assert img.mode == "RGB"
-    assert 256 <= min(img.size) < 512  # decoded at 1/8 scale, not 12 MP
-    assert img.size == (500, 375)
-    assert load_rgb(p).size == (4000, 3000)
+    assert img.size == (300, 225)  # decoded at 1/8 scale (DCT domain), not full size
+    assert load_rgb(p, min_side=256).size == (600, 450)  # 1/8 would be < 256: 1/4
+    assert load_rgb(p).size == (2400, 1800)
 
 
 def test_exif_orientation_applied(tmp_path):
@@ -164,8 +164,8 @@ def test_heic(tmp_path):
 
 def test_thumbnail_uses_longer_side(tmp_path):
     p = tmp_path / "big.jpg"
-    _photo(3000, 2000).save(p, quality=85)
-    thumb = make_thumbnail(p, 256)
-    assert max(thumb.size) == 256 and thumb.size[1] in (170, 171)
+    _photo(1500, 1000).save(p, quality=85)
+    thumb = make_thumbnail(p, 128)
+    assert max(thumb.size) == 128 and thumb.size[1] in (85, 86)
     with pytest.raises(ImageDecodeError):
         make_thumbnail(tmp_path / "missing.jpg", 128)

@@ -57,17 +57,19 @@ def test_query_outside_the_library_finds_its_copies(indexed, tmp_path: Path) -> 
     assert {r.path for r in resp.results} == group
 
 
-def test_search_features_matches_search(indexed) -> None:
+def test_search_features_matches_search(indexed, tmp_path: Path) -> None:
     path, photos = indexed
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not a photo")
     with Library.open(path, read_only=True) as lib:
-        backbone = lib._get_backbone()
-        from imagehash_app.core.embedding import iter_embeddings
-
-        (batch,) = list(iter_embeddings([photos.unrelated[0]], backbone))
-        direct = lib.search_features(batch.features, top_k=5)[0]
+        features, ok, failures = lib.embed([photos.unrelated[0], bad])
+        assert ok == [photos.unrelated[0]] and failures == [(bad, "not an image")]
+        direct = lib.search_features(features, top_k=5)[0]
+        own_first = lib.search_features(features, top_k=5, query_paths=ok)[0]
         via_image = lib.search([photos.unrelated[0]], top_k=5)[0].results
-    assert [r.path for r in direct] == [r.path for r in via_image]
-    assert direct[0].path == photos.unrelated[0]
+    assert [r.path for r in own_first] == [r.path for r in via_image]
+    assert {r.path for r in direct} == {r.path for r in via_image}
+    assert via_image[0].path == photos.unrelated[0]
 
 
 def test_search_cache_follows_new_photos(tmp_path: Path) -> None:

@@ -1,0 +1,154 @@
+"""`finetune` and `models {list,activate}` sub-commands: thin over core.training.
+
+Each handler takes the parsed args and an opened Library; `add_parsers` also sets `func` to a
+wrapper that opens the library (writer or read-only as the command needs), so `cli.main` can
+dispatch these like its own commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from imagehash_app.core import training
+
+Handler = Callable[[argparse.Namespace, Any], int]
+
+ROWS = (
+    ("hamming_10@10", "kNN recall 10@10, Hamming order"),
+    ("hamming_10@100", "kNN recall 10@100, Hamming order"),
+    ("rerank_10@10", "kNN recall 10@10, decoder re-rank"),
+    ("rerank_10@100", "kNN recall 10@100, decoder re-rank"),
+)
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    """Register `finetune` and `models` on the CLI's sub-command parser."""
+    p = subparsers.add_parser(
+        "finetune", help="adapt the hasher to this library's photos (train, compare, switch)"
+    )
+    p.add_argument("--epochs", type=int, default=None, metavar="N",
+                   help="training epochs (default: 20 from the current version, 40 from scratch)")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="train a new hasher instead of starting from the current one")
+    p.add_argument("--force", action="store_true",
+                   help="use the new version even if it is not better on held-out photos")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _bind(p, cmd_finetune, writer=True)
+
+    p = subparsers.add_parser("models", help="list the kept hasher versions or switch between them")
+    msub = p.add_subparsers(dest="models_action", metavar="ACTION", required=True)
+    lp = msub.add_parser("list", help="kept versions, the active one marked with *")
+    lp.add_argument("--json", action="store_true")
+    _bind(lp, cmd_models_list, writer=False)
+    ap = msub.add_parser("activate", help="make version ID answer searches (instant roll back)")
+    ap.add_argument("id", type=int, metavar="ID")
+    _bind(ap, cmd_models_activate, writer=True)
+
+
+def _bind(parser: argparse.ArgumentParser, handler: Handler, *, writer: bool) -> None:
+    def func(args: argparse.Namespace) -> int:
+        from imagehash_app.core.library import Library
+
+        with Library.open(args.library, read_only=not writer) as lib:
+            return handler(args, lib)
+
+    parser.set_defaults(func=func, handler=handler, needs_writer=writer)
+
+
+def cmd_finetune(args: argparse.Namespace, lib: Any) -> int:
+    """Run the fine-tune with a progress bar on stderr, then print what it did."""
+    from imagehash_app.cli import ProgressPrinter
+
+    p = training.plan(lib, epochs=args.epochs, from_scratch=args.from_scratch)
+    if p.problem and not p.resumable:
+        print(f"imagehash-app: {p.problem}", file=sys.stderr)
+        return 1
+    if not args.json:
+        if p.resumable:
+            print("Resuming the interrupted fine-tune.", file=sys.stderr)
+        else:
+            how = f"from version {p.active.id}" if p.warm_start else "from scratch"
+            print(f"Fine-tuning on {p.train:,} photos ({p.held_out:,} held out), {how}, "
+                  f"{p.epochs} epochs; about {_duration(p.estimated_s)}.", file=sys.stderr)
+    printer = ProgressPrinter()
+    gen = training.finetune(
+        lib, epochs=args.epochs, from_scratch=args.from_scratch, force=args.force,
+    )
+    try:
+        while True:
+            try:
+                event = next(gen)
+                if event.phase != "done":  # the result is printed below
+                    printer.update(event)
+            except StopIteration as stop:
+                result: training.FinetuneResult = stop.value
+                break
+    finally:
+        gen.close()
+        printer.close()
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(format_result(result))
+    return 0
+
+
+def format_result(r: training.FinetuneResult) -> str:
+    """The old/new table and a sentence on what was done."""
+    old, new = f"v{r.old_model} (old)", f"v{r.new_model} (new)"
+    width = max(len(text) for _, text in ROWS)
+    lines = [f"{'held-out photos: ' + format(r.held_out, ','):<{width}}  {old:>10}  {new:>10}"]
+    for key, text in ROWS:
+        a, b = r.old_metrics.get(key), r.new_metrics.get(key)
+        if a is None or b is None:
+            continue
+        lines.append(f"{text:<{width}}  {a:>10.3f}  {b:>10.3f}  {b - a:+.3f}")
+    how = "from the previous version" if r.warm_start else "from scratch"
+    lines.append(
+        f"Trained {how} on {r.trained_on:,} photos; re-encoded {r.exact_codes:,} photos exactly "
+        f"(reservoir) and {r.approx_codes:,} from their previous codes in {_duration(r.seconds)}."
+    )
+    if r.removed_models:
+        lines.append("Removed older versions: " + ", ".join(f"v{i}" for i in r.removed_models) + ".")
+    lines.append(r.message)
+    return "\n".join(lines)
+
+
+def cmd_models_list(args: argparse.Namespace, lib: Any) -> int:
+    models = training.list_models(lib)
+    if args.json:
+        print(json.dumps([m.to_dict() for m in models], indent=2, default=str))
+        return 0
+    if not models:
+        print("No hasher yet: index some photos first (imagehash-app index PATH).")
+        return 0
+    print(f"  {'ID':>3}  {'method':<6} {'bits':>4}  {'created':<16}  {'trained on':>10}  "
+          f"{'re-rank 10@10':>13}  note")
+    for m in models:
+        ft = m.metrics.get("finetune", {}).get("new", {})
+        recall = f"{ft['rerank_10@10']:.3f}" if "rerank_10@10" in ft else "-"
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(m.created))
+        mark = "*" if m.active else " "
+        note = m.note + ("" if m.complete else " (codes incomplete)")
+        print(f"{mark} {m.id:>3}  {m.method:<6} {m.bits:>4}  {created:<16}  {m.train_size:>10,}  "
+              f"{recall:>13}  {note}")
+    return 0
+
+
+def cmd_models_activate(args: argparse.Namespace, lib: Any) -> int:
+    info = training.activate_model(lib, args.id)
+    print(f"Version {info.id} ({info.method}, {info.bits} bits) answers searches now.")
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    return f"{minutes} min {seconds:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"

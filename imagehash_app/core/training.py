@@ -1,0 +1,660 @@
+"""Fine-tuning the hasher on the person's own library: train, evaluate, re-encode, swap, roll back.
+
+Why: a hasher trained on other photos ranks this library's photos worse than one trained on them
+(DESIGN.md, "Why fine-tuning matters"). The reservoir (a uniform sample of real features) is what a
+new version trains on; a stable part of it, chosen by image id, is held out to compare versions.
+
+Lifecycle of `finetune()`, a cancellable generator of `FinetuneProgress` that returns a
+`FinetuneResult`:
+
+1. train a new `urph` version on the reservoir minus the held-out part, warm-started from the active
+   version (or from scratch), on a worker thread (progress: epoch, loss, ETA);
+2. evaluate old and new on the held-out features (kNN recall 10@10 and 10@100 against exact float
+   cosine, Hamming order and decoder re-rank) and record both in the new version's hasher.json;
+3. register the new version (inactive) with exact codes for every reservoir photo, in one
+   transaction; from here on a kill resumes instead of starting over (`PENDING_KEY`);
+4. re-encode the other photos from their old codes, `new.encode(old.decode(code))`, batch by batch,
+   one transaction each, while the old version keeps answering every query (measured against
+   re-running the backbone in docs/results-finetune.md: it costs little, and is instant);
+5. swap in one transaction (stragglers indexed meanwhile are encoded first), then drop versions
+   beyond the last `keep`. A version that is not better on held-out data is kept but not
+   activated unless `force`; `activate_model()` switches to any kept version instantly.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imagehash_app.config import LibrarySettings
+from imagehash_app.core.catalog import CATALOG_FILE, Catalog, ModelRow
+from imagehash_app.core.codes import words_for
+from imagehash_app.core.errors import CancelledError, ImagehashError
+from imagehash_app.core.hashing.base import META_FILE
+from imagehash_app.core.indexer import KEEP_MODELS, MODELS_DIR, remove_model_files
+from imagehash_app.core.reservoir import FEATURE_DTYPE
+
+StopFn = Callable[[], bool]
+PENDING_KEY = "finetune_pending"  # JSON of the fine-tune whose re-encode is not finished
+HELD_OUT_FRACTION = 0.1  # of the reservoir, kept out of training to compare versions
+HELD_OUT_MAX = 2000  # enough for stable recall figures; the rest trains
+HELD_OUT_MIN = 50  # recall 10@10 needs a few dozen photos to mean anything
+MIN_RESERVOIR = 20  # below this a fine-tune has nothing to learn from
+REENCODE_BATCH = 4096  # photos per re-encode transaction
+SUGGEST_FACTOR = 2.0  # suggest a fine-tune once this many photos per trained one were added
+RECALL_K = 10
+# Seconds per training sample per epoch on 2 CPU cores (measured, docs/results-finetune.md), for
+# the estimate shown before a fine-tune starts.
+TRAIN_SECONDS_PER_SAMPLE_EPOCH = 4.0e-4
+FINETUNE_EPOCHS = 20  # a warm start converges in about half the epochs of a first training
+
+
+@dataclass(frozen=True)
+class FinetuneProgress:
+    """One progress event; same fields as IndexProgress so progress bars show either."""
+
+    phase: str  # "prepare" | "train" | "evaluate" | "encode" | "swap" | "done"
+    done: int
+    total: int
+    rate: float = 0.0
+    eta_s: float | None = None
+    message: str = ""
+    loss: float | None = None
+
+
+@dataclass
+class FinetuneResult:
+    """What a fine-tune did: the versions, held-out figures, whether the new one answers now."""
+
+    old_model: int
+    new_model: int
+    activated: bool
+    better: bool
+    old_metrics: dict[str, float]
+    new_metrics: dict[str, float]
+    held_out: int
+    trained_on: int
+    warm_start: bool
+    exact_codes: int  # photos encoded from their reservoir feature
+    approx_codes: int  # photos encoded from their old code
+    seconds: float
+    removed_models: list[int] = field(default_factory=list)
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A kept hasher version, for `models list` and the dialog."""
+
+    id: int
+    method: str
+    bits: int
+    active: bool
+    created: float
+    train_size: int
+    note: str
+    metrics: dict[str, Any]
+    complete: bool  # every indexed photo has a code of this version
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FinetunePlan:
+    """What a fine-tune would do, computed without doing it (for the dialog and the CLI)."""
+
+    active: ModelRow | None
+    reservoir: int
+    held_out: int
+    train: int
+    photos: int
+    warm_start: bool
+    epochs: int
+    estimated_s: float
+    resumable: bool
+    problem: str  # non-empty: why a fine-tune cannot run now
+
+
+# --- helpers ---------------------------------------------------------------------------------
+def held_out_mask(image_ids: np.ndarray, seed: int, fraction: float = HELD_OUT_FRACTION) -> np.ndarray:
+    """A stable held-out set: the photos whose hashed id (with the seed) is smallest, so successive
+    fine-tunes keep the same photos out of training and stay comparable. About `fraction` of the
+    reservoir, at least HELD_OUT_MIN (a third of a small library), at most HELD_OUT_MAX."""
+    n = len(image_ids)
+    target = min(max(round(fraction * n), min(HELD_OUT_MIN, n // 3)), HELD_OUT_MAX)
+    x = np.asarray(image_ids, dtype=np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
+    with np.errstate(over="ignore"):  # splitmix64: wrapping arithmetic is the point
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    mask = np.zeros(n, dtype=bool)
+    mask[np.argsort(x, kind="stable")[:target]] = True
+    return mask
+
+
+def evaluate_versions(
+    hasher: Any, X: np.ndarray, rerank_depth: int, k: int = RECALL_K
+) -> dict[str, float]:
+    """kNN recall of `hasher` on features X (each row a query against the others) against exact
+    float cosine: 10@10 and 10@100 in Hamming order and after decoder re-rank of the top R."""
+    from imagehash_app.core.evaluation import float_rankings, hamming_rankings, knn_recall, rerank
+
+    n = X.shape[0]
+    if n < 2:
+        return {}
+    k = min(k, n - 1)
+    own = np.arange(n)
+    truth = np.concatenate([o[:, :k] for o in float_rankings(X, X, exclude=own)])
+    codes = hasher.encode(X)
+    decoded = hasher.decode(codes)
+    depth = min(max(rerank_depth, 100), n - 1)
+    out: dict[str, list[np.ndarray]] = {key: [] for key in _METRIC_KEYS}
+    start = 0
+    for order in hamming_rankings(codes, codes, hasher.bits, exclude=own):
+        q = X[start : start + order.shape[0]]
+        reranked = rerank(q, order, lambda idx: decoded[idx], depth)
+        t = truth[start : start + order.shape[0]]
+        out["hamming_10@10"].append(knn_recall(t, order, 10))
+        out["hamming_10@100"].append(knn_recall(t, order, 100))
+        out["rerank_10@10"].append(knn_recall(t, reranked, 10))
+        out["rerank_10@100"].append(knn_recall(t, reranked, 100))
+        start += order.shape[0]
+    return {key: round(float(np.concatenate(v).mean()), 4) for key, v in out.items()}
+
+
+_METRIC_KEYS = ("hamming_10@10", "hamming_10@100", "rerank_10@10", "rerank_10@100")
+
+
+def score(metrics: dict[str, float]) -> float:
+    """One number to compare versions: the mean of the four held-out recalls."""
+    return float(np.mean([metrics.get(k, 0.0) for k in _METRIC_KEYS]))
+
+
+def _fit_in_thread(fit: Callable[..., Any], should_stop: StopFn | None) -> Iterator[Any]:
+    """Run `fit(progress=..., should_stop=...)` on a worker thread and yield its reports here.
+
+    Closing this generator (or `should_stop`) asks the fit to stop and waits for it to end.
+    """
+    reports: queue.Queue = queue.Queue()
+    stop = threading.Event()
+    done = object()
+    outcome: dict[str, BaseException] = {}
+
+    def stopping() -> bool:
+        return stop.is_set() or bool(should_stop and should_stop())
+
+    def work() -> None:
+        try:
+            fit(progress=reports.put, should_stop=stopping)
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+        finally:
+            reports.put(done)
+
+    thread = threading.Thread(target=work, name="finetune-fit", daemon=True)
+    thread.start()
+    try:
+        while (item := reports.get()) is not done:
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+
+
+def _stopping(should_stop: StopFn | None) -> bool:
+    return bool(should_stop and should_stop())
+
+
+def _load(root: Path, model: ModelRow) -> Any:
+    from imagehash_app.core.hashing import load_hasher
+
+    return load_hasher(root / model.dir, expect_backbone=model.backbone)
+
+
+def _model(cat: Catalog, model_id: int) -> ModelRow | None:
+    return next((m for m in cat.models() if m.id == model_id), None)
+
+
+def _reservoir_features(cat: Catalog, image_ids: Sequence[int]) -> dict[int, np.ndarray]:
+    """Stored float16 features of those of `image_ids` that are in the reservoir."""
+    out: dict[int, np.ndarray] = {}
+    ids = [int(i) for i in image_ids]
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        for iid, blob in cat.conn.execute(
+            f"SELECT image_id, feature FROM reservoir WHERE image_id IN ({marks})", chunk
+        ):
+            out[iid] = np.frombuffer(blob, dtype=FEATURE_DTYPE).astype(np.float32)
+    return out
+
+
+def _codes_of(cat: Catalog, model_id: int, image_ids: Sequence[int], words: int) -> dict[int, np.ndarray]:
+    out: dict[int, np.ndarray] = {}
+    ids = [int(i) for i in image_ids]
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        for iid, blob in cat.conn.execute(
+            f"SELECT image_id, code FROM codes WHERE model_id = ? AND image_id IN ({marks})",
+            [model_id, *chunk],
+        ):
+            out[iid] = np.frombuffer(blob, dtype="<u8").astype(np.uint64)[:words]
+    return out
+
+
+def _missing_ids(cat: Catalog, model_id: int, limit: int | None = None) -> list[int]:
+    """Indexed photos (or offline ones) without a code of `model_id`, in id order."""
+    sql = (
+        "SELECT id FROM images WHERE indexed_at IS NOT NULL AND id NOT IN "
+        "(SELECT image_id FROM codes WHERE model_id = ?) ORDER BY id"
+    )
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return [r[0] for r in cat.conn.execute(sql, (model_id,))]
+
+
+def encode_for(
+    cat: Catalog, root: Path, target: ModelRow, target_hasher: Any, image_ids: Sequence[int],
+    sources: Sequence[tuple[ModelRow, Any]],
+) -> tuple[list[int], np.ndarray, int]:
+    """Codes of `target` for `image_ids`: exact from the reservoir feature where there is one,
+    else `target.encode(source.decode(code))` from the first source version that has a code.
+
+    Returns (image ids encoded, codes, how many were exact); photos with neither are left out.
+    """
+    feats = _reservoir_features(cat, image_ids)
+    exact_ids = [i for i in image_ids if i in feats]
+    rest = [i for i in image_ids if i not in feats]
+    ids_out: list[int] = list(exact_ids)
+    parts = [target_hasher.encode(np.stack([feats[i] for i in exact_ids]))] if exact_ids else []
+    for model, hasher in sources:
+        if not rest:
+            break
+        if model.id == target.id:
+            continue
+        have = _codes_of(cat, model.id, rest, words_for(model.bits))
+        found = [i for i in rest if i in have]
+        if found:
+            approx = hasher.decode(np.stack([have[i] for i in found]))
+            parts.append(target_hasher.encode(approx))
+            ids_out += found
+            rest = [i for i in rest if i not in have]
+    codes = np.concatenate(parts) if parts else np.zeros((0, words_for(target.bits)), np.uint64)
+    return ids_out, codes, len(exact_ids)
+
+
+def _register(
+    cat: Catalog, root: Path, hasher: Any, settings: LibrarySettings, note: str,
+    res_ids: np.ndarray, res_X: np.ndarray, pending: dict[str, Any] | None,
+) -> int:
+    """Save `hasher` and register it (inactive) with exact codes for the reservoir photos, in one
+    transaction; a kill before the commit leaves only an orphan folder (removed at next open)."""
+    name = f"{hasher.method}-{uuid.uuid4().hex[:12]}"
+    hasher.save(root / MODELS_DIR / name)
+    codes = hasher.encode(res_X)
+    weights_id = cat.get_meta("weights_id", "") or ""
+    with cat.transaction():
+        model_id = cat.add_model(
+            hasher.method, hasher.bits, settings.backbone, weights_id, f"{MODELS_DIR}/{name}",
+            int(hasher.meta.get("train_size", len(res_ids))), note,
+        )
+        cat.put_codes(model_id, res_ids, codes)
+        if pending is not None:
+            cat.set_json(PENDING_KEY, {**pending, "new": model_id, "exact_codes": len(res_ids)})
+    return model_id
+
+
+def prune_models(cat: Catalog, root: Path, keep: int = KEEP_MODELS, protect: Sequence[int] = ()) -> list[int]:
+    """Drop versions beyond the newest `keep` (never the active one nor `protect`)."""
+    models = cat.models()
+    safe = {m.id for m in models if m.active} | set(protect)
+    kept: list[ModelRow] = [m for m in models if m.id in safe]
+    for m in reversed(models):
+        if len(kept) >= keep:
+            break
+        if m.id not in safe:
+            kept.append(m)
+    drop = [m for m in models if m not in kept]
+    if drop:
+        with cat.transaction():
+            for m in drop:
+                cat.delete_model(m.id)
+        for m in drop:
+            remove_model_files(root, m)
+    return [m.id for m in drop]
+
+
+def _open_writer(library: Any) -> Catalog:
+    if getattr(library, "read_only", False):
+        raise ImagehashError("This library is open read-only; open it for writing to fine-tune.")
+    return Catalog.open(Path(library.path) / CATALOG_FILE)
+
+
+# --- the plan --------------------------------------------------------------------------------
+def plan(library: Any, *, epochs: int | None = None, from_scratch: bool = False) -> FinetunePlan:
+    """What `finetune` would do and roughly how long it takes (no training, no writes)."""
+    cat = Catalog.open(Path(library.path) / CATALOG_FILE, read_only=True)
+    try:
+        active = cat.active_model()
+        ids = np.array(
+            [r[0] for r in cat.conn.execute("SELECT image_id FROM reservoir ORDER BY image_id")],
+            dtype=np.int64,
+        )
+        held = int(held_out_mask(ids, library.settings.seed).sum())
+        photos = cat.population()
+        pending = cat.get_json(PENDING_KEY)
+    finally:
+        cat.close()
+    warm = not from_scratch and active is not None and active.method == "urph"
+    n_epochs = _epochs(library.settings, epochs, warm)
+    train = len(ids) - held
+    problem = ""
+    if active is None:
+        problem = "The library has no hasher yet: index some photos first."
+    elif len(ids) < MIN_RESERVOIR:
+        problem = f"Index at least {MIN_RESERVOIR} photos first ({len(ids)} now)."
+    estimate = train * n_epochs * TRAIN_SECONDS_PER_SAMPLE_EPOCH + photos * 2e-5 + 5.0
+    return FinetunePlan(
+        active=active, reservoir=len(ids), held_out=held, train=train, photos=photos,
+        warm_start=warm, epochs=n_epochs, estimated_s=estimate, resumable=pending is not None,
+        problem=problem,
+    )
+
+
+def _epochs(settings: LibrarySettings, epochs: int | None, warm: bool) -> int:
+    if epochs is not None:
+        return int(epochs)
+    configured = settings.hasher_params.get("urph", {}).get("epochs")
+    if configured is not None:
+        return int(configured) if not warm else max(1, int(configured) // 2)
+    from imagehash_app.core.hashing.urph import DEFAULTS
+
+    return FINETUNE_EPOCHS if warm else int(DEFAULTS["epochs"])
+
+
+# --- fine-tune -------------------------------------------------------------------------------
+def finetune(
+    library: Any,
+    *,
+    epochs: int | None = None,
+    from_scratch: bool = False,
+    force: bool = False,
+    keep: int = KEEP_MODELS,
+    should_stop: StopFn | None = None,
+    batch_size: int = REENCODE_BATCH,
+) -> Generator[FinetuneProgress, None, FinetuneResult]:
+    """Train, evaluate, re-encode and (if better, or `force`) activate a new hasher version.
+
+    A fine-tune killed or cancelled during its re-encode resumes where it stopped the next time
+    this is called (the options of the new call are then ignored). Cancelled before that, nothing
+    of it is kept. Raises CancelledError when `should_stop` stops it.
+    """
+    started = time.perf_counter()
+    root = Path(library.path)
+    settings: LibrarySettings = library.settings
+    cat = _open_writer(library)
+    try:
+        pending = cat.get_json(PENDING_KEY)
+        if pending is not None and _model(cat, int(pending.get("new", -1))) is None:
+            with cat.transaction():  # its version was dropped meanwhile: nothing to resume
+                cat.conn.execute("DELETE FROM meta WHERE key = ?", (PENDING_KEY,))
+            pending = None
+        if pending is None:
+            pending = yield from _train_and_register(
+                cat, root, settings, epochs, from_scratch, force, should_stop
+            )
+        else:
+            yield FinetuneProgress("prepare", 0, 0, message="Resuming the interrupted fine-tune")
+        result = yield from _reencode_and_swap(cat, root, settings, pending, keep, should_stop, batch_size)
+    finally:
+        cat.close()
+    result.seconds = round(time.perf_counter() - started, 2)
+    yield FinetuneProgress("done", 1, 1, message=result.message)
+    return result
+
+
+def _train_and_register(
+    cat: Catalog, root: Path, settings: LibrarySettings, epochs: int | None, from_scratch: bool,
+    force: bool, should_stop: StopFn | None,
+) -> Generator[FinetuneProgress, None, dict[str, Any]]:
+    from imagehash_app.core.hashing import make_hasher
+
+    active = cat.active_model()
+    if active is None:
+        raise ImagehashError("The library has no hasher yet: index some photos first.")
+    ids, X = cat.load_reservoir()
+    if len(ids) < MIN_RESERVOIR:
+        raise ImagehashError(
+            f"Too few photos to learn from ({len(ids)}); index at least {MIN_RESERVOIR} first."
+        )
+    held = held_out_mask(ids, settings.seed)
+    X_train, X_held = X[~held], X[held]
+    old = _load(root, active)
+    warm = not from_scratch and old.method == "urph" and old.bits == settings.bits
+    n_epochs = _epochs(settings, epochs, warm)
+    params = {k: v for k, v in settings.hasher_params.get("urph", {}).items() if k != "epochs"}
+    new = make_hasher("urph", settings.bits, X.shape[1], **params)
+    new.meta["backbone"] = settings.backbone
+    how = f"from version {active.id}" if warm else "from scratch"
+    yield FinetuneProgress(
+        "prepare", 0, n_epochs,
+        message=f"Training on {len(X_train):,} photos ({len(X_held):,} held out), {how}",
+    )
+
+    def fit(progress: Callable[..., None], should_stop: StopFn) -> None:
+        new.fit(
+            X_train, progress=progress, should_stop=should_stop, seed=settings.seed,
+            init_from=old if warm else None, epochs=n_epochs,
+        )
+
+    t0 = time.perf_counter()
+    for report in _fit_in_thread(fit, should_stop):
+        yield FinetuneProgress(
+            "train", report.epoch, report.epochs, report.epoch / max(time.perf_counter() - t0, 1e-9),
+            report.eta_s, f"Training: epoch {report.epoch}/{report.epochs}, loss {report.loss:.4f}",
+            report.loss,
+        )
+    if _stopping(should_stop):
+        raise CancelledError("Fine-tuning was cancelled; the current version stays in use.")
+    yield FinetuneProgress("evaluate", 0, 2, message=f"Comparing versions on {len(X_held):,} held-out photos")
+    old_m = evaluate_versions(old, X_held, settings.rerank_depth)
+    yield FinetuneProgress("evaluate", 1, 2, message="Comparing versions")
+    new_m = evaluate_versions(new, X_held, settings.rerank_depth)
+    yield FinetuneProgress("evaluate", 2, 2, message="Compared")
+    better = score(new_m) > score(old_m)
+    record = {
+        "held_out": int(len(X_held)), "trained_on": int(len(X_train)), "previous": active.id,
+        "warm_start": warm, "epochs": n_epochs, "old": old_m, "new": new_m, "better": better,
+    }
+    new.meta["metrics"] = {**new.meta.get("metrics", {}), "finetune": record}
+    new.meta["library_population"] = cat.population()
+    new.meta["library_reason"] = "fine-tuned on the library"
+    if _stopping(should_stop):
+        raise CancelledError("Fine-tuning was cancelled; the current version stays in use.")
+    pending = {
+        "old": active.id, "activate": bool(better or force), "better": better, "force": force,
+        "old_metrics": old_m, "new_metrics": new_m, "held_out": int(len(X_held)),
+        "trained_on": int(len(X_train)), "warm_start": warm,
+    }
+    note = f"fine-tuned {how} on {len(X_train):,} photos"
+    _register(cat, root, new, settings, note, ids, X, pending)
+    return cat.get_json(PENDING_KEY)
+
+
+def _reencode_and_swap(
+    cat: Catalog, root: Path, settings: LibrarySettings, pending: dict[str, Any], keep: int,
+    should_stop: StopFn | None, batch_size: int,
+) -> Generator[FinetuneProgress, None, FinetuneResult]:
+    target = _model(cat, int(pending["new"]))
+    old = _model(cat, int(pending["old"])) or cat.active_model()
+    new_hasher = _load(root, target)
+    sources = [(m, _load(root, m)) for m in _source_models(cat, target, old)]
+    total = len(_missing_ids(cat, target.id))
+    done, exact, approx = 0, int(pending.get("exact_codes", 0)), 0
+    t0 = time.perf_counter()
+    yield FinetuneProgress("encode", 0, total, message=f"Re-encoding {total:,} photos")
+    while True:
+        if _stopping(should_stop):
+            raise CancelledError(
+                "Fine-tuning was paused during re-encoding; it resumes where it stopped next time."
+            )
+        batch = _missing_ids(cat, target.id, batch_size)
+        if not batch:
+            break
+        got, codes, n_exact = encode_for(cat, root, target, new_hasher, batch, sources)
+        with cat.transaction():
+            cat.put_codes(target.id, got, codes)
+        exact += n_exact
+        approx += len(got) - n_exact
+        done += len(batch)
+        rate = done / max(time.perf_counter() - t0, 1e-9)
+        yield FinetuneProgress(
+            "encode", min(done, total), total, rate, max(total - done, 0) / rate,
+            f"Re-encoding: {min(done, total):,}/{total:,} photos",
+        )
+        if len(got) < len(batch):
+            break  # photos with no code to start from: left for the indexer to re-embed
+    yield FinetuneProgress("swap", 0, 1, message="Switching versions")
+    activate = bool(pending.get("activate"))
+    with cat.transaction():
+        # Photos indexed after the loop (another process) still get their code before the swap.
+        late = _missing_ids(cat, target.id)
+        if late:
+            got, codes, _ = encode_for(cat, root, target, new_hasher, late, sources)
+            cat.put_codes(target.id, got, codes)
+        if activate:
+            cat.set_active_model(target.id)
+        cat.conn.execute("DELETE FROM meta WHERE key = ?", (PENDING_KEY,))
+    removed = prune_models(cat, root, keep, protect=(target.id,))
+    old_m, new_m = pending.get("old_metrics", {}), pending.get("new_metrics", {})
+    better = bool(pending.get("better"))
+    if activate and better:
+        message = f"Version {target.id} is better on your photos and answers searches now."
+    elif activate:
+        message = f"Version {target.id} was not better on held-out photos but is active, as asked."
+    else:
+        message = (
+            f"Version {target.id} was not better on held-out photos; version {old.id} stays active "
+            f"(use `models activate {target.id}` to switch anyway)."
+        )
+    yield FinetuneProgress("swap", 1, 1, message=message)
+    return FinetuneResult(
+        old_model=old.id, new_model=target.id, activated=activate, better=better,
+        old_metrics=old_m, new_metrics=new_m, held_out=int(pending.get("held_out", 0)),
+        trained_on=int(pending.get("trained_on", 0)), warm_start=bool(pending.get("warm_start")),
+        exact_codes=exact, approx_codes=approx, seconds=0.0, removed_models=removed,
+        message=message,
+    )
+
+
+def _source_models(cat: Catalog, target: ModelRow, preferred: ModelRow | None) -> list[ModelRow]:
+    """Versions whose codes can be decoded to re-encode for `target`: the preferred one first,
+    then the active one, then the others, newest first."""
+    models = [m for m in cat.models() if m.id != target.id]
+    return sorted(models, key=lambda m: (
+        0 if preferred is not None and m.id == preferred.id else 1 if m.active else 2, -m.id,
+    ))
+
+
+# --- versions --------------------------------------------------------------------------------
+def list_models(library: Any) -> list[ModelInfo]:
+    """The kept versions with their recorded metrics, oldest first."""
+    root = Path(library.path)
+    cat = Catalog.open(root / CATALOG_FILE, read_only=True)
+    try:
+        population = cat.population()
+        out = []
+        for m in cat.models():
+            try:
+                doc = json.loads((root / m.dir / META_FILE).read_text())
+            except (OSError, ValueError):
+                doc = {}
+            n = cat.conn.execute(
+                "SELECT COUNT(*) FROM codes c JOIN images i ON i.id = c.image_id "
+                "WHERE c.model_id = ? AND i.indexed_at IS NOT NULL", (m.id,),
+            ).fetchone()[0]
+            out.append(ModelInfo(
+                m.id, m.method, m.bits, m.active, m.created, m.train_size, m.note,
+                doc.get("metrics", {}), n >= population,
+            ))
+        return out
+    finally:
+        cat.close()
+
+
+def activate_model(library: Any, model_id: int) -> ModelInfo:
+    """Make a kept version answer searches (instant roll back). Photos indexed since it was last
+    active get its code first (from their reservoir feature or another version's code)."""
+    root = Path(library.path)
+    cat = _open_writer(library)
+    try:
+        target = _model(cat, int(model_id))
+        if target is None:
+            known = ", ".join(str(m.id) for m in cat.models()) or "none"
+            raise ImagehashError(f"There is no version {model_id} in this library (kept: {known}).")
+        pending = cat.get_json(PENDING_KEY)
+        if pending is not None and int(pending.get("new", -1)) == target.id:
+            raise ImagehashError(
+                f"Version {target.id} is still being re-encoded; run `finetune` again to finish it."
+            )
+        hasher = _load(root, target)
+        sources = [(m, _load(root, m)) for m in _source_models(cat, target, cat.active_model())]
+        with cat.transaction():
+            missing = _missing_ids(cat, target.id)
+            if missing:
+                got, codes, _ = encode_for(cat, root, target, hasher, missing, sources)
+                cat.put_codes(target.id, got, codes)
+            cat.set_active_model(target.id)
+    finally:
+        cat.close()
+    return next(m for m in list_models(library) if m.id == int(model_id))
+
+
+# --- suggestion ------------------------------------------------------------------------------
+def suggestion(library: Any) -> str | None:
+    """A sentence for the person when the library grew or changed enough since the active version
+    was trained on it (photos added since ≥ SUGGEST_FACTOR - 1 times those it was trained on)."""
+    root = Path(library.path)
+    cat = Catalog.open(root / CATALOG_FILE, read_only=True)
+    try:
+        active = cat.active_model()
+        if active is None or cat.get_json(PENDING_KEY) is not None:
+            return None
+        population = cat.population()
+        try:
+            doc = json.loads((root / active.dir / META_FILE).read_text())
+        except (OSError, ValueError):
+            doc = {}
+        base = int(doc.get("library_population") or active.train_size or 0)
+        added = cat.conn.execute(
+            "SELECT COUNT(*) FROM images WHERE indexed_at > ?", (active.created,)
+        ).fetchone()[0]
+    finally:
+        cat.close()
+    if base <= 0 or population < MIN_RESERVOIR:
+        return None
+    if added < (SUGGEST_FACTOR - 1.0) * base and population < SUGGEST_FACTOR * base:
+        return None
+    return (
+        f"{added:,} photos were added since the search was last trained on your library "
+        f"({base:,} then, {population:,} now). Library > Improve search for my photos… adapts it."
+    )
+
