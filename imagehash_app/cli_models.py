@@ -75,7 +75,7 @@ def cmd_finetune(args: argparse.Namespace, lib: Any) -> int:
             how = f"from version {p.active.id}" if p.warm_start else "from scratch"
             print(f"Fine-tuning on {p.train:,} photos ({p.held_out:,} held out), {how}, "
                   f"{p.epochs} epochs; about {_duration(p.estimated_s)}.", file=sys.stderr)
-    printer = ProgressPrinter()
+    printer = ProgressPrinter(sys.stderr)  # the current stream, not the one at import time
     gen = training.finetune(
         lib, epochs=args.epochs, from_scratch=args.from_scratch, force=args.force,
     )

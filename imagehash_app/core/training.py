@@ -260,15 +260,13 @@ def _codes_of(cat: Catalog, model_id: int, image_ids: Sequence[int], words: int)
     return out
 
 
-def _missing_ids(cat: Catalog, model_id: int, limit: int | None = None) -> list[int]:
-    """Indexed photos (or offline ones) without a code of `model_id`, in id order."""
-    sql = (
-        "SELECT id FROM images WHERE indexed_at IS NOT NULL AND id NOT IN "
-        "(SELECT image_id FROM codes WHERE model_id = ?) ORDER BY id"
-    )
-    if limit is not None:
-        sql += f" LIMIT {int(limit)}"
-    return [r[0] for r in cat.conn.execute(sql, (model_id,))]
+def _missing_ids(cat: Catalog, model_id: int, limit: int = -1, after: int = 0) -> list[int]:
+    """Embedded photos (indexed or offline) without a code of `model_id`, in id order."""
+    return [r[0] for r in cat.conn.execute(
+        "SELECT id FROM images WHERE indexed_at IS NOT NULL AND id > ? AND id NOT IN "
+        "(SELECT image_id FROM codes WHERE model_id = ?) ORDER BY id LIMIT ?",
+        (after, model_id, limit),
+    )]
 
 
 def encode_for(
@@ -450,7 +448,9 @@ def _train_and_register(
     old = _load(root, active)
     warm = not from_scratch and old.method == "urph" and old.bits == settings.bits
     n_epochs = _epochs(settings, epochs, warm)
-    params = {k: v for k, v in settings.hasher_params.get("urph", {}).items() if k != "epochs"}
+    # A warm start must have the old version's architecture; from scratch, the library's settings.
+    params = dict(old.params) if warm else dict(settings.hasher_params.get("urph", {}))
+    params.pop("epochs", None)
     new = make_hasher("urph", settings.bits, X.shape[1], **params)
     new.meta["backbone"] = settings.backbone
     how = f"from version {active.id}" if warm else "from scratch"
@@ -508,7 +508,7 @@ def _reencode_and_swap(
     new_hasher = _load(root, target)
     sources = [(m, _load(root, m)) for m in _source_models(cat, target, old)]
     total = len(_missing_ids(cat, target.id))
-    done, exact, approx = 0, int(pending.get("exact_codes", 0)), 0
+    done, exact, approx, last = 0, int(pending.get("exact_codes", 0)), 0, 0
     t0 = time.perf_counter()
     yield FinetuneProgress("encode", 0, total, message=f"Re-encoding {total:,} photos")
     while True:
@@ -516,7 +516,7 @@ def _reencode_and_swap(
             raise CancelledError(
                 "Fine-tuning was paused during re-encoding; it resumes where it stopped next time."
             )
-        batch = _missing_ids(cat, target.id, batch_size)
+        batch = _missing_ids(cat, target.id, batch_size, after=last)
         if not batch:
             break
         got, codes, n_exact = encode_for(cat, root, target, new_hasher, batch, sources)
@@ -525,13 +525,12 @@ def _reencode_and_swap(
         exact += n_exact
         approx += len(got) - n_exact
         done += len(batch)
+        last = batch[-1]  # photos with no code to start from are left for the indexer
         rate = done / max(time.perf_counter() - t0, 1e-9)
         yield FinetuneProgress(
             "encode", min(done, total), total, rate, max(total - done, 0) / rate,
             f"Re-encoding: {min(done, total):,}/{total:,} photos",
         )
-        if len(got) < len(batch):
-            break  # photos with no code to start from: left for the indexer to re-embed
     yield FinetuneProgress("swap", 0, 1, message="Switching versions")
     activate = bool(pending.get("activate"))
     with cat.transaction():
