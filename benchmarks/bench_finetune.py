@@ -55,7 +55,10 @@ def scores(hasher, db_codes, q_feats, q_labels, db_feats, db_labels) -> dict[str
     start = 0
     for order in hamming_rankings(q_codes, db_codes, hasher.bits):
         rows = slice(start, start + order.shape[0])
-        ranked = {"hamming": order, "rerank": rerank(q_feats[rows], order, lambda i: decoded[i], RERANK)}
+        ranked = {
+            "hamming": order,
+            "rerank": rerank(q_feats[rows], order, lambda i: decoded[i], RERANK),
+        }
         for name, o in ranked.items():
             rel = db_labels[o[:, :1000]] == q_labels[rows, None]
             acc.setdefault(f"{name} mAP@1000", []).append(average_precision(rel, k=1000))
@@ -107,7 +110,10 @@ def features_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     out["cifar hasher"] = scores(old, old_codes, q, ql, db, dbl)
     log("before", out["cifar hasher"])
     own, own_secs = fit(db, args.bits)
-    out["trained on the library (reference)"] = {**scores(own, own.encode(db), q, ql, db, dbl), "fit_s": round(own_secs, 1)}
+    out["trained on the library (reference)"] = {
+        **scores(own, own.encode(db), q, ql, db, dbl),
+        "fit_s": round(own_secs, 1),
+    }
     log("own", out["trained on the library (reference)"])
     rng = np.random.default_rng(1)
     for size in args.reservoirs:
@@ -116,7 +122,10 @@ def features_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         train = res[~held]
         in_res = np.zeros(len(db), dtype=bool)
         in_res[res] = True
-        for how, init, epochs in (("warm start", old, FINETUNE_EPOCHS), ("from scratch", None, None)):
+        for how, init, epochs in (
+            ("warm start", old, FINETUNE_EPOCHS),
+            ("from scratch", None, None),
+        ):
             new, secs = fit(db[train], args.bits, init_from=init, epochs=epochs)
             t = time.perf_counter()
             approx = new.encode(old.decode(old_codes))
@@ -125,11 +134,14 @@ def features_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             mixed = np.where(in_res[:, None], exact, approx)
             key = f"reservoir {len(res)}, {how}"
             out[key] = {
-                "fit_s": round(secs, 1), "train": int(len(train)),
+                "fit_s": round(secs, 1),
+                "train": int(len(train)),
                 "(b) exact": scores(new, exact, q, ql, db, dbl),
                 "(a) from old codes": scores(new, mixed, q, ql, db, dbl),
                 "(a) seconds per 1000 photos": round(approx_s / len(db) * 1000, 4),
-                "bits differing (a) vs (b)": round(float(np.bitwise_count(mixed ^ exact).sum(1).mean()), 2),
+                "bits differing (a) vs (b)": round(
+                    float(np.bitwise_count(mixed ^ exact).sum(1).mean()), 2
+                ),
             }
             log(key, json.dumps(out[key]))
     # Wall time of the default fine-tune on a full reservoir of 20 000 features.
@@ -164,14 +176,25 @@ def library_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
     old = load_hasher(work / f"cifar-urph-{args.bits}")
     root = Path(tempfile.mkdtemp(prefix="finetune-lib-", dir=work))
-    settings = LibrarySettings(backbone="mobilenet_v2", weights=str(WEIGHTS), bits=args.bits, device="cpu")
+    settings = LibrarySettings(
+        backbone="mobilenet_v2", weights=str(WEIGHTS), bits=args.bits, device="cpu"
+    )
     out: dict[str, Any] = {}
     with Library.open(root / "library", settings=settings) as lib:
         cat = Catalog.open(lib.path / CATALOG_FILE)
         old.save(lib.path / "models" / "cifar")
         with cat.transaction():
-            cat.set_active_model(cat.add_model(
-                "urph", args.bits, "mobilenet_v2", "", "models/cifar", 20_000, "trained on CIFAR-10"))
+            cat.set_active_model(
+                cat.add_model(
+                    "urph",
+                    args.bits,
+                    "mobilenet_v2",
+                    "",
+                    "models/cifar",
+                    20_000,
+                    "trained on CIFAR-10",
+                )
+            )
         cat.close()
         t = time.perf_counter()
         for _ in lib.index([args.images]):
@@ -195,7 +218,11 @@ def library_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 result = stop.value
                 break
         out["finetune_s"] = round(time.perf_counter() - t, 1)
-        out["held_out"] = {"old": result.old_metrics, "new": result.new_metrics, "n": result.held_out}
+        out["held_out"] = {
+            "old": result.old_metrics,
+            "new": result.new_metrics,
+            "n": result.held_out,
+        }
         out["activated"] = result.activated
         out["after"] = search_quality(lib, feats, labels, split.queries, paths, ids)
         log("after", out["after"], "finetune", out["finetune_s"], "s")
@@ -204,7 +231,9 @@ def library_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 def search_quality(lib, feats, labels, queries, paths, ids) -> dict[str, float]:
     """mAP@1000 and kNN recall 10@10 of the library's own search (the query photo itself left out)."""
-    truth = np.concatenate([o[:, :10] for o in float_rankings(feats[queries], feats, exclude=queries)])
+    truth = np.concatenate(
+        [o[:, :10] for o in float_rankings(feats[queries], feats, exclude=queries)]
+    )
     position = {paths[int(i)]: k for k, i in enumerate(ids)}
     aps, recalls = [], []
     rows = lib.search_features(feats[queries], top_k=1001)

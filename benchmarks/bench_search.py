@@ -153,6 +153,7 @@ def bench_crossover(
     sizes: list[int], ef_factors: list[float], queries: int, seed: int, k: int = TOP
 ) -> dict:
     """Scan and graph at each size (one graph grown with ``add``), recall against the scan."""
+    search_mod.GRAPH_MAX_K = max(search_mod.GRAPH_MAX_K, k)  # measure the graph itself at any k
     gen = ClusteredCodes(seed)
     codes = gen.sample(max(sizes))
     q = gen.sample(queries)

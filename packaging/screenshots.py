@@ -79,8 +79,10 @@ def dark_palette() -> QPalette:
     return p
 
 
-def open_window(library: Path, tmp: Path) -> MainWindow:
-    window = MainWindow(library, qsettings=QSettings(str(tmp / "settings.ini"), QSettings.Format.IniFormat), watch=False)
+def open_window(library: Path, tmp: Path, rescan: bool = True) -> MainWindow:
+    window = MainWindow(
+        library, qsettings=QSettings(str(tmp / "settings.ini"), QSettings.Format.IniFormat), watch=False, rescan=rescan
+    )
     window.resize(*SIZE)
     window.move(20, 20)
     window.show()
@@ -122,11 +124,12 @@ def main(argv: list[str] | None = None) -> int:
             window.cancel_index()
             wait(lambda: not window.is_indexing())
     else:
-        window = open_window(args.library, tmp)
+        window = open_window(args.library, tmp, rescan=False)
         done = []
         window.searchFinished.connect(done.append)
+        window.messageShown.connect(lambda text: print("message:", text, file=sys.stderr))
         window.search([args.photo])
-        wait(lambda: bool(done))
+        wait(lambda: bool(done), 180)
         model = window.results_model
         wait(lambda: all(model.thumbnail(it.path) is not None for it in model.items()[:24]), 120)
         wait(lambda: window.query_pane._pixmap is not None, 60)

@@ -3,8 +3,8 @@
 Stage 1 finds the top-R codes by Hamming distance. Small libraries use the exact blockwise scan of
 :mod:`imagehash_app.core.codes`; large ones an hnswlib graph over the codes as +/-1 vectors in
 inner-product space, where ``ip = bits - 2 * hamming`` so the inner-product order is the Hamming
-order. The switch happens at ``GRAPH_MIN_SIZE``, measured by ``benchmarks/bench_search.py``
-(docs/results-search.md). Stage 2 decodes the candidates' codes back to approximate features and
+order. The switch happens at ``GRAPH_MIN_SIZE`` codes and only for up to ``GRAPH_MAX_K``
+candidates, both measured by ``benchmarks/bench_search.py`` (docs/results-search.md). Stage 2 decodes the candidates' codes back to approximate features and
 re-ranks them by cosine with the query's real feature; no real feature of the library is stored.
 """
 
@@ -25,11 +25,16 @@ from imagehash_app.core.codes import hamming_topk, unpack_signs, words_for
 # Library size from which "auto" uses the graph: below it the exact scan is faster (or the graph
 # misses more than 5% of the scan's top-100). Measured, see docs/results-search.md.
 GRAPH_MIN_SIZE = 300_000
+# Largest k (candidates per query) for which the graph is used: its cost grows with ef >= k while
+# the scan's barely depends on k; at k = 1000 the scan won at every measured size.
+GRAPH_MAX_K = 100
 # hnswlib parameters (see its README / ALGO_PARAMS.md): M links per node, ef_construction for the
-# build, ef at query time = max(k, EF_SEARCH_FACTOR * k), chosen from the recall/speed sweep.
+# build; ef at query time = max(GRAPH_EF_MIN, EF_SEARCH_FACTOR * k), the smallest factor that kept
+# tie-aware recall@100 >= 0.96 at every measured size (ef = k dipped to 0.93).
 GRAPH_M = 16
 GRAPH_EF_CONSTRUCTION = 100
-EF_SEARCH_FACTOR = 2
+EF_SEARCH_FACTOR = 1.5
+GRAPH_EF_MIN = 64  # a floor for small k: ef = 1 would return whatever the greedy walk hits first
 GRAPH_SEED = 100
 # Graphs smaller than this are built on one thread so that they come out deterministic.
 _PARALLEL_BUILD_ABOVE = 50_000
@@ -58,7 +63,7 @@ def choose_method(n: int, method: str = "auto") -> str:
 
 
 class CandidateIndex:
-    """Stage 1 of the search over a fixed set of packed codes.
+    """Stage 1 of the search over a set of packed codes (grown with :meth:`add`).
 
     Positions returned are row numbers in ``codes``. The index keeps the codes (``.codes``) so that
     callers can decode the candidates. hnswlib forbids ``add_items`` alongside ``knn_query``, so
@@ -82,7 +87,7 @@ class CandidateIndex:
         self._codes = codes
         self._lock = threading.Lock()
         self._graph = None
-        self.ef_factor = EF_SEARCH_FACTOR  # hnswlib ef = max(k, ef_factor * k) at query time
+        self.ef_factor = EF_SEARCH_FACTOR  # ef = max(GRAPH_EF_MIN, ef_factor * k) at query time
         self.graph_source: str | None = None  # "loaded", "extended" or "built" when a graph is used
         if self.method == "graph":
             self._graph, self.graph_source = _open_graph(codes, bits, self.graph_path)
@@ -98,13 +103,24 @@ class CandidateIndex:
     def candidates(self, query_codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k positions by Hamming distance: ``(positions int64 (q, k'), hamming int32 (q, k'))``.
 
-        ``k' = min(k, n)``; rows are sorted by distance then position. With the graph the
-        distances are the true Hamming distances of the returned codes, but the set is approximate.
+        ``k' = min(k, n)``; rows are sorted by distance then position. With the graph (see
+        :meth:`method_for`) the distances are the true Hamming distances of the returned codes,
+        but the set is approximate.
         """
         query_codes = np.atleast_2d(np.ascontiguousarray(query_codes, dtype=np.uint64))
-        if self._graph is None or len(self) == 0:
+        if self.method_for(k) == "scan":
             return hamming_topk(query_codes, self._codes, k)
         return self._graph_candidates(query_codes, min(k, len(self)))
+
+    def method_for(self, k: int) -> str:
+        """Which stage-1 method answers a request for ``k`` candidates ("scan" or "graph").
+
+        The graph answers only up to ``GRAPH_MAX_K`` candidates; deeper requests use the exact
+        scan, which is faster there (docs/results-search.md).
+        """
+        if self._graph is None or len(self) == 0 or k > GRAPH_MAX_K:
+            return "scan"
+        return "graph"
 
     def add(self, new_codes: np.ndarray) -> None:
         """Append codes (positions ``n .. n + m - 1``) without rebuilding an existing graph."""
@@ -118,9 +134,9 @@ class CandidateIndex:
             self._codes = np.concatenate([self._codes, new_codes])
             wanted = choose_method(len(self), self.requested_method)
             if self._graph is not None:
+                # Not saved here: rewriting a big graph per batch would cost more than adding.
+                # A saved prefix stays valid (it is extended on load); call save() when done.
                 _extend_graph(self._graph, self._codes, start, self.bits)
-                if self.graph_path is not None:
-                    _save_graph(self._graph, self._codes, self.bits, self.graph_path)
                 self.graph_source = "extended"
             elif wanted == "graph":
                 self._graph, self.graph_source = _open_graph(
@@ -128,10 +144,16 @@ class CandidateIndex:
                 )
             self.method = "graph" if self._graph is not None else "scan"
 
+    def save(self) -> None:
+        """Write the graph (if any) to ``graph_path``, e.g. after a run of :meth:`add` calls."""
+        with self._lock:
+            if self._graph is not None and self.graph_path is not None:
+                _save_graph(self._graph, self._codes, self.bits, self.graph_path)
+
     def _graph_candidates(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         vectors = unpack_signs(queries, self.bits)
         with self._lock:
-            self._graph.set_ef(max(k, int(self.ef_factor * k)))
+            self._graph.set_ef(max(GRAPH_EF_MIN, k, int(self.ef_factor * k)))
             try:
                 # hnswlib starts a thread pool per call: only worth it for real batches.
                 threads = -1 if len(queries) >= _PARALLEL_QUERY_ABOVE else 1

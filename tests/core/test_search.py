@@ -99,6 +99,17 @@ def test_graph_agrees_with_scan(data) -> None:
     assert np.mean(recalls) >= 0.95
 
 
+def test_deep_requests_use_the_exact_scan(data) -> None:
+    _, codes = data
+    graph = CandidateIndex(codes, BITS, method="graph")
+    k = search_mod.GRAPH_MAX_K
+    assert graph.method_for(k) == "graph" and graph.method_for(k + 1) == "scan"
+    deep = graph.candidates(codes[:3], k + 1)
+    exact = hamming_topk(codes[:3], codes, k + 1)
+    for a, b in zip(deep, exact, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_graph_save_load_round_trip(tmp_path: Path, data) -> None:
     _, codes = data
     path = tmp_path / "graph" / "model.hnsw"
@@ -145,6 +156,18 @@ def test_add_appends_positions(method: str, data) -> None:
     pos, ham = index.candidates(codes[2995:], 1)
     assert ham[:, 0].tolist() == [0] * 5
     assert np.array_equal(index.codes, codes)
+
+
+def test_added_codes_survive_save_and_load(tmp_path: Path, data) -> None:
+    _, codes = data
+    path = tmp_path / "model.hnsw"
+    index = CandidateIndex(codes[:2000], BITS, method="graph", graph_path=path)
+    index.add(codes[2000:])
+    index.save()
+    again = CandidateIndex(codes, BITS, method="graph", graph_path=path)
+    assert again.graph_source == "loaded"
+    pos, ham = again.candidates(codes[2990:], 1)
+    assert ham[:, 0].tolist() == [0] * 10
 
 
 def test_add_switches_auto_index_to_graph(monkeypatch, data) -> None:
