@@ -108,34 +108,46 @@ def main(argv: list[str] | None = None) -> int:
         app.setPalette(dark_palette())
     tmp = Path(tempfile.mkdtemp(prefix="imagehash-shots-"))
     suffix = "-dark" if args.dark else ""
-    if args.shot in ("first-run", "indexing"):
-        library = args.library or tmp / "library"
-        settings = LibrarySettings(backbone=args.backbone, weights=args.weights)
-        Library.open(library, settings=settings).close()
-        window = open_window(library, tmp)
-        if args.shot == "first-run":
-            grab(window, f"first-run{suffix}")
+    window: MainWindow | None = None
+    try:
+        if args.shot in ("first-run", "indexing"):
+            library = args.library or tmp / "library"
+            settings = LibrarySettings(backbone=args.backbone, weights=args.weights)
+            Library.open(library, settings=settings).close()
+            window = open_window(library, tmp)
+            if args.shot == "first-run":
+                grab(window, f"first-run{suffix}")
+            else:
+                window.add_folders([args.folder])
+                wait(lambda: getattr(window._last_progress, "phase", "") == "embed" and window._last_progress.done >= args.after)
+                window.reader.call(lambda lib, _stop: None)  # let the folders panel catch up
+                settle(3.5)
+                grab(window, f"indexing{suffix}")
+                window.cancel_index()
+                wait(lambda: not window.is_indexing())
         else:
-            window.add_folders([args.folder])
-            wait(lambda: getattr(window._last_progress, "phase", "") == "embed" and window._last_progress.done >= args.after)
-            window.reader.call(lambda lib, _stop: None)  # let the folders panel catch up
-            settle(3.5)
-            grab(window, f"indexing{suffix}")
-            window.cancel_index()
-            wait(lambda: not window.is_indexing())
-    else:
-        window = open_window(args.library, tmp, rescan=False)
-        done = []
-        window.searchFinished.connect(done.append)
-        window.messageShown.connect(lambda text: print("message:", text, file=sys.stderr))
-        window.search([args.photo])
-        wait(lambda: bool(done), 180)
-        model = window.results_model
-        wait(lambda: all(model.thumbnail(it.path) is not None for it in model.items()[:24]), 120)
-        wait(lambda: window.query_pane._pixmap is not None, 60)
-        window.results_view.setCurrentIndex(model.index(0))
-        grab(window, f"query-results{suffix}")
-    window.close()
+            window = open_window(args.library, tmp, rescan=False)
+            done = []
+            window.searchFinished.connect(done.append)
+            window.messageShown.connect(lambda text: print("message:", text, file=sys.stderr))
+            window.search([args.photo])
+            wait(lambda: bool(done), 180)
+            model = window.results_model
+            view = window.results_view
+            settle(0.5)
+
+            def visible_thumbnails_in() -> bool:
+                rows = [model.index(r) for r in range(model.rowCount())]
+                shown = [i for i in rows if view.visualRect(i).intersects(view.viewport().rect())]
+                return all(model.thumbnail(view.path_at(i)) is not None for i in shown)
+
+            wait(visible_thumbnails_in, 120)
+            wait(lambda: window.query_pane._pixmap is not None, 60)
+            window.results_view.setCurrentIndex(model.index(0))
+            grab(window, f"query-results{suffix}")
+    finally:
+        if window is not None:
+            window.close()  # joins the window's threads even when a shot fails
     QTimer.singleShot(0, app.quit)
     app.exec()
     return 0

@@ -509,8 +509,8 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _show_results(self, outcome: engine.QueryOutcome) -> None:
-        if self.query is None or outcome.queries != self.query.queries:
-            self.thumbs.clear()
+        if outcome.queries and self.query_pane.path not in (outcome.queries[0], None) and self.query_pane.path.resolve() != outcome.queries[0]:
+            self.query_pane.show_query(outcome.queries[0])
             self.thumbs.request(outcome.queries[0], priority=100)
         self.query = outcome
         self.results_model.set_results(outcome.results)

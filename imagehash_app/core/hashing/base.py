@@ -168,11 +168,13 @@ def random_directions(
     Used to complete a projection when the data has fewer principal directions than bits.
     """
     G = rng.standard_normal((d, k)).astype(np.float64)
-    if exclude is not None and exclude.shape[1]:
-        Q, _ = np.linalg.qr(exclude.astype(np.float64))
-        G -= Q @ (Q.T @ G)
-    # Orthonormalise where possible (k <= d); beyond that plain unit columns are fine.
-    if k <= d - (0 if exclude is None else exclude.shape[1]):
+    m = 0 if exclude is None else exclude.shape[1]
+    # Project out the given directions and orthonormalise only while there is room (k <= d - m);
+    # beyond that (more bits than dimensions) plain random unit columns are the best we can do.
+    if k <= d - m:
+        if m:
+            Q, _ = np.linalg.qr(exclude.astype(np.float64))
+            G -= Q @ (Q.T @ G)
         G, _ = np.linalg.qr(G)
     G /= np.maximum(np.linalg.norm(G, axis=0, keepdims=True), 1e-12)
     return G

@@ -43,16 +43,16 @@ from imagehash_app.core.hashing.losses import (
 
 DEFAULTS: dict[str, Any] = {
     "input_dim": 256,  # PCA coordinates the networks see
-    "hidden": 512,  # encoder hidden width
+    "hidden": 256,  # encoder hidden width
     "decoder_hidden": 512,
     "neighbours": 50,  # K of the ground-truth top-K lists
-    "neighbours_per_query": 4,  # true neighbours added to each query's candidate list per step
+    "neighbours_per_query": 2,  # true neighbours added to each query's candidate list per step
     "batch_size": 512,
-    "epochs": 40,
+    "epochs": 30,
     "lr": 3e-3,
     "weight_decay": 1e-4,
     "tau_x": 0.02,  # temperature of the target (feature) softmax
-    "code_scale": 8.0,  # code logits = code_scale * h_q . h_c / bits
+    "code_scale": 12.0,  # code logits = code_scale * h_q . h_c / bits
     "tau_dec": 0.02,  # temperature of the decoder's asymmetric ranking softmax
     "w_quant": 0.05,
     "w_balance": 0.1,

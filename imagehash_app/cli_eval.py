@@ -1,0 +1,324 @@
+"""``imagehash-app eval``: every hasher at every code length on one labelled image folder, one table.
+
+Features are extracted once with the chosen backbone and cached in an ``.npz``; the protocol and the
+metric definitions are those of :mod:`imagehash_app.core.evaluation`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imagehash_app.core.evaluation import (
+    Benchmark,
+    FeatureSet,
+    Split,
+    labelled_images,
+    split_all_queries,
+    split_per_class,
+    training_sample,
+)
+from imagehash_app.core.hashing import METHODS, make_hasher
+
+RECALL_SHALLOW = (10, 100)
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register the ``eval`` sub-command."""
+    p = subparsers.add_parser(
+        "eval",
+        help="measure the hashers on a labelled image folder",
+        description="Fit every method at every code length on DATASET_DIR (one folder per class; "
+        "train/ and test/ levels allowed) and print mAP, precision and kNN recall, with and without rerank.",
+    )
+    p.add_argument(
+        "dataset",
+        type=Path,
+        nargs="?",
+        help="folder of class folders (optional with an existing --features-cache)",
+    )
+    p.add_argument(
+        "--backbone", default="mobilenet_v2", help="feature extractor (default mobilenet_v2)"
+    )
+    p.add_argument(
+        "--weights", default="auto", help="'auto' (pretrained), 'none', or a local state-dict file"
+    )
+    p.add_argument(
+        "--methods", default="urph,itq,lsh", help="comma-separated: " + ",".join(METHODS)
+    )
+    p.add_argument("--bits", default="16,32,64,128", help="comma-separated code lengths")
+    p.add_argument("--queries-per-class", type=int, default=100)
+    p.add_argument(
+        "--train",
+        type=int,
+        default=20000,
+        help="database items the hashers are fitted on (0 = all)",
+    )
+    p.add_argument(
+        "--rerank", type=int, default=1000, help="Hamming candidates re-ranked with the decoder (R)"
+    )
+    p.add_argument(
+        "--protocol",
+        choices=("classes", "groups"),
+        default="classes",
+        help="classes: queries per class, rest is the database; groups: every image is a query "
+        "against all others, label = position // --group-size (UKBench)",
+    )
+    p.add_argument("--group-size", type=int, default=4)
+    p.add_argument("--map-k", type=int, default=1000, help="k of mAP@k (default 1000)")
+    p.add_argument("--precision-k", type=int, default=10, help="k of P@k (default 10)")
+    p.add_argument("--json", type=Path, help="write the rows as JSON here")
+    p.add_argument(
+        "--plot", type=Path, help="write a PNG of mAP@k and recall against code length here"
+    )
+    p.add_argument(
+        "--features-cache",
+        type=Path,
+        help="npz of extracted features (read if present, else written)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="where urph trains (cpu, cuda)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the evaluation; returns the exit status."""
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        print(
+            f"eval: unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}",
+            file=sys.stderr,
+        )
+        return 2
+    bits_list = [int(b) for b in args.bits.split(",") if b.strip()]
+    fs = _features(args)
+    if fs is None:
+        return 2
+    split, labels = _split(fs, args)
+    bench = Benchmark(
+        fs.features[split.queries],
+        fs.features[split.database],
+        labels[split.queries],
+        labels[split.database],
+        exclude=None if args.protocol == "classes" else split.queries,
+        map_k=args.map_k,
+        p_k=args.precision_k,
+    )
+    depths = tuple(sorted({*RECALL_SHALLOW, args.rerank} - {0}))
+    train_rows = training_sample(split.database, args.train or None, args.seed)
+    _log(
+        f"{len(split.queries)} queries, {len(split.database)} database items, fit on {len(train_rows)}"
+    )
+    rows = [
+        {
+            "method": "float",
+            "bits": None,
+            "rerank": 0,
+            **bench.score_float(depths),
+            "fit_s": 0.0,
+            "bytes": int(fs.features.shape[1] * 4),
+        }
+    ]
+    print(format_table(rows, args), flush=True)
+    for method in methods:
+        for bits in bits_list:
+            rows.extend(_evaluate(method, bits, fs.features, train_rows, bench, depths, args))
+            print(format_table(rows[-2:], args, header=False), flush=True)
+    print("\n" + format_table(rows, args))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        doc = {
+            "dataset": str(args.dataset) if args.dataset else None,
+            "features": fs.meta,
+            "protocol": args.protocol,
+            "queries": int(len(split.queries)),
+            "database": int(len(split.database)),
+            "train": int(len(train_rows)),
+            "seed": args.seed,
+            "rerank": args.rerank,
+            "command": " ".join(sys.argv),
+            "rows": rows,
+        }
+        args.json.write_text(json.dumps(doc, indent=1) + "\n")
+    if args.plot:
+        plot_rows(
+            rows, args.plot, args.map_k, args.rerank, title=str(args.dataset or args.features_cache)
+        )
+    return 0
+
+
+def _evaluate(
+    method: str,
+    bits: int,
+    X: np.ndarray,
+    train_rows: np.ndarray,
+    bench: Benchmark,
+    depths: tuple[int, ...],
+    args: argparse.Namespace,
+) -> list[dict[str, Any]]:
+    """Fit one hasher and score its Hamming ranking and its decoder re-rank."""
+    hasher = make_hasher(method, bits, X.shape[1])
+    started = time.perf_counter()
+    fit_kw = {"device": args.device} if method == "urph" else {}
+    hasher.fit(X[train_rows], seed=args.seed, **fit_kw)
+    fit_s = time.perf_counter() - started
+    qc, dc = hasher.encode(bench.queries), hasher.encode(bench.database)
+    base = {"method": method, "bits": bits, "fit_s": round(fit_s, 2), "bytes": int(dc.shape[1] * 8)}
+    plain = {**base, "rerank": 0, **bench.score_codes(qc, dc, bits, depths)}
+    reranked = {
+        **base,
+        "rerank": args.rerank,
+        **bench.score_codes(qc, dc, bits, depths, hasher.decode, args.rerank),
+    }
+    return [plain, reranked]
+
+
+def _features(args: argparse.Namespace) -> FeatureSet | None:
+    """Cached features when the cache exists, else extract (and cache) them."""
+    cache = args.features_cache
+    if cache is not None and cache.is_file():
+        fs = FeatureSet.load(cache)
+        _log(f"features from {cache}: {fs.features.shape[0]} x {fs.features.shape[1]} ({fs.meta})")
+        return fs
+    if args.dataset is None or not args.dataset.is_dir():
+        print(
+            "eval: give DATASET_DIR (a folder of class folders) or an existing --features-cache",
+            file=sys.stderr,
+        )
+        return None
+    fs = extract_features(args.dataset, args.backbone, args.weights)
+    if cache is not None:
+        fs.save(cache)
+        _log(f"features cached in {cache}")
+    return fs
+
+
+def extract_features(root: Path, backbone_name: str, weights: str) -> FeatureSet:
+    """Embed every image under ``root`` once; images that fail to decode are left out (and counted)."""
+    from imagehash_app.core.backbone import load_backbone
+    from imagehash_app.core.embedding import iter_embeddings
+    from imagehash_app.core.images import IMAGE_SUFFIXES
+
+    paths, labels, classes = labelled_images(root, IMAGE_SUFFIXES)
+    backbone = load_backbone(backbone_name, weights=weights)
+    index = {p: i for i, p in enumerate(paths)}
+    feats, kept, failed = [], [], 0
+    started = time.perf_counter()
+    for batch in iter_embeddings(paths, backbone):
+        feats.append(batch.features)
+        kept.extend(index[Path(p)] for p in batch.paths)
+        failed += len(batch.failures)
+        _log(
+            f"embedded {len(kept)}/{len(paths)} ({len(kept) / (time.perf_counter() - started):.0f}/s)",
+            end="\r",
+        )
+    _log(f"embedded {len(kept)} images, {failed} could not be decoded")
+    rows = np.array(kept, dtype=np.int64)
+    return FeatureSet(
+        features=np.concatenate(feats).astype(np.float32)
+        if feats
+        else np.zeros((0, backbone.feature_dim), np.float32),
+        labels=labels[rows],
+        classes=classes,
+        paths=[str(paths[i].relative_to(root)) for i in rows],
+        meta={
+            "backbone": backbone.name,
+            "weights_id": backbone.weights_id,
+            "preprocess": "backbone",
+        },
+    )
+
+
+def _split(fs: FeatureSet, args: argparse.Namespace) -> tuple[Split, np.ndarray]:
+    if args.protocol == "groups":
+        order = np.argsort(np.array(fs.paths), kind="stable")
+        labels = np.empty(len(fs.paths), dtype=np.int64)
+        labels[order] = np.arange(len(fs.paths)) // args.group_size
+        return split_all_queries(len(fs.paths)), labels
+    return split_per_class(fs.labels, args.queries_per_class, args.seed), fs.labels.astype(np.int64)
+
+
+def format_table(rows: list[dict[str, Any]], args: argparse.Namespace, header: bool = True) -> str:
+    """Fixed-width text table: one line per method x bits x rerank."""
+    r = args.rerank
+    cols = [
+        ("method", 6, "s"),
+        ("bits", 4, "s"),
+        ("rerank", 6, "s"),
+        ("mAP", 6, ".3f"),
+        (f"mAP@{args.map_k}", 9, ".3f"),
+        (f"P@{args.precision_k}", 6, ".3f"),
+        ("recall10@10", 11, ".3f"),
+        ("recall10@100", 12, ".3f"),
+        (f"recall10@{r}", 12, ".3f"),
+        ("fit_s", 7, ".1f"),
+        ("bytes", 6, "d"),
+    ]
+    lines = []
+    if header:
+        lines.append("  ".join(f"{name:>{w}}" for name, w, _ in cols))
+    for row in rows:
+        lines.append("  ".join(_cell(row, name, w, fmt) for name, w, fmt in cols))
+    return "\n".join(lines)
+
+
+def _cell(row: dict[str, Any], name: str, width: int, fmt: str) -> str:
+    v = row.get(name)
+    if name == "bits":
+        return f"{'-' if v is None else v:>{width}}"
+    if name == "rerank":
+        return f"{v if v else '-':>{width}}"
+    if v is None:
+        return " " * width
+    return f"{v:>{width}{fmt}}"
+
+
+def plot_rows(rows: list[dict[str, Any]], path: Path, map_k: int, rerank: int, title: str) -> None:
+    """mAP@k and kNN recall against code length, one line per method (and per re-rank)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    panels = [
+        (f"mAP@{map_k}", f"mAP@{map_k}"),
+        ("recall10@100", "kNN recall 10@100"),
+        ("recall10@10", "kNN recall 10@10"),
+    ]
+    floats = [r for r in rows if r["method"] == "float"]
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        for method in dict.fromkeys(r["method"] for r in rows if r["method"] != "float"):
+            for rr, style in ((0, "-o"), (rerank, "--s")):
+                pts = sorted(
+                    (r["bits"], r[key])
+                    for r in rows
+                    if r["method"] == method and r["rerank"] == rr and key in r
+                )
+                if pts:
+                    name = method + (f" + rerank {rr}" if rr else "")
+                    ax.plot(*zip(*pts, strict=True), style, label=name)
+        if floats and key in floats[0]:
+            ax.axhline(floats[0][key], color="k", lw=0.8, ls=":", label="float cosine")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("code length (bits)")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _log(msg: str, end: str = "\n") -> None:
+    print(msg, file=sys.stderr, end=end, flush=True)

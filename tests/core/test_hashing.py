@@ -1,0 +1,100 @@
+"""The common hasher contract: shapes, tiny training sets, persistence, compatibility checks, seeds."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from imagehash_app.core.errors import IncompatibleModelError
+from imagehash_app.core.hashing import METHODS, load_hasher, make_hasher
+
+FAST = {"urph": {"epochs": 2, "hidden": 16, "decoder_hidden": 16, "batch_size": 64}, "itq": {}, "lsh": {}}
+
+
+def unit_rows(n: int, d: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("n", [1, 2, 5, 120])
+def test_fits_from_one_sample_and_honours_shapes(method: str, n: int) -> None:
+    d, bits = 12, 70  # more bits than dimensions and a second code word
+    h = make_hasher(method, bits, d, **FAST[method]).fit(unit_rows(n, d), seed=1)
+    codes = h.encode(unit_rows(7, d, seed=2))
+    assert codes.dtype == np.uint64 and codes.shape == (7, 2)
+    assert int(codes[:, 1].max()) < 2 ** (bits - 64)  # padding bits stay zero
+    dec = h.decode(codes)
+    assert dec.shape == (7, d) and dec.dtype == np.float32
+    assert np.allclose(np.linalg.norm(dec, axis=1), 1.0, atol=1e-4)
+    assert h.meta["train_size"] == n
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_same_seed_same_codes_other_seed_other_codes(method: str) -> None:
+    X = unit_rows(200, 16)
+    a = make_hasher(method, 32, 16, **FAST[method]).fit(X, seed=3).encode(X)
+    b = make_hasher(method, 32, 16, **FAST[method]).fit(X, seed=3).encode(X)
+    c = make_hasher(method, 32, 16, **FAST[method]).fit(X, seed=4).encode(X)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_save_load_round_trip(method: str, tmp_path) -> None:
+    X = unit_rows(150, 16)
+    h = make_hasher(method, 24, 16, **FAST[method]).fit(X, seed=0)
+    h.meta["backbone"] = "tiny"
+    h.meta["metrics"]["note"] = 1.5
+    h.save(tmp_path / "m")
+    doc = json.loads((tmp_path / "m" / "hasher.json").read_text())
+    for key in ("method", "bits", "feature_dim", "backbone", "train_size", "params", "metrics", "created"):
+        assert key in doc
+    assert doc["method"] == method and doc["bits"] == 24 and doc["train_size"] == 150
+    g = load_hasher(tmp_path / "m", expect_feature_dim=16, expect_backbone="tiny")
+    assert type(g) is type(h) and g.meta["metrics"]["note"] == 1.5
+    assert np.array_equal(g.encode(X), h.encode(X))
+    assert np.allclose(g.decode(h.encode(X)), h.decode(h.encode(X)), atol=1e-6)
+
+
+def test_load_refuses_mismatched_or_missing_models(tmp_path) -> None:
+    h = make_hasher("itq", 16, 8).fit(unit_rows(30, 8))
+    h.meta["backbone"] = "mobilenet_v2"
+    h.save(tmp_path / "m")
+    with pytest.raises(IncompatibleModelError, match="8-d"):
+        load_hasher(tmp_path / "m", expect_feature_dim=1280)
+    with pytest.raises(IncompatibleModelError, match="mobilenet_v2"):
+        load_hasher(tmp_path / "m", expect_backbone="resnet50")
+    with pytest.raises(IncompatibleModelError):
+        load_hasher(tmp_path / "nothing-here")
+
+
+def test_unknown_method_and_bad_input() -> None:
+    with pytest.raises(ValueError, match="unknown hashing method"):
+        make_hasher("pq", 16, 8)
+    h = make_hasher("lsh", 16, 8).fit(unit_rows(10, 8))
+    with pytest.raises(ValueError):
+        h.encode(unit_rows(3, 9))
+
+
+def test_itq_codes_beat_quantising_pca_directly() -> None:
+    """ITQ's rotation must lower the quantisation error of the PCA projection it starts from."""
+    X = unit_rows(400, 32)
+    h = make_hasher("itq", 16, 32).fit(X)
+    V = (X - h.mean_) @ h.W_
+    itq_err = np.mean((np.sign(V) - V / np.abs(V).mean()) ** 2)
+    raw = make_hasher("itq", 16, 32, iterations=0).fit(X)
+    V0 = (X - raw.mean_) @ raw.W_
+    raw_err = np.mean((np.sign(V0) - V0 / np.abs(V0).mean()) ** 2)
+    assert itq_err < raw_err
+
+
+def test_linear_decoders_beat_the_mean() -> None:
+    X = unit_rows(500, 24)
+    for method in ("itq", "lsh"):
+        h = make_hasher(method, 32, 24).fit(X)
+        dec = h.decode(h.encode(X))
+        mean = h.mean_ / np.linalg.norm(h.mean_)
+        assert np.mean(np.sum(dec * X, axis=1)) > np.mean(X @ mean) + 0.1
