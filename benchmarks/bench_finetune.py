@@ -168,77 +168,94 @@ def backbone_rate(images: Path, n: int = 256) -> float:
 
 
 def library_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    """Index the flowers photos with the CIFAR hasher active, fine-tune, compare searches."""
+    """Index the flowers photos with the CIFAR hasher active and a reservoir smaller than the
+    library, fine-tune (exact re-encode, and the quick one on a copy), compare searches."""
+    import shutil
+
     from imagehash_app.config import LibrarySettings
     from imagehash_app.core.catalog import CATALOG_FILE, Catalog
+    from imagehash_app.core.embedding import iter_embeddings
     from imagehash_app.core.library import Library
     from imagehash_app.core.training import finetune
 
     old = load_hasher(work / f"cifar-urph-{args.bits}")
     root = Path(tempfile.mkdtemp(prefix="finetune-lib-", dir=work))
     settings = LibrarySettings(
-        backbone="mobilenet_v2", weights=str(WEIGHTS), bits=args.bits, device="cpu"
+        backbone="mobilenet_v2", weights=str(WEIGHTS), bits=args.bits, device="cpu",
+        reservoir_size=args.library_reservoir,
     )
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"reservoir": args.library_reservoir}
     with Library.open(root / "library", settings=settings) as lib:
         cat = Catalog.open(lib.path / CATALOG_FILE)
         old.save(lib.path / "models" / "cifar")
         with cat.transaction():
-            cat.set_active_model(
-                cat.add_model(
-                    "urph",
-                    args.bits,
-                    "mobilenet_v2",
-                    "",
-                    "models/cifar",
-                    20_000,
-                    "trained on CIFAR-10",
-                )
-            )
+            cat.set_active_model(cat.add_model(
+                "urph", args.bits, "mobilenet_v2", "", "models/cifar", 20_000, "trained on CIFAR-10"))
         cat.close()
         t = time.perf_counter()
         for _ in lib.index([args.images]):
             pass
         out["index_s"] = round(time.perf_counter() - t, 1)
-        log("indexed", lib.status().indexed, "photos in", out["index_s"], "s")
+        out["photos"] = lib.status().indexed
+        log("indexed", out["photos"], "photos in", out["index_s"], "s")
+        # Ground truth: every photo's real feature, from the library's own backbone.
         cat = Catalog.open(lib.path / CATALOG_FILE, read_only=True)
-        ids, feats = cat.load_reservoir()
-        paths = cat.paths_of(ids.tolist())
+        paths = cat.paths_of([r[0] for r in cat.conn.execute("SELECT id FROM images ORDER BY id")])
         cat.close()
-        labels = np.array([paths[int(i)].parent.name for i in ids])
-        split = split_per_class(labels, 100, seed=0)
-        out["before"] = search_quality(lib, feats, labels, split.queries, paths, ids)
+        order = sorted(paths)
+        feats = np.concatenate([
+            b.features for b in iter_embeddings([paths[i] for i in order], lib._get_backbone())
+        ])
+        labels = np.array([paths[i].parent.name for i in order])
+        queries = split_per_class(labels, 100, seed=0).queries
+        where = {paths[i]: k for k, i in enumerate(order)}
+        truth = np.concatenate([o[:, :10] for o in float_rankings(feats[queries], feats, exclude=queries)])
+        out["before"] = search_quality(lib, feats, labels, queries, where, truth)
         log("before", out["before"])
-        t = time.perf_counter()
-        gen = finetune(lib)
-        while True:
-            try:
-                next(gen)
-            except StopIteration as stop:
-                result = stop.value
-                break
-        out["finetune_s"] = round(time.perf_counter() - t, 1)
-        out["held_out"] = {
-            "old": result.old_metrics,
-            "new": result.new_metrics,
-            "n": result.held_out,
-        }
-        out["activated"] = result.activated
-        out["after"] = search_quality(lib, feats, labels, split.queries, paths, ids)
-        log("after", out["after"], "finetune", out["finetune_s"], "s")
+        lib_copy = root / "quick"
+        shutil.copytree(lib.path, lib_copy, ignore=shutil.ignore_patterns("lock*"))
+        for name, path, mode in (("exact", lib.path, "exact"), ("quick", lib_copy, "approx")):
+            with (Library.open(path) if name == "quick" else _same(lib)) as target:
+                t = time.perf_counter()
+                result = drain(finetune(target, reencode=mode))
+                out[f"finetune {name}"] = {
+                    "seconds": round(time.perf_counter() - t, 1),
+                    "exact_codes": result.exact_codes, "approx_codes": result.approx_codes,
+                    "activated": result.activated, "held_out": result.held_out,
+                    "held-out old": result.old_metrics, "held-out new": result.new_metrics,
+                    "after": search_quality(target, feats, labels, queries, where, truth),
+                }
+                log(name, json.dumps(out[f"finetune {name}"]))
     return out
 
 
-def search_quality(lib, feats, labels, queries, paths, ids) -> dict[str, float]:
-    """mAP@1000 and kNN recall 10@10 of the library's own search (the query photo itself left out)."""
-    truth = np.concatenate(
-        [o[:, :10] for o in float_rankings(feats[queries], feats, exclude=queries)]
-    )
-    position = {paths[int(i)]: k for k, i in enumerate(ids)}
+class _same:
+    """Use an open library in a `with` without closing it."""
+
+    def __init__(self, lib) -> None:
+        self.lib = lib
+
+    def __enter__(self):
+        return self.lib
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def drain(gen):
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+def search_quality(lib, feats, labels, queries, where, truth) -> dict[str, float]:
+    """mAP@1000 and kNN recall 10@10 of the library's own search (the query photo left out)."""
     aps, recalls = [], []
     rows = lib.search_features(feats[queries], top_k=1001)
     for qi, (q, hits) in enumerate(zip(queries, rows, strict=True)):
-        ranked = np.array([position[h.path] for h in hits if position[h.path] != q][:1000])
+        ranked = np.array([where[h.path] for h in hits if where[h.path] != q][:1000])
         aps.append(average_precision((labels[ranked] == labels[q])[None], k=1000)[0])
         recalls.append(np.isin(truth[qi], ranked[:10]).mean())
     return {"mAP@1000": round(float(np.mean(aps)), 4), "10@10": round(float(np.mean(recalls)), 4)}
@@ -251,6 +268,8 @@ def main() -> None:
     parser.add_argument("--images", type=Path, default=CACHE / "data/flowers5/flowers")
     parser.add_argument("--bits", type=int, default=64)
     parser.add_argument("--reservoirs", type=int, nargs="+", default=[20_000, 1000])
+    parser.add_argument("--library-reservoir", type=int, default=1000,
+                        help="reservoir of the real-flow library (smaller than it, to exercise re-encoding)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "bench_finetune")
     parser.add_argument("--skip", choices=("features", "library"), action="append", default=[])
     parser.add_argument("--json", type=Path)

@@ -37,6 +37,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="train a new hasher instead of starting from the current one")
     p.add_argument("--force", action="store_true",
                    help="use the new version even if it is not better on held-out photos")
+    p.add_argument("--quick", action="store_true",
+                   help="re-encode photos outside the reservoir from their old codes instead of "
+                        "running the backbone again (instant, but keeps little of the gain)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     _bind(p, cmd_finetune, writer=True)
 
@@ -78,6 +81,7 @@ def cmd_finetune(args: argparse.Namespace, lib: Any) -> int:
     printer = ProgressPrinter(sys.stderr)  # the current stream, not the one at import time
     gen = training.finetune(
         lib, epochs=args.epochs, from_scratch=args.from_scratch, force=args.force,
+        reencode="approx" if args.quick else "exact",
     )
     try:
         while True:
@@ -111,7 +115,7 @@ def format_result(r: training.FinetuneResult) -> str:
     how = "from the previous version" if r.warm_start else "from scratch"
     lines.append(
         f"Trained {how} on {r.trained_on:,} photos; re-encoded {r.exact_codes:,} photos exactly "
-        f"(reservoir) and {r.approx_codes:,} from their previous codes in {_duration(r.seconds)}."
+        f"and {r.approx_codes:,} from their previous codes; {_duration(r.seconds)} in all."
     )
     if r.removed_models:
         lines.append("Removed older versions: " + ", ".join(f"v{i}" for i in r.removed_models) + ".")

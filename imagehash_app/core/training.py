@@ -13,9 +13,11 @@ Lifecycle of `finetune()`, a cancellable generator of `FinetuneProgress` that re
    cosine, Hamming order and decoder re-rank) and record both in the new version's hasher.json;
 3. register the new version (inactive) with exact codes for every reservoir photo, in one
    transaction; from here on a kill resumes instead of starting over (`PENDING_KEY`);
-4. re-encode the other photos from their old codes, `new.encode(old.decode(code))`, batch by batch,
-   one transaction each, while the old version keeps answering every query (measured against
-   re-running the backbone in docs/results-finetune.md: it costs little, and is instant);
+4. re-encode the other photos exactly, by running the backbone over their files again, batch by
+   batch, one transaction each, while the old version keeps answering every query. Encoding them
+   from their decoded old codes, `new.encode(old.decode(code))`, is instant but was measured to lose
+   most of the gain (docs/results-finetune.md), so it is only the fallback for files that cannot
+   be read now (offline folders) and an explicit quick mode (`reencode="approx"`);
 5. swap in one transaction (stragglers indexed meanwhile are encoded first), then drop versions
    beyond the last `keep`. A version that is not better on held-out data is kept but not
    activated unless `force`; `activate_model()` switches to any kept version instantly.
@@ -49,7 +51,12 @@ HELD_OUT_FRACTION = 0.1  # of the reservoir, kept out of training to compare ver
 HELD_OUT_MAX = 2000  # enough for stable recall figures; the rest trains
 HELD_OUT_MIN = 50  # recall 10@10 needs a few dozen photos to mean anything
 MIN_RESERVOIR = 20  # below this a fine-tune has nothing to learn from
-REENCODE_BATCH = 4096  # photos per re-encode transaction
+REENCODE_BATCH = 4096  # photos per re-encode transaction from stored codes / features
+EMBED_BATCH = 256  # photos per transaction when the backbone runs (a few seconds of work)
+# Photos per second of decode + MobileNetV2 on 2 CPU cores (docs/results-finetune.md): the exact
+# re-encode of photos outside the reservoir costs this; it is most of a fine-tune's time.
+EMBED_PHOTOS_PER_S = 80.0
+REENCODE_MODES = ("exact", "approx")
 SUGGEST_FACTOR = 2.0  # suggest a fine-tune once this many photos per trained one were added
 RECALL_K = 10
 # Seconds per training sample per epoch on 2 CPU cores (measured, docs/results-finetune.md), for
@@ -271,14 +278,15 @@ def _missing_ids(cat: Catalog, model_id: int, limit: int = -1, after: int = 0) -
 
 def encode_for(
     cat: Catalog, root: Path, target: ModelRow, target_hasher: Any, image_ids: Sequence[int],
-    sources: Sequence[tuple[ModelRow, Any]],
+    sources: Sequence[tuple[ModelRow, Any]], embedded: dict[int, np.ndarray] | None = None,
 ) -> tuple[list[int], np.ndarray, int]:
-    """Codes of `target` for `image_ids`: exact from the reservoir feature where there is one,
-    else `target.encode(source.decode(code))` from the first source version that has a code.
+    """Codes of `target` for `image_ids`: exact from the reservoir feature or a freshly `embedded`
+    one where there is one, else `target.encode(source.decode(code))` from the first source
+    version that has a code (approximate: see docs/results-finetune.md for what it costs).
 
     Returns (image ids encoded, codes, how many were exact); photos with neither are left out.
     """
-    feats = _reservoir_features(cat, image_ids)
+    feats = {**(embedded or {}), **_reservoir_features(cat, image_ids)}
     exact_ids = [i for i in image_ids if i in feats]
     rest = [i for i in image_ids if i not in feats]
     ids_out: list[int] = list(exact_ids)
@@ -297,6 +305,31 @@ def encode_for(
             rest = [i for i in rest if i not in have]
     codes = np.concatenate(parts) if parts else np.zeros((0, words_for(target.bits)), np.uint64)
     return ids_out, codes, len(exact_ids)
+
+
+def embed_photos(
+    cat: Catalog, get_backbone: Callable[[], Any], settings: LibrarySettings,
+    image_ids: Sequence[int], should_stop: StopFn | None,
+) -> dict[int, np.ndarray]:
+    """Features of the photos' files, run through the backbone again (as the indexer does: rounded
+    to float16, so that codes match the ones indexing would give). Unreadable files are left out."""
+    from imagehash_app.core.embedding import iter_embeddings
+
+    paths = cat.paths_of(image_ids)
+    by_path = {p: i for i, p in paths.items()}
+    out: dict[int, np.ndarray] = {}
+    batches = iter_embeddings(
+        list(by_path), get_backbone(), batch_size=settings.batch_size, workers=settings.threads,
+        should_stop=should_stop,
+    )
+    try:
+        for batch in batches:
+            rounded = batch.features.astype(FEATURE_DTYPE).astype(np.float32)
+            for path, row in zip(batch.paths, rounded, strict=True):
+                out[by_path[Path(path)]] = row
+    finally:
+        batches.close()
+    return out
 
 
 def _register(
@@ -369,7 +402,10 @@ def plan(library: Any, *, epochs: int | None = None, from_scratch: bool = False)
         problem = "The library has no hasher yet: index some photos first."
     elif len(ids) < MIN_RESERVOIR:
         problem = f"Index at least {MIN_RESERVOIR} photos first ({len(ids)} now)."
-    estimate = train * n_epochs * TRAIN_SECONDS_PER_SAMPLE_EPOCH + photos * 2e-5 + 5.0
+    outside = max(photos - len(ids), 0)
+    estimate = (
+        train * n_epochs * TRAIN_SECONDS_PER_SAMPLE_EPOCH + outside / EMBED_PHOTOS_PER_S + 5.0
+    )
     return FinetunePlan(
         active=active, reservoir=len(ids), held_out=held, train=train, photos=photos,
         warm_start=warm, epochs=n_epochs, estimated_s=estimate, resumable=pending is not None,
@@ -397,14 +433,21 @@ def finetune(
     force: bool = False,
     keep: int = KEEP_MODELS,
     should_stop: StopFn | None = None,
-    batch_size: int = REENCODE_BATCH,
+    reencode: str = "exact",
+    batch_size: int | None = None,
 ) -> Generator[FinetuneProgress, None, FinetuneResult]:
     """Train, evaluate, re-encode and (if better, or `force`) activate a new hasher version.
+
+    `reencode="exact"` runs the backbone again over the photos outside the reservoir (their old
+    codes are used only where a file cannot be read); "approx" encodes them from their decoded old
+    codes, instantly but losing most of the gain when the library outgrew the reservoir.
 
     A fine-tune killed or cancelled during its re-encode resumes where it stopped the next time
     this is called (the options of the new call are then ignored). Cancelled before that, nothing
     of it is kept. Raises CancelledError when `should_stop` stops it.
     """
+    if reencode not in REENCODE_MODES:
+        raise ValueError(f"reencode must be one of {REENCODE_MODES}, not {reencode!r}")
     started = time.perf_counter()
     root = Path(library.path)
     settings: LibrarySettings = library.settings
@@ -417,11 +460,14 @@ def finetune(
             pending = None
         if pending is None:
             pending = yield from _train_and_register(
-                cat, root, settings, epochs, from_scratch, force, should_stop
+                cat, root, settings, epochs, from_scratch, force, reencode, should_stop
             )
         else:
             yield FinetuneProgress("prepare", 0, 0, message="Resuming the interrupted fine-tune")
-        result = yield from _reencode_and_swap(cat, root, settings, pending, keep, should_stop, batch_size)
+        get_backbone = getattr(library, "_get_backbone", None)
+        result = yield from _reencode_and_swap(
+            cat, root, settings, pending, keep, should_stop, batch_size, get_backbone
+        )
     finally:
         cat.close()
     result.seconds = round(time.perf_counter() - started, 2)
@@ -431,7 +477,7 @@ def finetune(
 
 def _train_and_register(
     cat: Catalog, root: Path, settings: LibrarySettings, epochs: int | None, from_scratch: bool,
-    force: bool, should_stop: StopFn | None,
+    force: bool, reencode: str, should_stop: StopFn | None,
 ) -> Generator[FinetuneProgress, None, dict[str, Any]]:
     from imagehash_app.core.hashing import make_hasher
 
@@ -492,7 +538,7 @@ def _train_and_register(
     pending = {
         "old": active.id, "activate": bool(better or force), "better": better, "force": force,
         "old_metrics": old_m, "new_metrics": new_m, "held_out": int(len(X_held)),
-        "trained_on": int(len(X_train)), "warm_start": warm,
+        "trained_on": int(len(X_train)), "warm_start": warm, "reencode": reencode,
     }
     note = f"fine-tuned {how} on {len(X_train):,} photos"
     _register(cat, root, new, settings, note, ids, X, pending)
@@ -501,12 +547,14 @@ def _train_and_register(
 
 def _reencode_and_swap(
     cat: Catalog, root: Path, settings: LibrarySettings, pending: dict[str, Any], keep: int,
-    should_stop: StopFn | None, batch_size: int,
+    should_stop: StopFn | None, batch_size: int | None, get_backbone: Callable[[], Any] | None,
 ) -> Generator[FinetuneProgress, None, FinetuneResult]:
     target = _model(cat, int(pending["new"]))
     old = _model(cat, int(pending["old"])) or cat.active_model()
     new_hasher = _load(root, target)
     sources = [(m, _load(root, m)) for m in _source_models(cat, target, old)]
+    exact_mode = pending.get("reencode", "exact") == "exact" and get_backbone is not None
+    batch_size = batch_size or (EMBED_BATCH if exact_mode else REENCODE_BATCH)
     total = len(_missing_ids(cat, target.id))
     done, exact, approx, last = 0, int(pending.get("exact_codes", 0)), 0, 0
     t0 = time.perf_counter()
@@ -519,7 +567,13 @@ def _reencode_and_swap(
         batch = _missing_ids(cat, target.id, batch_size, after=last)
         if not batch:
             break
-        got, codes, n_exact = encode_for(cat, root, target, new_hasher, batch, sources)
+        embedded = None
+        if exact_mode:
+            outside = sorted(set(batch) - set(_reservoir_features(cat, batch)))
+            embedded = embed_photos(cat, get_backbone, settings, outside, should_stop) if outside else {}
+            if _stopping(should_stop):
+                continue  # the batch is not stored; the check above ends the loop
+        got, codes, n_exact = encode_for(cat, root, target, new_hasher, batch, sources, embedded)
         with cat.transaction():
             cat.put_codes(target.id, got, codes)
         exact += n_exact

@@ -58,41 +58,6 @@ def merge(per_query: Sequence[Sequence[Any]], top_k: int) -> list[ResultItem]:
     return ordered[:top_k]
 
 
-def embed_queries(library: Any, paths: Sequence[Path]) -> tuple[np.ndarray, list[Path], list[tuple[Path, str]]]:
-    """Features of the query photos from the library's own (warm, shared) backbone.
-
-    Returns (features of the readable ones, their paths, [(path, reason)] for the others). The
-    facade has no public `embed` yet, so this uses its backbone accessor when `embed` is missing.
-    """
-    embed = getattr(library, "embed", None)
-    if callable(embed):
-        features, ok, failures = embed(list(paths))
-        return features, list(ok), list(failures)
-    from imagehash_app.core.embedding import iter_embeddings
-
-    backbone = library._get_backbone()
-    feats: list[np.ndarray] = []
-    ok: list[Path] = []
-    failures: list[tuple[Path, str]] = []
-    for batch in iter_embeddings(list(paths), backbone, batch_size=max(1, len(paths)), workers=1):
-        if len(batch.paths):
-            feats.append(batch.features)
-            ok.extend(batch.paths)
-        failures.extend(batch.failures)
-    dim = getattr(backbone, "feature_dim", 0)
-    features = np.concatenate(feats) if feats else np.zeros((0, dim), np.float32)
-    return features, ok, failures
-
-
-def own_first(query: Path, hits: Sequence[Any]) -> list[Any]:
-    """A query that is itself a library photo comes first (ties in code space may hide it)."""
-    hits = list(hits)
-    for i, hit in enumerate(hits):
-        if Path(hit.path) == query:
-            return [hit, *hits[:i], *hits[i + 1 :]]
-    return hits
-
-
 def run_query(library: Any, paths: Sequence[Path], top_k: int) -> QueryOutcome:
     """Search for `paths`; keeps the query features so a new result count needs no backbone run.
 
@@ -100,12 +65,11 @@ def run_query(library: Any, paths: Sequence[Path], top_k: int) -> QueryOutcome:
     """
     start = time.perf_counter()
     resolved = [Path(p).expanduser().resolve() for p in paths]
-    features, ok, failures = embed_queries(library, resolved)
+    features, ok, failures = library.embed(resolved)
     if not ok:
         path, reason = failures[0] if failures else (resolved[0], "not an image")
         raise ImageDecodeError(reason, path)
-    per_query = library.search_features(features, top_k=top_k)
-    per_query = [own_first(q, hits) for q, hits in zip(ok, per_query, strict=True)]
+    per_query = library.search_features(features, top_k=top_k, query_paths=ok)
     return QueryOutcome(
         queries=ok,
         results=merge(per_query, top_k),
@@ -120,8 +84,7 @@ def requery(library: Any, previous: QueryOutcome, top_k: int) -> QueryOutcome:
     if previous.features is None:
         return run_query(library, previous.queries, top_k)
     start = time.perf_counter()
-    per_query = library.search_features(previous.features, top_k=top_k)
-    per_query = [own_first(q, hits) for q, hits in zip(previous.queries, per_query, strict=True)]
+    per_query = library.search_features(previous.features, top_k=top_k, query_paths=previous.queries)
     return QueryOutcome(
         queries=previous.queries,
         results=merge(per_query, top_k),

@@ -10,7 +10,17 @@ import pytest
 from imagehash_app.core.errors import IncompatibleModelError
 from imagehash_app.core.hashing import METHODS, load_hasher, make_hasher
 
-FAST = {"urph": {"epochs": 2, "hidden": 16, "decoder_hidden": 16, "batch_size": 64}, "itq": {}, "lsh": {}}
+FAST = {
+    "urph": {
+        "epochs": 2,
+        "hidden": 16,
+        "decoder_hidden": 16,
+        "batch_size": 64,
+        "itq_iterations": 5,
+    },
+    "itq": {"iterations": 5},
+    "lsh": {},
+}
 
 
 def unit_rows(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -50,7 +60,16 @@ def test_save_load_round_trip(method: str, tmp_path) -> None:
     h.meta["metrics"]["note"] = 1.5
     h.save(tmp_path / "m")
     doc = json.loads((tmp_path / "m" / "hasher.json").read_text())
-    for key in ("method", "bits", "feature_dim", "backbone", "train_size", "params", "metrics", "created"):
+    for key in (
+        "method",
+        "bits",
+        "feature_dim",
+        "backbone",
+        "train_size",
+        "params",
+        "metrics",
+        "created",
+    ):
         assert key in doc
     assert doc["method"] == method and doc["bits"] == 24 and doc["train_size"] == 150
     g = load_hasher(tmp_path / "m", expect_feature_dim=16, expect_backbone="tiny")

@@ -16,12 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from photos import make_photo_folder
 
 from imagehash_app.config import LibrarySettings
 from imagehash_app.core.catalog import CATALOG_FILE, Catalog
 from imagehash_app.core.codes import words_for
+from imagehash_app.core.embedding import iter_embeddings
 from imagehash_app.core.errors import CancelledError
-from imagehash_app.core.hashing import make_hasher
+from imagehash_app.core.hashing import load_hasher, make_hasher
 from imagehash_app.core.library import Library
 from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_add
 from imagehash_app.core.training import (
@@ -270,3 +272,37 @@ def test_suggests_a_fine_tune_once_the_library_doubled(tmp_path: Path, foreign_h
         cat.close()
         text = suggestion(lib)
         assert text is not None and "Improve search" in text
+
+
+def test_photos_outside_the_reservoir_are_re_embedded_exactly(tmp_path: Path) -> None:
+    """The backbone runs again over photos whose features were not kept; a file that cannot be
+    read falls back to its decoded old code."""
+    settings = LibrarySettings(
+        backbone="tiny", weights="none", bits=BITS, device="cpu", batch_size=8, threads=1,
+        reservoir_size=24, hasher_params=PARAMS,
+    )
+    photos = make_photo_folder(tmp_path / "photos", groups=6, unrelated=6)
+    with Library.open(tmp_path / "lib", settings=settings) as lib:
+        list(lib.index([photos.root]))
+        cat = Catalog.open(lib.path / CATALOG_FILE, read_only=True)
+        res_ids, _ = cat.load_reservoir()
+        paths = cat.paths_of([r[0] for r in cat.conn.execute("SELECT id FROM images")])
+        cat.close()
+        outside = sorted(i for i in paths if i not in set(res_ids.tolist()))
+        assert len(paths) == 30 and len(outside) == 6
+        gone = paths[outside[0]]
+        gone.unlink()
+        _, result = run(finetune(lib, epochs=3, force=True))
+        assert result.exact_codes == 29 and result.approx_codes == 1
+        model = next(m for m in list_models(lib) if m.id == result.new_model)
+        assert model.active and model.complete
+        cat = Catalog.open(lib.path / CATALOG_FILE, read_only=True)
+        row = next(m for m in cat.models() if m.id == result.new_model)
+        cat.close()
+        hasher = load_hasher(lib.path / row.dir)
+        ids, codes = codes_of(lib.path, result.new_model)
+        stored = dict(zip(ids.tolist(), codes, strict=True))
+        wanted = [paths[i] for i in outside[1:]]
+        feats = np.concatenate([b.features for b in iter_embeddings(wanted, lib._get_backbone())])
+        expected = hasher.encode(feats.astype(FEATURE_DTYPE).astype(np.float32))
+        assert np.array_equal(np.stack([stored[i] for i in outside[1:]]), expected)

@@ -50,6 +50,12 @@ def minutes(seconds: float) -> str:
     return f"about {round(seconds / 60)} minutes"
 
 
+def elapsed(seconds: float) -> str:
+    """'1 min 10 s' style wording for a measured duration."""
+    seconds = int(round(seconds))
+    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60:02d} s"
+
+
 def event_text(event: Any) -> str:
     """One line for a `FinetuneProgress`: phase, count, loss and time left."""
     label = PHASES.get(event.phase, event.phase.capitalize())
@@ -154,12 +160,13 @@ class FinetuneDialog(QDialog):
                 "one is ready; you can cancel at any time."
             )
         self.start_button.setEnabled(True)
+        self.adjustSize()
 
     # --- 2. running ------------------------------------------------------------------------
     def start(self) -> Job:
         """Run the fine-tune on the writer thread."""
         force = self.force.isChecked()
-        self.force.setEnabled(False)
+        self.force.hide()
         job = self.writer.call(lambda lib, stop: training.finetune(lib, force=force, should_stop=stop), "finetune")
         job.progress.connect(self._on_progress)
         job.succeeded.connect(self._on_succeeded)
@@ -192,7 +199,7 @@ class FinetuneDialog(QDialog):
     def _on_succeeded(self, result: training.FinetuneResult) -> None:
         self.result = result
         self.progress_bar.hide()
-        self.progress_label.setText(f"Finished in {minutes(result.seconds).replace('about ', '')}.")
+        self.progress_label.setText(f"Finished in {elapsed(result.seconds)}.")
         self._show_figures(result)
         if result.activated:
             self.outcome.setText(
@@ -208,6 +215,7 @@ class FinetuneDialog(QDialog):
                 "current one."
             )
             self._show_buttons(self.close_button, self.use_new_button)
+        self.adjustSize()
         self.finetuneFinished.emit(result)
 
     def _show_figures(self, result: training.FinetuneResult) -> None:
