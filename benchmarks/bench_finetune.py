@@ -69,7 +69,9 @@ def scores(hasher, db_codes, q_feats, q_labels, db_feats, db_labels) -> dict[str
 
 
 def fit(X: np.ndarray, bits: int, *, init_from=None, epochs: int | None = None, seed: int = 0):
-    h = make_hasher("urph", bits, X.shape[1])
+    # A warm start takes the architecture of the version it starts from, as training.py does.
+    params = {k: v for k, v in init_from.params.items() if k != "epochs"} if init_from else {}
+    h = make_hasher("urph", bits, X.shape[1], **params)
     t = time.perf_counter()
     h.fit(X, seed=seed, init_from=init_from, epochs=epochs)
     h.meta["backbone"] = "mobilenet_v2"
@@ -204,7 +206,7 @@ def library_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         cat.close()
         order = sorted(paths)
         feats = np.concatenate([
-            b.features for b in iter_embeddings([paths[i] for i in order], lib._get_backbone())
+            b.features for b in iter_embeddings([paths[i] for i in order], lib.backbone())
         ])
         labels = np.array([paths[i].parent.name for i in order])
         queries = split_per_class(labels, 100, seed=0).queries

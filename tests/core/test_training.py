@@ -303,6 +303,6 @@ def test_photos_outside_the_reservoir_are_re_embedded_exactly(tmp_path: Path) ->
         ids, codes = codes_of(lib.path, result.new_model)
         stored = dict(zip(ids.tolist(), codes, strict=True))
         wanted = [paths[i] for i in outside[1:]]
-        feats = np.concatenate([b.features for b in iter_embeddings(wanted, lib._get_backbone())])
+        feats = np.concatenate([b.features for b in iter_embeddings(wanted, lib.backbone())])
         expected = hasher.encode(feats.astype(FEATURE_DTYPE).astype(np.float32))
         assert np.array_equal(np.stack([stored[i] for i in outside[1:]]), expected)

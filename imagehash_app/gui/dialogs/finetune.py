@@ -177,6 +177,7 @@ class FinetuneDialog(QDialog):
         self.progress_bar.setRange(0, 0)
         self.progress_bar.show()
         self._show_buttons(self.cancel_button)
+        self.adjustSize()
         return job
 
     def cancel(self) -> None:
