@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from imagehash_app import cli_eval, cli_models
 from imagehash_app.config import default_library_dir
 from imagehash_app.core.errors import ImagehashError
 
@@ -27,7 +28,8 @@ class ProgressPrinter:
     WIDTH = 28
     LINE_EVERY = 2.0  # seconds between plain lines
 
-    def __init__(self, stream: TextIO = sys.stderr, tty: bool | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, tty: bool | None = None) -> None:
+        stream = sys.stderr if stream is None else stream  # looked up now: tests swap sys.stderr
         self.stream = stream
         self.tty = stream.isatty() if tty is None else tty
         self._phase = ""
@@ -242,15 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
         fp.add_argument("paths", nargs="+", metavar="PATH")
         fp.set_defaults(func=cmd_folders)
 
-    try:
-        from imagehash_app import cli_eval
-    except ImportError:
-        cli_eval = None
-    if cli_eval is not None:
-        cli_eval.add_parser(sub)
-        eval_parser = sub.choices.get("eval")
-        if eval_parser is not None and eval_parser.get_default("func") is None:
-            eval_parser.set_defaults(func=cli_eval.run)
+    cli_eval.add_parser(sub)
+    cli_models.add_parsers(sub)
     return parser
 
 

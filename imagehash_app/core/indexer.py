@@ -15,9 +15,6 @@ Past that, new photos are encoded with the active model; fine-tuning is a separa
 
 from __future__ import annotations
 
-import queue
-import shutil
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -32,15 +29,18 @@ from imagehash_app.config import LibrarySettings
 from imagehash_app.core.catalog import Catalog, FolderRow, ModelRow
 from imagehash_app.core.errors import CancelledError, IncompatibleModelError
 from imagehash_app.core.files import FileInfo, KnownFile, diff_scan, fingerprint, walk_images
+from imagehash_app.core.hashing.base import fit_in_thread
+from imagehash_app.core.model_store import (
+    FINETUNE_PENDING_KEY,
+    KEEP_MODELS,
+    MODELS_DIR,
+    prune_models,
+)
 from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_add, reservoir_remove
 
 StopFn = Callable[[], bool]
 GROWTH_FACTOR = 4  # retrain when the library has grown this much since the last training
-KEEP_MODELS = 2  # the active hasher version and the one before it (instant roll back)
 SCAN_REPORT_EVERY = 0.5  # seconds between scan progress events
-MODELS_DIR = "models"
-GRAPH_DIR = "graph"
-FINETUNE_PENDING_KEY = "finetune_pending"  # meta key set by core.training while it re-encodes
 
 
 @dataclass(frozen=True)
@@ -101,39 +101,6 @@ def plan_training(
     if population >= GROWTH_FACTOR * active.train_size:
         return method, f"library grew {population / active.train_size:.1f}x since the last training"
     return None
-
-
-def _fit_in_thread(hasher, X: np.ndarray, seed: int, should_stop: StopFn | None) -> Iterator:
-    """Run `hasher.fit` on a worker thread and yield its TrainProgress reports here.
-
-    Closing this generator (or `should_stop`) asks the fit to stop and waits for it.
-    """
-    reports: queue.Queue = queue.Queue()
-    stop = threading.Event()
-    done = object()
-    outcome: dict[str, BaseException] = {}
-
-    def stopping() -> bool:
-        return stop.is_set() or bool(should_stop and should_stop())
-
-    def work() -> None:
-        try:
-            hasher.fit(X, progress=reports.put, should_stop=stopping, seed=seed)
-        except BaseException as exc:  # handed to the caller's thread
-            outcome["error"] = exc
-        finally:
-            reports.put(done)
-
-    thread = threading.Thread(target=work, name="hasher-fit", daemon=True)
-    thread.start()
-    try:
-        while (item := reports.get()) is not done:
-            yield item
-    finally:
-        stop.set()
-        thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
 
 
 def _image_size(path: Path) -> tuple[int | None, int | None]:
@@ -460,7 +427,10 @@ class Indexer:
         hasher.meta["backbone"] = self.settings.backbone
         started = time.perf_counter()
         yield IndexProgress("train", 0, 0, message=f"Training {method} on {n} photos ({why})")
-        for report in _fit_in_thread(hasher, X, self.settings.seed, self.should_stop):
+        def fit(progress, should_stop) -> None:
+            hasher.fit(X, progress=progress, should_stop=should_stop, seed=self.settings.seed)
+
+        for report in fit_in_thread(fit, self.should_stop):
             yield IndexProgress(
                 "train", report.epoch, report.epochs, report.epoch / max(time.perf_counter() - started, 1e-9),
                 report.eta_s, f"Training {method} on {n} photos (loss {report.loss:.4f})",
@@ -479,11 +449,7 @@ class Indexer:
             )
             self.cat.put_codes(model_id, ids, codes)
             self.cat.set_active_model(model_id)
-            stale = self.cat.models()[:-KEEP_MODELS]
-            for m in stale:
-                self.cat.delete_model(m.id)
-        for m in stale:
-            remove_model_files(self.root, m)
+        prune_models(self.cat, self.root, KEEP_MODELS)
         yield _progress("encode", n, n, started)
 
     def encode_missing(self) -> Iterator[IndexProgress]:
@@ -510,10 +476,3 @@ class Indexer:
         with self.cat.transaction():
             self.cat.put_codes(active.id, ids[mask], hasher.encode(X[mask]))
         yield _progress("encode", int(mask.sum()), int(mask.sum()), started)
-
-
-def remove_model_files(root: Path, model: ModelRow) -> None:
-    """Delete a dropped model's weights and graph (both rebuildable or no longer wanted)."""
-    shutil.rmtree(root / model.dir, ignore_errors=True)
-    for path in (root / GRAPH_DIR).glob(f"{model.id}.*"):
-        path.unlink(missing_ok=True)

@@ -22,14 +22,9 @@ import numpy as np
 from imagehash_app.config import IDENTITY_FIELDS, LibrarySettings, default_library_dir
 from imagehash_app.core.catalog import CATALOG_FILE, STATUSES, Catalog, ModelRow
 from imagehash_app.core.errors import ImageDecodeError, ImagehashError
-from imagehash_app.core.indexer import (
-    GRAPH_DIR,
-    MODELS_DIR,
-    Indexer,
-    IndexProgress,
-    StopFn,
-)
+from imagehash_app.core.indexer import Indexer, IndexProgress, StopFn
 from imagehash_app.core.locking import WriterLock
+from imagehash_app.core.model_store import GRAPH_DIR, MODELS_DIR
 from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_remove, shrink_reservoir
 
 __all__ = [

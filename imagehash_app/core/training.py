@@ -26,11 +26,9 @@ Lifecycle of `finetune()`, a cancellable generator of `FinetuneProgress` that re
 from __future__ import annotations
 
 import json
-import queue
-import threading
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,12 +39,12 @@ from imagehash_app.config import LibrarySettings
 from imagehash_app.core.catalog import CATALOG_FILE, Catalog, ModelRow
 from imagehash_app.core.codes import words_for
 from imagehash_app.core.errors import CancelledError, ImagehashError
-from imagehash_app.core.hashing.base import META_FILE
-from imagehash_app.core.indexer import KEEP_MODELS, MODELS_DIR, remove_model_files
+from imagehash_app.core.hashing.base import META_FILE, fit_in_thread
+from imagehash_app.core.model_store import FINETUNE_PENDING_KEY as PENDING_KEY
+from imagehash_app.core.model_store import KEEP_MODELS, MODELS_DIR, prune_models
 from imagehash_app.core.reservoir import FEATURE_DTYPE
 
 StopFn = Callable[[], bool]
-PENDING_KEY = "finetune_pending"  # JSON of the fine-tune whose re-encode is not finished
 HELD_OUT_FRACTION = 0.1  # of the reservoir, kept out of training to compare versions
 HELD_OUT_MAX = 2000  # enough for stable recall figures; the rest trains
 HELD_OUT_MIN = 50  # recall 10@10 needs a few dozen photos to mean anything
@@ -194,39 +192,6 @@ def score(metrics: dict[str, float]) -> float:
     return float(np.mean([metrics.get(k, 0.0) for k in _METRIC_KEYS]))
 
 
-def _fit_in_thread(fit: Callable[..., Any], should_stop: StopFn | None) -> Iterator[Any]:
-    """Run `fit(progress=..., should_stop=...)` on a worker thread and yield its reports here.
-
-    Closing this generator (or `should_stop`) asks the fit to stop and waits for it to end.
-    """
-    reports: queue.Queue = queue.Queue()
-    stop = threading.Event()
-    done = object()
-    outcome: dict[str, BaseException] = {}
-
-    def stopping() -> bool:
-        return stop.is_set() or bool(should_stop and should_stop())
-
-    def work() -> None:
-        try:
-            fit(progress=reports.put, should_stop=stopping)
-        except BaseException as exc:  # handed to the caller's thread
-            outcome["error"] = exc
-        finally:
-            reports.put(done)
-
-    thread = threading.Thread(target=work, name="finetune-fit", daemon=True)
-    thread.start()
-    try:
-        while (item := reports.get()) is not done:
-            yield item
-    finally:
-        stop.set()
-        thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-
-
 def _stopping(should_stop: StopFn | None) -> bool:
     return bool(should_stop and should_stop())
 
@@ -353,26 +318,6 @@ def _register(
         if pending is not None:
             cat.set_json(PENDING_KEY, {**pending, "new": model_id, "exact_codes": len(res_ids)})
     return model_id
-
-
-def prune_models(cat: Catalog, root: Path, keep: int = KEEP_MODELS, protect: Sequence[int] = ()) -> list[int]:
-    """Drop versions beyond the newest `keep` (never the active one nor `protect`)."""
-    models = cat.models()
-    safe = {m.id for m in models if m.active} | set(protect)
-    kept: list[ModelRow] = [m for m in models if m.id in safe]
-    for m in reversed(models):
-        if len(kept) >= keep:
-            break
-        if m.id not in safe:
-            kept.append(m)
-    drop = [m for m in models if m not in kept]
-    if drop:
-        with cat.transaction():
-            for m in drop:
-                cat.delete_model(m.id)
-        for m in drop:
-            remove_model_files(root, m)
-    return [m.id for m in drop]
 
 
 def _open_writer(library: Any) -> Catalog:
@@ -514,7 +459,7 @@ def _train_and_register(
         )
 
     t0 = time.perf_counter()
-    for report in _fit_in_thread(fit, should_stop):
+    for report in fit_in_thread(fit, should_stop):
         yield FinetuneProgress(
             "train", report.epoch, report.epochs, report.epoch / max(time.perf_counter() - t0, 1e-9),
             report.eta_s, f"Training: epoch {report.epoch}/{report.epochs}, loss {report.loss:.4f}",

@@ -25,8 +25,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from imagehash_app.gui.qtcompat import emit
-
 
 def counts_text(folder: Any) -> str:
     """e.g. "1,204 indexed · 3 pending · 2 skipped" (zero counts other than indexed are left out)."""
@@ -68,7 +66,7 @@ class FoldersPanel(QWidget):
         self.rescan_button.clicked.connect(self._rescan)
         self.skipped_label = QLabel()
         self.skipped_label.setTextFormat(Qt.TextFormat.RichText)
-        self.skipped_label.linkActivated.connect(lambda _link: emit(self.skippedRequested))
+        self.skipped_label.linkActivated.connect(lambda _link: self.skippedRequested.emit())
         buttons = QHBoxLayout()
         for b in (self.add_button, self.remove_button, self.rescan_button):
             buttons.addWidget(b)
@@ -121,10 +119,10 @@ class FoldersPanel(QWidget):
     def _remove(self) -> None:
         path = self.selected_path()
         if path is not None:
-            emit(self.removeRequested, path)
+            self.removeRequested.emit(path)
 
     def _rescan(self) -> None:
-        emit(self.rescanRequested, self.selected_path())
+        self.rescanRequested.emit(self.selected_path())
 
 
 class SkippedDialog(QDialog):

@@ -40,14 +40,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from imagehash_app.core import training
 from imagehash_app.core.errors import LibraryLockedError, WeightsUnavailableError
 from imagehash_app.core.library import Library
 from imagehash_app.gui import engine
+from imagehash_app.gui.dialogs.finetune import open_finetune_dialog
 from imagehash_app.gui.drop_zone import DropPayload, QueryPane, can_accept, classify, read_payload
 from imagehash_app.gui.folders_panel import FoldersPanel, SkippedDialog
 from imagehash_app.gui.icons import app_icon
 from imagehash_app.gui.messages import Level, MessageBar, describe
-from imagehash_app.gui.qtcompat import emit
 from imagehash_app.gui.results_view import ResultsModel, ResultsView
 from imagehash_app.gui.thumbnails import ThumbnailCache, ThumbnailLoader
 from imagehash_app.gui.watcher import FolderWatcher
@@ -235,6 +236,7 @@ class MainWindow(QMainWindow):
         lib_menu = self.menuBar().addMenu("&Library")
         self._action(lib_menu, "&Re-scan all folders", lambda: self.start_index(None), QKeySequence.StandardKey.Refresh)
         self._action(lib_menu, "&Skipped files…", self.show_skipped)
+        self._action(lib_menu, "&Improve search for my photos…", self.show_finetune)
         lib_menu.addSeparator()
         self._action(lib_menu, "&Preferences…", self.show_preferences, QKeySequence.StandardKey.Preferences)
         view_menu = self.menuBar().addMenu("&View")
@@ -294,12 +296,12 @@ class MainWindow(QMainWindow):
             )
         if self.watcher is not None and not self.read_only:
             self.watcher.watch(Path(f.path) for f in snap.folders if f.online)
-        emit(self.snapshotChanged, snap)
+        self.snapshotChanged.emit(snap)
 
     def show_message(self, text: str, level: Level = Level.INFO, action: str = "", action_id: str = "") -> None:
         """Show a message in the bar above the content (and announce it for tests)."""
         self.messages.show_message(text, level, action, action_id)
-        emit(self.messageShown, text)
+        self.messageShown.emit(text)
 
     def report(self, exc: object, doing: str = "") -> None:
         """An engine error as a message, with the follow-up action it calls for."""
@@ -333,6 +335,8 @@ class MainWindow(QMainWindow):
         elif action_id == "unlock":
             self.read_only = False
             self.refresh(rescan=True)
+        elif action_id == "finetune":
+            self.show_finetune()
 
     # --- indexing --------------------------------------------------------------------------
     def is_indexing(self) -> bool:
@@ -363,7 +367,7 @@ class MainWindow(QMainWindow):
         self.progress_label.setText("Scanning folders…")
         self.progress_bar.setRange(0, 0)
         self._show_progress(True)
-        emit(self.indexingStarted)
+        self.indexingStarted.emit()
         return job
 
     def cancel_index(self) -> None:
@@ -394,17 +398,25 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_index_succeeded(self, last: Any) -> None:
         self.statusBar().showMessage("Library up to date", 5000)
-        emit(self.indexingFinished, last)
+        self.indexingFinished.emit(last)
+        job = self.reader.call(lambda lib, _stop: training.suggestion(lib), "suggestion")
+        job.succeeded.connect(self._suggest_finetune)
+
+    @Slot(object)
+    def _suggest_finetune(self, text: object) -> None:
+        """Unobtrusive: an info bar with a button, only when the library has changed enough."""
+        if text:
+            self.show_message(str(text), Level.INFO, "Improve…", "finetune")
 
     @Slot()
     def _on_index_cancelled(self) -> None:
         self.statusBar().showMessage("Indexing stopped; photos indexed so far are searchable", 8000)
-        emit(self.indexingFinished, None)
+        self.indexingFinished.emit(None)
 
     @Slot(object)
     def _on_index_failed(self, exc: object) -> None:
         self.report(exc, "index")
-        emit(self.indexingFinished, None)
+        self.indexingFinished.emit(None)
 
     @Slot()
     def _on_index_finished(self) -> None:
@@ -464,6 +476,10 @@ class MainWindow(QMainWindow):
         dialog = SkippedDialog(skipped, self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.open()
+
+    def show_finetune(self) -> None:
+        """Library ▸ Improve search for my photos…: fine-tune the hasher (modeless dialog)."""
+        open_finetune_dialog(self)
 
     # --- searching ---------------------------------------------------------------------------
     def handle_payload(self, payload: DropPayload) -> None:
@@ -525,7 +541,7 @@ class MainWindow(QMainWindow):
         )
         for path, reason in outcome.failures:
             self.show_message(f"{path.name} cannot be searched: {reason}.", Level.WARNING)
-        emit(self.searchFinished, outcome)
+        self.searchFinished.emit(outcome)
 
     @Slot(object)
     def _on_search_failed(self, exc: object) -> None:

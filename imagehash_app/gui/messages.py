@@ -22,7 +22,6 @@ from imagehash_app.core.errors import (
     LibraryLockedError,
     WeightsUnavailableError,
 )
-from imagehash_app.gui.qtcompat import emit
 
 
 class Level(Enum):
@@ -76,7 +75,7 @@ class MessageBar(QFrame):
         self.text.setWordWrap(True)
         self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.action = QPushButton()
-        self.action.clicked.connect(lambda: emit(self.actionTriggered, self._action_id))
+        self.action.clicked.connect(lambda: self.actionTriggered.emit(self._action_id))
         close = QToolButton()
         close.setAutoRaise(True)
         close.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_TitleBarCloseButton))

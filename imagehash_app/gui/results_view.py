@@ -42,7 +42,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from imagehash_app.gui.qtcompat import emit
 from imagehash_app.gui.thumbnails import ThumbnailLoader
 
 CELL = 176  # thumbnail square, px (logical)
@@ -132,7 +131,7 @@ class ResultsModel(QAbstractListModel):
         row = self._row_of.get(path)
         if row is not None:
             idx = self.index(row)
-            emit(self.dataChanged, idx, idx)
+            self.dataChanged.emit(idx, idx)
 
     def forget_thumbnails(self) -> None:
         """Drop cached pixmaps (they are rebuilt from the disk cache on demand)."""
@@ -241,7 +240,7 @@ class ResultsView(QListView):
     def copy_path(self, paths: list[Path]) -> None:
         """Put the paths (one per line) on the clipboard."""
         QGuiApplication.clipboard().setText("\n".join(str(p) for p in paths))
-        emit(self.message, f"Copied {len(paths)} path{'s' if len(paths) != 1 else ''}")
+        self.message.emit(f"Copied {len(paths)} path{'s' if len(paths) != 1 else ''}")
 
     def context_actions(self, index: QModelIndex, parent: QWidget | None = None) -> list[QAction]:
         """The context-menu actions for the result at `index` (built separately so tests can trigger them)."""
@@ -256,7 +255,7 @@ class ResultsView(QListView):
             ("Open", lambda: self.open_photo(path)),
             ("Open containing folder", lambda: self.open_folder(path)),
             ("Copy path", lambda: self.copy_path(chosen)),
-            ("Find similar to this one", lambda: emit(self.findSimilar, path)),
+            ("Find similar to this one", lambda: self.findSimilar.emit(path)),
         ):
             action = QAction(text, parent or self)
             action.triggered.connect(slot)

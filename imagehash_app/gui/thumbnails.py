@@ -17,7 +17,6 @@ from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QImage
 
 from imagehash_app.core.images import make_thumbnail
-from imagehash_app.gui.qtcompat import emit
 from imagehash_app.gui.workers import Mailbox
 
 THUMB_SIZE = 256
@@ -120,6 +119,6 @@ class ThumbnailLoader(QObject):
         if generation != self._generation:
             return
         if isinstance(image, QImage):
-            emit(self.ready, path, image)
+            self.ready.emit(path, image)
         else:
-            emit(self.failed, path, error)
+            self.failed.emit(path, error)

@@ -17,7 +17,6 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from imagehash_app.core.images import IMAGE_SUFFIXES
-from imagehash_app.gui.qtcompat import emit
 
 
 class _Handler(FileSystemEventHandler):
@@ -33,7 +32,7 @@ class _Handler(FileSystemEventHandler):
             return
         relevant = event.is_directory or any(p.suffix.lower() in IMAGE_SUFFIXES for p in paths)
         if relevant:
-            emit(self._watcher._post, str(self._root))
+            self._watcher._post.emit(str(self._root))
 
 
 class FolderWatcher(QObject):
@@ -100,4 +99,4 @@ class FolderWatcher(QObject):
     def _flush(self) -> None:
         dirty, self._dirty = sorted(self._dirty), set()
         if dirty:
-            emit(self.changed, dirty)
+            self.changed.emit(dirty)

@@ -26,7 +26,6 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
 from imagehash_app.core.errors import CancelledError
-from imagehash_app.gui.qtcompat import emit
 
 StopFlag = Callable[[], bool]
 JobFn = Callable[[Any, StopFlag], Any]
@@ -57,7 +56,7 @@ class Mailbox(QObject):
             if self._scheduled:
                 return
             self._scheduled = True
-        emit(self._wake)
+        self._wake.emit()
 
     @Slot()
     def _drain(self) -> None:
@@ -141,16 +140,16 @@ class Job(QObject):
         if self.done:
             return
         if kind == "progress":
-            emit(self.progress, payload)
+            self.progress.emit(payload)
             return
         self.done = True
         if kind == "succeeded":
-            emit(self.succeeded, payload)
+            self.succeeded.emit(payload)
         elif kind == "failed":
-            emit(self.failed, payload)
+            self.failed.emit(payload)
         else:
-            emit(self.cancelled)
-        emit(self.finished)
+            self.cancelled.emit()
+        self.finished.emit()
 
 
 class EngineThread(QThread):

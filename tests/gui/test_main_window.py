@@ -10,7 +10,6 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
 from imagehash_app.gui.main_window import MainWindow
-from imagehash_app.gui.qtcompat import emit
 
 WAIT_MS = 60_000
 
@@ -84,7 +83,7 @@ def test_find_similar_from_context_menu_and_open(qtbot, make_window, tiny_librar
     assert QApplication.clipboard().text() == str(second_path)
     actions["Open containing folder"].trigger()
     assert opened == [str(second_path.parent)]
-    emit(window.results_view.doubleClicked, second)
+    window.results_view.doubleClicked.emit(second)
     assert opened[-1] == str(second_path)
     with qtbot.waitSignal(window.searchFinished, timeout=WAIT_MS) as found:
         actions["Find similar to this one"].trigger()

@@ -10,9 +10,11 @@ backbone, training size, hyper-parameters, measured metrics) in ``hasher.json``.
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -202,6 +204,43 @@ def report(
     elapsed = time.perf_counter() - started
     eta = elapsed / max(epoch, 1) * (epochs - epoch)
     progress(TrainProgress(epoch=epoch, epochs=epochs, loss=float(loss), eta_s=float(eta)))
+
+
+def fit_in_thread(
+    fit: Callable[[ProgressFn, StopFn], None], should_stop: StopFn | None
+) -> Iterator[TrainProgress]:
+    """Run `fit(progress, should_stop)` on a worker thread and yield its reports on this one.
+
+    Lets a generator-based job (indexing, fine-tuning) relay training progress between yields.
+    Closing this generator (or `should_stop`) asks the fit to stop and waits for it to end; an
+    error raised by the fit is raised here.
+    """
+    reports: queue.Queue = queue.Queue()
+    stop = threading.Event()
+    done = object()
+    outcome: dict[str, BaseException] = {}
+
+    def stopping() -> bool:
+        return stop.is_set() or bool(should_stop and should_stop())
+
+    def work() -> None:
+        try:
+            fit(reports.put, stopping)
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+        finally:
+            reports.put(done)
+
+    thread = threading.Thread(target=work, name="hasher-fit", daemon=True)
+    thread.start()
+    try:
+        while (item := reports.get()) is not done:
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
 
 
 def _json_default(value: Any) -> Any:
