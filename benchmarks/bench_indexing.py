@@ -27,9 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from imagehash_app.core.backbone import BACKBONES, load_backbone
-from imagehash_app.core.embedding import decode_for, decode_pool, iter_embeddings, use_processes
+from imagehash_app.core.embedding import decode_for, iter_embeddings
 from imagehash_app.core.images import IMAGE_SUFFIXES, load_rgb
-from imagehash_app.core.preprocess import decode_uint8
 
 SHARED_WEIGHTS = (
     Path(__file__).resolve().parents[2] / "shared/data/weights/mobilenet_v2-imagenet.pth"
@@ -42,28 +41,12 @@ def weights_for(name: str) -> str:
     return "none"
 
 
-def measure_decode(
-    paths: list[Path], bb, workers: int, processes: bool = False
-) -> tuple[float, list[np.ndarray]]:
-    """D: decode + preprocess every file, nothing else running.
-
-    Threads, or (GPU machines) the same process pool as the pipeline, started before timing.
-    """
-    if not processes:
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(workers) as pool:
-            arrays = list(pool.map(lambda p: decode_for(p, bb), paths))
-        return len(paths) / (time.perf_counter() - t0), arrays
-    with decode_pool(workers, processes=True) as pool:
-        list(pool.map(decode_uint8, paths[:workers], *_repeat(bb, workers)))  # start the workers
-        t0 = time.perf_counter()
-        crops = list(pool.map(decode_uint8, paths, *_repeat(bb, len(paths)), chunksize=2))
-        arrays = list(bb.prep.normalize(np.stack(crops)))
-        return len(paths) / (time.perf_counter() - t0), arrays
-
-
-def _repeat(bb, n: int) -> tuple[list, list]:
-    return [bb.prep] * n, [bb.min_side] * n
+def measure_decode(paths: list[Path], bb, workers: int) -> tuple[float, list[np.ndarray]]:
+    """D: decode + preprocess every file in `workers` threads, nothing else running."""
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        arrays = list(pool.map(lambda p: decode_for(p, bb), paths))
+    return len(paths) / (time.perf_counter() - t0), arrays
 
 
 def measure_backbone(arrays: list[np.ndarray], bb, batch_size: int) -> float:
@@ -202,10 +185,9 @@ def run(args: argparse.Namespace) -> dict:
         workers = args.workers
         d_rates, b_rates, p_rates = [], [], []
         arrays: list[np.ndarray] = []
-        processes = use_processes(bb, len(paths), args.batch_size, workers or args.decode_workers)
         # Interleaved, so that B, D and the pipeline see the same noise.
         for _ in range(args.repeat):
-            d, arrays = measure_decode(paths, bb, args.decode_workers, processes)
+            d, arrays = measure_decode(paths, bb, args.decode_workers)
             d_rates.append(d)
             b_rates.append(measure_backbone(arrays, bb, args.batch_size))
             p_rates.append(measure_pipeline(paths, bb, args.batch_size, workers))
@@ -215,7 +197,6 @@ def run(args: argparse.Namespace) -> dict:
             "backbone": name,
             "weights": "shared file" if weights != "none" else "none (random)",
             "runtime": bb.runtime,
-            "decode": "processes" if processes else "threads",
             "device": bb.device,
             "B": round(B, 1),
             "D": round(D, 1),

@@ -7,11 +7,10 @@ batches ahead (memory stays flat) and results come back in input order.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +18,6 @@ import numpy as np
 
 from imagehash_app.core.errors import ImageDecodeError
 from imagehash_app.core.images import load_rgb
-from imagehash_app.core.preprocess import decode_uint8
 
 PREFETCH_BATCHES = 2  # batches decoded ahead of the one being embedded
 
@@ -56,20 +54,9 @@ def default_workers(backbone) -> int:
     return max(2, os.cpu_count() or 2)
 
 
-def use_processes(backbone, n_paths: int, batch_size: int, workers: int) -> bool:
-    """Decode in processes on a GPU machine with many cores and a long job.
-
-    With a GPU the CPU side is the limit, and many decode threads plus the inference thread's
-    kernel launches contend for the GIL (measured: docs/results-indexing.md). On a CPU-only machine
-    threads are enough (Pillow and ONNX Runtime release the GIL) and start instantly.
-    """
-    return backbone.device != "cpu" and workers >= 4 and n_paths >= 4 * batch_size
-
-
-def decode_pool(workers: int, processes: bool) -> Executor:
-    """A thread pool, or a process pool started by spawn (safe beside CUDA and ORT threads)."""
-    if processes:
-        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+def decode_pool(workers: int) -> ThreadPoolExecutor:
+    """Decode threads. A spawned process pool was measured slower on a 16-core GPU machine
+    (pipeline 57% of min(B, D) against 90% with threads: docs/results-indexing.md)."""
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
 
 
@@ -92,12 +79,7 @@ def iter_embeddings(
     batch_size = max(1, int(batch_size))
     starts = range(0, len(paths), batch_size)
     n_workers = workers or default_workers(backbone)
-    processes = use_processes(backbone, len(paths), batch_size, n_workers)
-    pool = decode_pool(n_workers, processes)
-    if processes:
-        task, args = decode_uint8, (backbone.prep, backbone.min_side)
-    else:
-        task, args = _decode_safely, (backbone,)
+    pool = decode_pool(n_workers)
     pending: deque[list[Future]] = deque()
     next_batch = iter(starts)
 
@@ -105,7 +87,7 @@ def iter_embeddings(
         start = next(next_batch, None)
         if start is not None:
             chunk = paths[start : start + batch_size]
-            pending.append([pool.submit(task, p, *args) for p in chunk])
+            pending.append([pool.submit(_decode_safely, p, backbone) for p in chunk])
 
     try:
         for _ in range(PREFETCH_BATCHES + 1):
@@ -127,10 +109,7 @@ def iter_embeddings(
                     arrays.append(result)
             submit_next()  # keep the decoders busy while this batch runs through the backbone
             if arrays:
-                stacked = np.stack(arrays)
-                if processes:  # workers sent uint8 crops (4x less to copy); normalise in one go
-                    stacked = backbone.prep.normalize(stacked)
-                features = backbone.embed(stacked)
+                features = backbone.embed(np.stack(arrays))
             else:
                 features = np.zeros((0, backbone.feature_dim), np.float32)
             yield EmbeddedBatch(ok_paths, features, failures)

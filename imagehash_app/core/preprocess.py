@@ -1,4 +1,4 @@
-"""Backbone preprocessing in Pillow/numpy, importable without torch (decode worker processes use it).
+"""Backbone preprocessing in Pillow/numpy: fast on the decode threads, checked against torchvision.
 
 Resize the shorter side, centre-crop, normalise: the arithmetic of torchvision's
 `ImageClassification` transform, but only the cropped region is resampled, straight to crop size.
@@ -7,13 +7,9 @@ Resize the shorter side, centre-crop, normalise: the arithmetic of torchvision's
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
-from imagehash_app.core.errors import ImageDecodeError
-from imagehash_app.core.images import load_rgb
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -75,18 +71,3 @@ class Preprocessing:
     def __call__(self, img: Image.Image) -> np.ndarray:
         """RGB image -> float32 (3, crop, crop), normalised."""
         return self.normalize(self.crop_uint8(img))
-
-
-def decode_uint8(path: Path, prep: Preprocessing, min_side: int) -> np.ndarray | str:
-    """Decode and crop one file to uint8 (crop, crop, 3), or return the reason it was skipped.
-
-    Top-level and torch-free so that a process pool can run it; never raises.
-    """
-    try:
-        return prep.crop_uint8(load_rgb(path, min_side=min_side))
-    except ImageDecodeError as exc:
-        return exc.reason
-    except MemoryError:
-        return "too large (out of memory)"
-    except Exception as exc:  # a decoder bug on one file must not stop the others
-        return f"could not decode ({type(exc).__name__})"

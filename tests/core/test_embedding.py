@@ -69,19 +69,3 @@ def test_should_stop_and_close(tiny, folder):
     gen.close()  # must not hang with decodes still queued
     assert len(first.paths) == 2
     assert list(iter_embeddings([], tiny)) == []
-
-
-def test_process_decoding_matches_threads(tiny, folder, monkeypatch):
-    """GPU machines decode in spawned processes (uint8 crops, normalised in the parent)."""
-    from imagehash_app.core import embedding
-
-    threads = list(iter_embeddings(folder, tiny, batch_size=4, workers=2))
-    monkeypatch.setattr(embedding, "use_processes", lambda *args: True)
-    procs = list(iter_embeddings(folder, tiny, batch_size=4, workers=2))
-    assert [b.paths for b in procs] == [b.paths for b in threads]
-    assert [b.failures for b in procs] == [b.failures for b in threads]
-    np.testing.assert_allclose(
-        np.concatenate([b.features for b in procs]),
-        np.concatenate([b.features for b in threads]),
-        atol=1e-5,
-    )
