@@ -130,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
             done = []
             window.searchFinished.connect(done.append)
             window.messageShown.connect(lambda text: print("message:", text, file=sys.stderr))
-            window.search([args.photo])
+            window.search([args.photo])  # warm-up: loads the backbone and the codes
+            wait(lambda: bool(done), 180)
+            done.clear()
+            window.search([args.photo])  # the shot shows a warm query, as a person sees it
             wait(lambda: bool(done), 180)
             model = window.results_model
             view = window.results_view
