@@ -33,3 +33,12 @@ def test_no_core_source_mentions_qt() -> None:
     pattern = re.compile(r"^\s*(import|from)\s+(PySide6|PyQt5|PyQt6|shiboken6)\b", re.MULTILINE)
     offenders = [p for p in CORE.rglob("*.py") if pattern.search(p.read_text(encoding="utf-8"))]
     assert offenders == []
+
+
+def test_the_command_line_loads_no_qt() -> None:
+    """`imagehash-app index/search/status` must run where Qt is missing (servers, CI)."""
+    code = "import sys, imagehash_app.cli; print(sorted(m for m in sys.modules if m.startswith('PySide6')))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=240, check=True
+    ).stdout
+    assert out.strip() == "[]"

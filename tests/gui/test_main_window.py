@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
@@ -151,12 +150,3 @@ def test_geometry_is_remembered(qtbot, make_window, tiny_library, qsettings):
     again = make_window(tiny_library)
     assert again.count_spin.value() == 25
     assert (again.width(), again.height()) == size
-
-
-@pytest.mark.parametrize("module", ["imagehash_app.core.library", "imagehash_app.cli"])
-def test_core_is_headless(module):
-    import subprocess
-    import sys
-
-    code = f"import sys, {module}; assert not [m for m in sys.modules if m.startswith('PySide6')], 'Qt imported'"
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
