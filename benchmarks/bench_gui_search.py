@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -156,8 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     with Library.open(
         library, settings=LibrarySettings(backbone=args.backbone, weights=args.weights)
     ) as lib:
-        for _ in lib.index([work / "photos"]):
-            pass
+        deque(lib.index([work / "photos"]), maxlen=0)  # run the index to the end
         settings = lib.settings
     print(
         f"indexed {REAL_PHOTOS} real photos in {time.perf_counter() - t0:.1f} s "

@@ -42,12 +42,9 @@ _DEFAULT_MAX_PIXELS = int(1024 * 1024 * 1024 // 4 // 3)
 @functools.cache
 def _register_heif() -> None:
     """Register HEIC/HEIF support on first use (importing the package changes nothing global)."""
-    try:
-        import pillow_heif
+    import pillow_heif
 
-        pillow_heif.register_heif_opener()
-    except ImportError:  # pragma: no cover - pillow-heif is a declared dependency
-        pass
+    pillow_heif.register_heif_opener()
 
 
 def _register_plugins() -> None:

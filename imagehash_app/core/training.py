@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,32 +206,33 @@ def _model(cat: Catalog, model_id: int) -> ModelRow | None:
     return next((m for m in cat.models() if m.id == model_id), None)
 
 
-def _reservoir_features(cat: Catalog, image_ids: Sequence[int]) -> dict[int, np.ndarray]:
-    """Stored float16 features of those of `image_ids` that are in the reservoir."""
-    out: dict[int, np.ndarray] = {}
+def _blobs_by_id(
+    cat: Catalog, sql: str, image_ids: Sequence[int], params: Sequence[Any] = ()
+) -> Iterator[tuple[int, bytes]]:
+    """(image_id, blob) rows of `sql` (its `{marks}` filled with the ids), 500 ids per query to stay
+    under SQLite's bound-parameter limit."""
     ids = [int(i) for i in image_ids]
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        for iid, blob in cat.conn.execute(
-            f"SELECT image_id, feature FROM reservoir WHERE image_id IN ({marks})", chunk
-        ):
-            out[iid] = np.frombuffer(blob, dtype=FEATURE_DTYPE).astype(np.float32)
-    return out
+        yield from cat.conn.execute(sql.format(marks=",".join("?" * len(chunk))), [*params, *chunk])
+
+
+def _reservoir_features(cat: Catalog, image_ids: Sequence[int]) -> dict[int, np.ndarray]:
+    """Stored float16 features of those of `image_ids` that are in the reservoir."""
+    sql = "SELECT image_id, feature FROM reservoir WHERE image_id IN ({marks})"
+    return {
+        iid: np.frombuffer(blob, dtype=FEATURE_DTYPE).astype(np.float32)
+        for iid, blob in _blobs_by_id(cat, sql, image_ids)
+    }
 
 
 def _codes_of(cat: Catalog, model_id: int, image_ids: Sequence[int], words: int) -> dict[int, np.ndarray]:
-    out: dict[int, np.ndarray] = {}
-    ids = [int(i) for i in image_ids]
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        for iid, blob in cat.conn.execute(
-            f"SELECT image_id, code FROM codes WHERE model_id = ? AND image_id IN ({marks})",
-            [model_id, *chunk],
-        ):
-            out[iid] = np.frombuffer(blob, dtype="<u8").astype(np.uint64)[:words]
-    return out
+    """Packed codes of `image_ids` under `model_id` (those that have one)."""
+    sql = "SELECT image_id, code FROM codes WHERE model_id = ? AND image_id IN ({marks})"
+    return {
+        iid: np.frombuffer(blob, dtype="<u8").astype(np.uint64)[:words]
+        for iid, blob in _blobs_by_id(cat, sql, image_ids, (model_id,))
+    }
 
 
 def _missing_ids(cat: Catalog, model_id: int, limit: int = -1, after: int = 0) -> list[int]:

@@ -68,8 +68,7 @@ def tiny_library(tmp_path: Path) -> Path:
     from imagehash_app.core.library import Library
 
     path = tmp_path / "library"
-    with Library.open(path, settings=LibrarySettings(backbone="tiny", weights="none", bits=64)):
-        pass
+    Library.open(path, settings=LibrarySettings(backbone="tiny", weights="none", bits=64)).close()  # create it
     return path
 
 

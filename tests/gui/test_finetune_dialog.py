@@ -36,8 +36,7 @@ def library(tmp_path: Path) -> Path:
                                 "batch_size": 64, "epochs": 6}},
     )
     path = tmp_path / "library"
-    with Library.open(path, settings=settings):
-        pass
+    Library.open(path, settings=settings).close()  # create it
     return path
 
 

@@ -82,8 +82,8 @@ def test_engine_thread_runs_generators_cancels_and_reports_errors(qtbot):
         job = thread.call(counting)
         seen: list[int] = []
         job.progress.connect(seen.append)
-        with qtbot.waitSignal(job.succeeded, timeout=10_000) as ok:
-            pass
+        ok = qtbot.waitSignal(job.succeeded, timeout=10_000)  # queued to this thread: none missed
+        ok.wait()
         assert ok.args == ["done"] and seen == [0, 1, 2, 3, 4]
         assert opened and opened[0] != threading.get_ident()  # opened on the worker, not the GUI
 
@@ -105,8 +105,8 @@ def test_engine_thread_runs_generators_cancels_and_reports_errors(qtbot):
             raise ImageDecodeError("not an image", Path("x.txt"))
 
         job = thread.call(broken)
-        with qtbot.waitSignal(job.failed, timeout=10_000) as failed:
-            pass
+        failed = qtbot.waitSignal(job.failed, timeout=10_000)
+        failed.wait()
         assert "x.txt cannot be searched: not an image" in describe(failed.args[0])
     finally:
         assert thread.shutdown()
