@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
 import time
 from collections.abc import Sequence
@@ -250,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    multiprocessing.freeze_support()  # decode workers in a frozen (PyInstaller) build
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)

@@ -1,46 +1,85 @@
-"""The decode -> embed pipeline: worker threads decode and preprocess while the backbone runs.
+"""The decode -> embed pipeline: workers decode and crop photos while the backbone runs.
 
-Pillow's decoders and ONNX Runtime / PyTorch release the GIL, so threads are enough to keep the
-decode side and inference side busy at the same time. Work is submitted a bounded number of
+Each photo is opened once: the worker that decodes it also reads what the catalogue stores of it
+(`PhotoFacts`). Workers hand back uint8 crops; the backbone normalises a whole batch at once (on the
+GPU when it runs there: a quarter of the bytes to copy). Work is submitted a bounded number of
 batches ahead (memory stays flat) and results come back in input order.
+
+Workers are threads when the backbone runs on the CPU: Pillow's decoders and ONNX Runtime release
+the GIL, and the two share the cores (measured at 100% of 1/(1/B + 1/D) on 2 cores). With a GPU
+they are processes: the main thread must dispatch the network, write the catalogue and train the
+hasher, and with 16 decoding threads holding the GIL for Pillow's Python parts it got too little of
+it (the forward pass took 15x longer than alone: docs/results-indexing.md).
 """
 
 from __future__ import annotations
 
+import atexit
+import multiprocessing
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from imagehash_app.core.errors import ImageDecodeError
-from imagehash_app.core.images import load_rgb
+from imagehash_app.core.files import fingerprint_of_file
+from imagehash_app.core.images import decode_photo, load_rgb, reason_for_os_error
+from imagehash_app.core.preprocess import Preprocessing
 
 PREFETCH_BATCHES = 2  # batches decoded ahead of the one being embedded
+CRASHED = "could not decode (the decoder crashed)"
+
+
+@dataclass(frozen=True)
+class PhotoFacts:
+    """What the catalogue keeps of a photo besides its code, read while decoding it."""
+
+    fingerprint: str
+    width: int
+    height: int
 
 
 @dataclass
 class EmbeddedBatch:
-    """One batch: `features[i]` belongs to `paths[i]`; files that failed are in `failures`."""
+    """One batch: `features[i]` and `facts[i]` belong to `paths[i]`; files that failed are in
+    `failures`."""
 
     paths: list[Path]
     features: np.ndarray
     failures: list[tuple[Path, str]] = field(default_factory=list)
+    facts: list[PhotoFacts] = field(default_factory=list)
 
 
 def decode_for(path: Path, backbone) -> np.ndarray:
-    """Decode one file (draft mode at the backbone's size) and preprocess it to (3, H, W)."""
+    """Decode one file (draft mode at the backbone's size) and preprocess it to float (3, H, W)."""
     img = load_rgb(path, min_side=backbone.min_side)
     return backbone.preprocess(img)
 
 
-def _decode_safely(path: Path, backbone) -> np.ndarray | str:
-    """The preprocessed array, or the short reason the file was skipped (never raises)."""
+def decode_pixels(path: Path, prep: Preprocessing, min_side: int) -> tuple[np.ndarray, PhotoFacts]:
+    """The backbone's uint8 crop (H, W, 3) of one photo and its facts, from one open of the file."""
     try:
-        return decode_for(path, backbone)
+        with open(path, "rb") as fh:
+            fp = fingerprint_of_file(fh)
+            img, (width, height) = decode_photo(path, min_side, fh)
+    except OSError as exc:  # opening or hashing (the decoder maps its own errors)
+        raise ImageDecodeError(reason_for_os_error(exc), path) from exc
+    return prep.crop_uint8(img), PhotoFacts(fp, width, height)
+
+
+def _decode_task(
+    path: Path, prep: Preprocessing, min_side: int
+) -> tuple[np.ndarray, PhotoFacts] | str:
+    """`decode_pixels`, or the short reason the file was skipped (never raises). Module-level so
+    that a worker process can run it."""
+    try:
+        return decode_pixels(path, prep, min_side)
     except ImageDecodeError as exc:
         return exc.reason
     except MemoryError:
@@ -54,10 +93,96 @@ def default_workers(backbone) -> int:
     return max(2, os.cpu_count() or 2)
 
 
-def decode_pool(workers: int) -> ThreadPoolExecutor:
-    """Decode threads. A spawned process pool was measured slower on a 16-core GPU machine
-    (pipeline 57% of min(B, D) against 90% with threads: docs/results-indexing.md)."""
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
+def wants_processes(backbone) -> bool:
+    """Decode in processes when the network runs on a GPU (see the module docstring)."""
+    return backbone.device != "cpu"
+
+
+def _spawn_pool(workers: int) -> ProcessPoolExecutor:
+    """Spawned, not forked: safe beside CUDA and threads, and the default on macOS and Windows."""
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+class _ProcessPools:
+    """One pool of decode processes per process, started on first use and kept: starting Python
+    in each worker costs a second or more, which a library's second run should not pay again."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: ProcessPoolExecutor | None = None
+        self._size = 0
+        atexit.register(self.shutdown)
+
+    def get(self, workers: int, *, fresh: bool = False) -> ProcessPoolExecutor:
+        """The pool of `workers` processes; `fresh` replaces one that a crashed worker broke."""
+        with self._lock:
+            if self._pool is None or fresh or self._size != workers:
+                if self._pool is not None:
+                    self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = _spawn_pool(workers)
+                self._size = workers
+            return self._pool
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+
+
+PROCESS_POOLS = _ProcessPools()
+
+
+class DecodeWorkers:
+    """Decode tasks on threads or processes, one interface. A photo whose decoder crashes its
+    process (a segfault in a codec library) is found by decoding the affected photos one at a time
+    in a fresh pool, and skipped with a reason; the others are decoded again."""
+
+    def __init__(self, workers: int, *, processes: bool) -> None:
+        self.workers = max(1, workers)
+        self.processes = processes
+        self._threads = None if processes else ThreadPoolExecutor(self.workers, "decode")
+        self._isolation: ProcessPoolExecutor | None = None  # after a crash: one photo at a time
+
+    def _executor(self, fresh: bool = False) -> Executor:
+        if self._threads is not None:
+            return self._threads
+        return PROCESS_POOLS.get(self.workers, fresh=fresh)
+
+    def submit(self, path: Path, prep: Preprocessing, min_side: int) -> Future:
+        try:
+            return self._executor().submit(_decode_task, path, prep, min_side)
+        except BrokenProcessPool:
+            return self._executor(fresh=True).submit(_decode_task, path, prep, min_side)
+
+    def result(
+        self, future: Future, path: Path, prep: Preprocessing, min_side: int
+    ) -> tuple[np.ndarray, PhotoFacts] | str:
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            return self._alone(path, prep, min_side)
+
+    def _alone(self, path: Path, prep: Preprocessing, min_side: int):
+        """Decode `path` by itself in a one-process pool: if that breaks, this photo is the cause."""
+        if self._isolation is None:
+            self._isolation = _spawn_pool(1)
+        try:
+            return self._isolation.submit(_decode_task, path, prep, min_side).result()
+        except BrokenProcessPool:
+            self._isolation.shutdown(wait=False)
+            self._isolation = None
+            return CRASHED
+
+    def close(self, pending: Sequence[Future] = ()) -> None:
+        """Drop queued work; threads are joined, the shared processes stay for the next run."""
+        for future in pending:
+            future.cancel()
+        if self._threads is not None:
+            self._threads.shutdown(wait=True, cancel_futures=True)
+        if self._isolation is not None:
+            self._isolation.shutdown(wait=True)
+            self._isolation = None
 
 
 def iter_embeddings(
@@ -66,11 +191,13 @@ def iter_embeddings(
     *,
     batch_size: int = 32,
     workers: int | None = None,
+    processes: bool | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> Iterator[EmbeddedBatch]:
     """Yield EmbeddedBatch for consecutive slices of `paths`, in order.
 
-    Every decode failure is reported per path with its reason. Stops cleanly between batches when
+    `processes`: decode in worker processes (None: when the backbone runs on a GPU). Every decode
+    failure is reported per path with its reason. Stops cleanly between batches when
     `should_stop()` is true or the generator is closed (pending decodes are cancelled).
     """
     paths = [Path(p) for p in paths]
@@ -78,8 +205,9 @@ def iter_embeddings(
         return
     batch_size = max(1, int(batch_size))
     starts = range(0, len(paths), batch_size)
-    n_workers = workers or default_workers(backbone)
-    pool = decode_pool(n_workers)
+    use_processes = wants_processes(backbone) if processes is None else processes
+    pool = DecodeWorkers(workers or default_workers(backbone), processes=use_processes)
+    prep, min_side = backbone.prep, backbone.min_side
     pending: deque[list[Future]] = deque()
     next_batch = iter(starts)
 
@@ -87,7 +215,7 @@ def iter_embeddings(
         start = next(next_batch, None)
         if start is not None:
             chunk = paths[start : start + batch_size]
-            pending.append([pool.submit(_decode_safely, p, backbone) for p in chunk])
+            pending.append([pool.submit(p, prep, min_side) for p in chunk])
 
     try:
         for _ in range(PREFETCH_BATCHES + 1):
@@ -98,20 +226,22 @@ def iter_embeddings(
             futures = pending.popleft()
             chunk = paths[start : start + len(futures)]
             ok_paths: list[Path] = []
-            arrays: list[np.ndarray] = []
+            crops: list[np.ndarray] = []
+            facts: list[PhotoFacts] = []
             failures: list[tuple[Path, str]] = []
             for path, fut in zip(chunk, futures, strict=True):
-                result = fut.result()
+                result = pool.result(fut, path, prep, min_side)
                 if isinstance(result, str):
                     failures.append((path, result))
                 else:
                     ok_paths.append(path)
-                    arrays.append(result)
+                    crops.append(result[0])
+                    facts.append(result[1])
             submit_next()  # keep the decoders busy while this batch runs through the backbone
-            if arrays:
-                features = backbone.embed(np.stack(arrays))
+            if crops:
+                features = backbone.embed_pixels(np.stack(crops))
             else:
                 features = np.zeros((0, backbone.feature_dim), np.float32)
-            yield EmbeddedBatch(ok_paths, features, failures)
+            yield EmbeddedBatch(ok_paths, features, failures, facts)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.close([f for batch in pending for f in batch])

@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from imagehash_app.core.images import IMAGE_SUFFIXES
 
@@ -101,11 +102,19 @@ def fingerprint(path: Path) -> str:
     Enough to recognise a moved or renamed photo without reading whole files.
     """
     with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        digest = hashlib.blake2b(fh.read(_FINGERPRINT_CHUNK), digest_size=16)
-        if size > _FINGERPRINT_CHUNK:
-            fh.seek(max(_FINGERPRINT_CHUNK, size - _FINGERPRINT_CHUNK))
-            digest.update(fh.read(_FINGERPRINT_CHUNK))
+        return fingerprint_of_file(fh)
+
+
+def fingerprint_of_file(fh: BinaryIO) -> str:
+    """`fingerprint` of an open binary file; leaves it positioned at the start (a decoder can
+    go on reading it, so indexing opens each photo once)."""
+    size = os.fstat(fh.fileno()).st_size
+    fh.seek(0)
+    digest = hashlib.blake2b(fh.read(_FINGERPRINT_CHUNK), digest_size=16)
+    if size > _FINGERPRINT_CHUNK:
+        fh.seek(max(_FINGERPRINT_CHUNK, size - _FINGERPRINT_CHUNK))
+        digest.update(fh.read(_FINGERPRINT_CHUNK))
+    fh.seek(0)
     return f"{size:x}-{digest.hexdigest()}"
 
 

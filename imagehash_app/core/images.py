@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import errno
 import functools
+import os
 import struct
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -69,7 +71,8 @@ def _too_large(size: tuple[int, int]) -> ImageDecodeError:
     return ImageDecodeError(f"too large ({size[0] * size[1] / 1e6:.0f} MP)")
 
 
-def _reason_for_os_error(exc: OSError) -> str:
+def reason_for_os_error(exc: OSError) -> str:
+    """The short skip reason for an error opening or reading a file."""
     if isinstance(exc, FileNotFoundError):
         return "vanished"
     if isinstance(exc, PermissionError) or exc.errno in (errno.EACCES, errno.EPERM):
@@ -81,13 +84,15 @@ def _reason_for_os_error(exc: OSError) -> str:
     return "corrupt or truncated"
 
 
-def _open(path: Path) -> Image.Image:
-    """Open (header only) with every expected failure mapped to a short reason."""
+def _open(path: Path, fh: BinaryIO | None = None) -> Image.Image:
+    """Open (header only) with every expected failure mapped to a short reason. `fh`: the file
+    already open (binary, at its start), so that a caller hashing it too opens it once."""
     _register_plugins()
     try:
-        if path.stat().st_size == 0:
+        size = os.fstat(fh.fileno()).st_size if fh is not None else path.stat().st_size
+        if size == 0:
             raise ImageDecodeError("empty file", path)
-        img = Image.open(path)
+        img = Image.open(fh if fh is not None else path)
     except ImageDecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -95,7 +100,7 @@ def _open(path: Path) -> Image.Image:
     except UnidentifiedImageError as exc:
         raise ImageDecodeError("not an image", path) from exc
     except OSError as exc:
-        raise ImageDecodeError(_reason_for_os_error(exc), path) from exc
+        raise ImageDecodeError(reason_for_os_error(exc), path) from exc
     except (ValueError, SyntaxError, EOFError) as exc:
         raise ImageDecodeError("corrupt or truncated", path) from exc
     w, h = img.size
@@ -158,10 +163,17 @@ def load_rgb(path: Path | str, min_side: int | None = None) -> Image.Image:
     `min_side`: the decoder may shrink a JPEG (DCT scaling) as long as its shorter side stays >= this.
     Raises ImageDecodeError(reason) for every file that cannot be decoded.
     """
-    path = Path(path)
-    img = _open(path)
+    return decode_photo(Path(path), min_side)[0]
+
+
+def decode_photo(
+    path: Path, min_side: int | None = None, fh: BinaryIO | None = None
+) -> tuple[Image.Image, tuple[int, int]]:
+    """`load_rgb`, plus the stored (width, height) from the header; reads `fh` when given."""
+    img = _open(path, fh)
+    size = img.size  # before draft() shrinks it
     with img:
-        return _decode(path, img, min_side)
+        return _decode(path, img, min_side), size
 
 
 def make_thumbnail(path: Path | str, size: int) -> Image.Image:

@@ -18,18 +18,16 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from imagehash_app.config import LibrarySettings
 from imagehash_app.core.catalog import Catalog, FolderRow, ModelRow
 from imagehash_app.core.errors import CancelledError, IncompatibleModelError
-from imagehash_app.core.files import FileInfo, KnownFile, diff_scan, fingerprint, walk_images
-from imagehash_app.core.hashing.base import fit_in_thread
+from imagehash_app.core.files import FileInfo, KnownFile, diff_scan, walk_images
+from imagehash_app.core.hashing.base import FitThread, Hasher
 from imagehash_app.core.model_store import (
     FINETUNE_PENDING_KEY,
     KEEP_MODELS,
@@ -103,51 +101,16 @@ def plan_training(
     return None
 
 
-def _image_size(path: Path) -> tuple[int | None, int | None]:
-    """Width and height from the header only (no decode); None when unreadable."""
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except Exception:  # any header a decoder rejects: the size is informational only
-        return None, None
+@dataclass
+class _Fit:
+    """A hasher version being trained on a snapshot of the reservoir (`ids`) on its own thread;
+    the thread returns the snapshot's codes."""
 
-
-def _file_facts(path: Path) -> tuple[str, int | None, int | None] | None:
-    """(fingerprint, width, height), or None when the file vanished or became unreadable."""
-    try:
-        fp = fingerprint(path)
-    except OSError:
-        return None
-    return (fp, *_image_size(path))
-
-
-class _FactsReader:
-    """Reads fingerprints and header sizes on a helper thread a few batches ahead of the
-    embedding, so that this I/O hides behind inference instead of adding to it."""
-
-    def __init__(self, paths: Sequence[Path], batch_size: int, ahead: int = 3) -> None:
-        self._paths = list(paths)
-        self._step = batch_size
-        self._next = 0
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="file-facts")
-        self._futures: dict[Path, Future] = {}
-        for _ in range(ahead):
-            self._submit_batch()
-
-    def _submit_batch(self) -> None:
-        for path in self._paths[self._next : self._next + self._step]:
-            self._futures[path] = self._pool.submit(_file_facts, path)
-        self._next += self._step
-
-    def get(self, path: Path) -> tuple[str, int | None, int | None] | None:
-        future = self._futures.pop(path, None)
-        return future.result() if future is not None else _file_facts(path)
-
-    def batch_done(self) -> None:
-        self._submit_batch()
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    method: str
+    why: str
+    hasher: Hasher
+    ids: np.ndarray
+    job: FitThread
 
 
 class Indexer:
@@ -317,24 +280,43 @@ class Indexer:
             paths, backbone, batch_size=self.settings.batch_size,
             workers=self.settings.threads, should_stop=self.should_stop,
         )
-        facts = _FactsReader(paths, self.settings.batch_size)
+        fit: _Fit | None = None
         try:
             for batch in batches:
-                self._store_batch(batch, ids_by_path, hasher_state, facts)
-                facts.batch_done()
+                if fit is not None and self._outgrows_reservoir(len(batch.paths)):
+                    # The fit's snapshot must stay the whole library: finish it before the
+                    # reservoir drops anyone, so that every photo gets a code of the new model.
+                    yield from self._finish_fit(fit)
+                    fit = None
+                    hasher_state = self._active_hasher(backbone)
+                self._store_batch(batch, ids_by_path, hasher_state)
                 done += len(batch.paths) + len(batch.failures)
                 embedded += len(batch.paths)
                 self.changed = self.changed or bool(batch.paths)
-                yield _progress("embed", done, total, started)
-                if done < total and not self._stopping():
-                    trained = yield from self.maybe_train(
+                message = ""
+                if fit is not None and fit.job.done():
+                    self._activate(fit)
+                    message = f"Now searching with the new {fit.method} hasher."
+                    fit = None
+                    hasher_state = self._active_hasher(backbone)
+                yield _progress("embed", done, total, started, message)
+                if fit is None and done < total and not self._stopping():
+                    plan = self._plan(
                         end_of_run=False, upcoming=min(self.settings.batch_size, total - done)
                     )
-                    if trained:
-                        hasher_state = self._active_hasher(backbone)
+                    if plan is not None:
+                        fit = self._start_fit(*plan)
+                        yield IndexProgress(
+                            "train", 0, 0,
+                            message=f"{self._fit_message(fit)}; indexing goes on meanwhile",
+                        )
+            if fit is not None and not self._stopping():
+                yield from self._finish_fit(fit)
+                fit = None
         finally:
             batches.close()
-            facts.close()
+            if fit is not None:
+                fit.job.cancel()
         return embedded
 
     def _check_weights(self, backbone) -> None:
@@ -362,26 +344,18 @@ class Indexer:
         )
         return model, hasher
 
-    def _store_batch(
-        self, batch, ids_by_path: dict[Path, int], hasher_state, facts: _FactsReader
-    ) -> None:
+    def _store_batch(self, batch, ids_by_path: dict[Path, int], hasher_state) -> None:
         """One transaction: skipped files, indexed rows, reservoir features and codes."""
         now = time.time()
         skipped = [(reason, ids_by_path[p]) for p, reason in batch.failures]
-        for p, _ in batch.failures:
-            facts.get(p)  # drop what was read ahead
-        rows, ids, keep = [], [], []
-        for i, path in enumerate(batch.paths):
-            found = facts.get(path)
-            if found is None:
-                skipped.append(("vanished", ids_by_path[path]))
-                continue
-            rows.append((*found, now, ids_by_path[path]))
-            ids.append(ids_by_path[path])
-            keep.append(i)
+        ids = [ids_by_path[p] for p in batch.paths]
+        rows = [
+            (f.fingerprint, f.width, f.height, now, iid)
+            for f, iid in zip(batch.facts, ids, strict=True)
+        ]
         # Codes are computed from the float16-rounded feature, as stored in the reservoir, so a
         # re-encode from the reservoir reproduces them exactly.
-        features = batch.features[keep].astype(FEATURE_DTYPE).astype(np.float32)
+        features = batch.features.astype(FEATURE_DTYPE).astype(np.float32)
         codes = hasher_state[1].encode(features) if hasher_state and ids else None
         with self.cat.transaction() as conn:
             conn.executemany(
@@ -401,56 +375,111 @@ class Indexer:
                 self.cat.put_codes(hasher_state[0].id, ids, codes)
 
     # --- hasher lifecycle ----------------------------------------------------------------------
-    def maybe_train(self, *, end_of_run: bool, upcoming: int) -> Iterator[IndexProgress]:
-        """Train and switch to a new hasher version when the policy says so; returns whether."""
+    def _plan(self, *, end_of_run: bool, upcoming: int) -> tuple[str, str] | None:
         if self.cat.get_meta(FINETUNE_PENDING_KEY) is not None:
-            return False  # a fine-tune is re-encoding the library: it decides the next model
-        plan = plan_training(
+            return None  # a fine-tune is re-encoding the library: it decides the next model
+        return plan_training(
             self.cat.population(), self.cat.reservoir_count(), self.cat.active_model(),
             self.settings, end_of_run=end_of_run, changed=self.changed, upcoming=upcoming,
         )
+
+    def _outgrows_reservoir(self, incoming: int) -> bool:
+        return self.cat.population() + incoming > self.settings.reservoir_size
+
+    def maybe_train(self, *, end_of_run: bool, upcoming: int) -> Iterator[IndexProgress]:
+        """Train and switch to a new hasher version when the policy says so; returns whether."""
+        plan = self._plan(end_of_run=end_of_run, upcoming=upcoming)
         if plan is None:
             return False
         yield from self.train(*plan)
-        self.changed = False
         return True
 
     def train(self, method: str, why: str) -> Iterator[IndexProgress]:
-        """Fit `method` on the reservoir, save it, encode every sampled image, activate — the last
-        three in one transaction, so a kill never leaves a half-registered model."""
+        """Fit `method` on the reservoir and switch to it, waiting for the fit."""
+        fit = self._start_fit(method, why)
+        yield IndexProgress("train", 0, 0, message=self._fit_message(fit))
+        yield from self._finish_fit(fit)
+
+    def _train_device(self) -> str:
+        """Where a hasher that can use a GPU trains: the library's CUDA device, else the CPU."""
+        from imagehash_app.core.backbone import resolve_device
+
+        device = resolve_device(self.settings.device)
+        return device if device.startswith("cuda") else "cpu"
+
+    def _start_fit(self, method: str, why: str) -> _Fit:
+        """Snapshot the reservoir and start fitting `method` on it on its own thread."""
         from imagehash_app.core.hashing import make_hasher
 
         ids, X = self.cat.load_reservoir()
-        n = len(ids)
         params = self.settings.hasher_params.get(method, {})
         hasher = make_hasher(method, self.settings.bits, X.shape[1], **params)
         hasher.meta["backbone"] = self.settings.backbone
-        started = time.perf_counter()
-        yield IndexProgress("train", 0, 0, message=f"Training {method} on {n} photos ({why})")
-        def fit(progress, should_stop) -> None:
-            hasher.fit(X, progress=progress, should_stop=should_stop, seed=self.settings.seed)
-
-        for report in fit_in_thread(fit, self.should_stop):
-            yield IndexProgress(
-                "train", report.epoch, report.epochs, report.epoch / max(time.perf_counter() - started, 1e-9),
-                report.eta_s, f"Training {method} on {n} photos (loss {report.loss:.4f})",
-            )
         hasher.meta["library_reason"] = why
-        name = f"{method}-{uuid.uuid4().hex[:12]}"
-        hasher.save(self.root / MODELS_DIR / name)
-        weights_id = self.cat.get_meta("weights_id", "") or ""
+        extra = {"device": self._train_device()} if hasher.trains_on_device else {}
+        seed = self.settings.seed
+
+        def fit(progress, should_stop) -> np.ndarray:
+            hasher.fit(X, progress=progress, should_stop=should_stop, seed=seed, **extra)
+            return hasher.encode(X)
+
+        self.changed = False
+        return _Fit(method, why, hasher, ids, FitThread(fit, self.should_stop))
+
+    @staticmethod
+    def _fit_message(fit: _Fit) -> str:
+        return f"Training {fit.method} on {len(fit.ids)} photos ({fit.why})"
+
+    def _finish_fit(self, fit: _Fit) -> Iterator[IndexProgress]:
+        """Relay the fit's progress until it ends, then switch to the new version."""
         started = time.perf_counter()
-        yield _progress("encode", 0, n, started, f"Encoding {n} photos with the new {method} hasher")
-        codes = hasher.encode(X)
+        for report in fit.job.reports():
+            yield IndexProgress(
+                "train", report.epoch, report.epochs,
+                report.epoch / max(time.perf_counter() - started, 1e-9), report.eta_s,
+                f"{self._fit_message(fit)} (loss {report.loss:.4f})",
+            )
+        n = len(fit.ids)
+        started = time.perf_counter()
+        yield _progress("encode", 0, n, started, f"Encoding {n} photos with the new {fit.method} hasher")
+        self._activate(fit)
+        yield _progress("encode", n, n, started)
+
+    def _activate(self, fit: _Fit) -> None:
+        """Save the fitted version, store its codes of every sampled photo (the snapshot's from the
+        fit, later ones from the reservoir) and make it active — the catalogue part in one
+        transaction, so a kill never leaves a half-registered model. Raises the fit's error."""
+        codes = fit.job.result()
+        name = f"{fit.method}-{uuid.uuid4().hex[:12]}"
+        fit.hasher.save(self.root / MODELS_DIR / name)
+        weights_id = self.cat.get_meta("weights_id", "") or ""
         with self.cat.transaction():
             model_id = self.cat.add_model(
-                method, self.settings.bits, self.settings.backbone, weights_id,
-                f"{MODELS_DIR}/{name}", n, why,
+                fit.method, self.settings.bits, self.settings.backbone, weights_id,
+                f"{MODELS_DIR}/{name}", len(fit.ids), fit.why,
             )
-            self.cat.put_codes(model_id, ids, codes)
+            self.cat.put_codes(model_id, fit.ids, codes)
+            self._encode_reservoir_missing(model_id, lambda: fit.hasher)
             self.cat.set_active_model(model_id)
         prune_models(self.cat, self.root, KEEP_MODELS)
-        yield _progress("encode", n, n, started)
+
+    def _encode_reservoir_missing(self, model_id: int, get_hasher: Callable[[], Hasher]) -> int:
+        """Give a code of `model_id` to every indexed reservoir photo that lacks one; returns how
+        many. Call inside a transaction; the hasher is loaded only when one is missing."""
+        missing = {
+            r[0] for r in self.cat.conn.execute(
+                "SELECT r.image_id FROM reservoir r JOIN images i ON i.id = r.image_id "
+                "WHERE i.indexed_at IS NOT NULL AND r.image_id NOT IN "
+                "(SELECT image_id FROM codes WHERE model_id = ?)",
+                (model_id,),
+            )
+        }
+        if not missing:
+            return 0
+        ids, X = self.cat.load_reservoir()
+        mask = np.isin(ids, list(missing))
+        self.cat.put_codes(model_id, ids[mask], get_hasher().encode(X[mask]))
+        return int(mask.sum())
 
     def encode_missing(self) -> Iterator[IndexProgress]:
         """Indexed images in the reservoir without a code of the active model get one (e.g. after
@@ -458,21 +487,12 @@ class Indexer:
         active = self.cat.active_model()
         if active is None:
             return
-        rows = self.cat.conn.execute(
-            "SELECT r.image_id FROM reservoir r JOIN images i ON i.id = r.image_id "
-            "WHERE i.indexed_at IS NOT NULL AND r.image_id NOT IN "
-            "(SELECT image_id FROM codes WHERE model_id = ?)",
-            (active.id,),
-        ).fetchall()
-        if not rows:
-            return
         from imagehash_app.core.hashing import load_hasher
 
-        missing = {r[0] for r in rows}
-        ids, X = self.cat.load_reservoir()
-        mask = np.isin(ids, list(missing))
-        hasher = load_hasher(self.root / active.dir, expect_backbone=active.backbone)
         started = time.perf_counter()
         with self.cat.transaction():
-            self.cat.put_codes(active.id, ids[mask], hasher.encode(X[mask]))
-        yield _progress("encode", int(mask.sum()), int(mask.sum()), started)
+            n = self._encode_reservoir_missing(
+                active.id, lambda: load_hasher(self.root / active.dir, expect_backbone=active.backbone)
+            )
+        if n:
+            yield _progress("encode", n, n, started)

@@ -323,7 +323,10 @@ class Library:
         ok: list[Path] = []
         failures: list[tuple[Path, str]] = []
         batch_size = max(1, min(len(paths), self.settings.batch_size))
-        for batch in iter_embeddings(paths, backbone, batch_size=batch_size, workers=1):
+        # In this process: a query must not wait behind an index run's photos in the decode pool.
+        for batch in iter_embeddings(
+            paths, backbone, batch_size=batch_size, workers=1, processes=False
+        ):
             feats.append(batch.features)
             ok += batch.paths
             failures += batch.failures

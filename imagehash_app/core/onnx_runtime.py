@@ -122,6 +122,9 @@ def load_or_export(
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"{key}.onnx"
+    rejected = cache_dir / f"{key}.rejected"  # the key holds the library versions: retried on upgrade
+    if rejected.exists():
+        raise OnnxExportError(f"an earlier export did not reproduce PyTorch ({rejected.read_text()})")
     batch = check_batch(input_size)
     with torch.inference_mode():
         expected = model(torch.from_numpy(batch)).numpy()
@@ -144,4 +147,6 @@ def load_or_export(
             return runner
         log.warning("ONNX model %s: cosine %.5f to PyTorch is too low", path, cos)
         path.unlink(missing_ok=True)
+    # Remembered, so that every later load goes straight to PyTorch instead of exporting again.
+    rejected.write_text(f"cosine {cos:.5f}")
     raise OnnxExportError(f"exported model does not reproduce PyTorch features (cosine {cos:.5f})")

@@ -10,7 +10,7 @@ random numbers are derived from (seed, insertions so far), so results do not dep
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,6 +85,16 @@ def _save_state(cat: Catalog, state: SamplerState) -> None:
         cat.set_meta(key, str(value))
 
 
+def _free_slots(cat: Catalog, capacity: int, sample: int) -> Iterator[int]:
+    """The free slots, lowest first. Slots fill from 0 and only deletions leave holes, so a dense
+    sample (the common case) needs no scan of the table."""
+    top = cat.conn.execute("SELECT MAX(slot) FROM reservoir").fetchone()[0]
+    if top is None or top + 1 == sample:
+        return iter(range(sample, capacity))
+    used = {r[0] for r in cat.conn.execute("SELECT slot FROM reservoir")}
+    return (slot for slot in range(capacity) if slot not in used)
+
+
 def reservoir_add(
     cat: Catalog, image_ids: Sequence[int], features: np.ndarray, capacity: int, seed: int
 ) -> int:
@@ -94,8 +104,7 @@ def reservoir_add(
     state.population -= len(image_ids)  # the batch was counted in population already
     rng = np.random.default_rng([seed, state.seen])
     sampler = RandomPairingSampler(capacity, state, rng)
-    used = {r[0] for r in cat.conn.execute("SELECT slot FROM reservoir")}
-    free = (slot for slot in range(capacity) if slot not in used)
+    free = _free_slots(cat, capacity, state.sample)
     blobs = np.ascontiguousarray(features, dtype=FEATURE_DTYPE)
     kept = 0
     for image_id, row in zip(image_ids, blobs, strict=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import sys
 from pathlib import Path
 
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     Photos or folders given as arguments ("Open with") are searched for or added; anything else is
     the ordinary command line.
     """
+    multiprocessing.freeze_support()  # decode workers in a frozen (PyInstaller) build
     args = list(sys.argv[1:] if argv is None else argv)
     if args and all(Path(a).exists() for a in args):
         return run(None, open_paths=[Path(a) for a in args])

@@ -159,6 +159,17 @@ def test_failed_export_falls_back_to_torch(tmp_path, monkeypatch):
     assert bb.runtime == "torch"
 
 
+def test_export_that_changes_features_is_remembered_and_not_retried(tmp_path, monkeypatch):
+    monkeypatch.setattr(onnx_runtime, "min_row_cosine", lambda a, b: 0.3)
+    bb = load_backbone("tiny", "none", runtime="onnxruntime", cache_dir=tmp_path)
+    assert bb.runtime == "torch"
+    assert [p.read_text() for p in tmp_path.glob("*.rejected")] == ["cosine 0.30000"]
+    exports = []
+    monkeypatch.setattr(onnx_runtime, "_export", lambda *args, **kwargs: exports.append(args))
+    assert load_backbone("tiny", "none", runtime="onnxruntime", cache_dir=tmp_path).runtime == "torch"
+    assert exports == []  # the next load went straight to PyTorch
+
+
 def test_device_resolution():
     dev = resolve_device("auto")
     assert dev in ("cpu", "cuda", "mps")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -69,3 +73,31 @@ def test_should_stop_and_close(tiny, folder):
     gen.close()  # must not hang with decodes still queued
     assert len(first.paths) == 2
     assert list(iter_embeddings([], tiny)) == []
+
+
+def test_process_workers_give_the_same_batches_as_threads(tiny, folder):
+    threads = list(iter_embeddings(folder, tiny, batch_size=5, workers=2, processes=False))
+    procs = list(iter_embeddings(folder, tiny, batch_size=5, workers=2, processes=True))
+    assert [b.paths for b in procs] == [b.paths for b in threads]
+    assert [b.failures for b in procs] == [b.failures for b in threads]
+    assert [b.facts for b in procs] == [b.facts for b in threads]
+    for p, t in zip(procs, threads, strict=True):
+        np.testing.assert_array_equal(p.features, t.features)
+
+
+def test_a_killed_decode_process_loses_no_photo(tiny, folder):
+    """A worker dying (as a codec segfault would kill it) fails its pool's pending decodes; they
+    are decoded again one at a time, and the next batches go to a fresh pool."""
+    expected = list(iter_embeddings(folder, tiny, batch_size=2, workers=2, processes=True))
+    gen = iter_embeddings(folder, tiny, batch_size=2, workers=2, processes=True)
+    batches = [next(gen)]
+    workers = [p for p in multiprocessing.active_children() if p.pid != os.getpid()]
+    assert workers
+    for proc in workers:
+        os.kill(proc.pid, signal.SIGKILL)
+    batches += list(gen)
+    assert [b.paths for b in batches] == [b.paths for b in expected]
+    assert [b.failures for b in batches] == [b.failures for b in expected]  # only the two bad files
+    np.testing.assert_array_equal(
+        np.concatenate([b.features for b in batches]), np.concatenate([b.features for b in expected])
+    )

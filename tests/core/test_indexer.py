@@ -9,6 +9,8 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from photos import make_photo, make_photo_folder
 
 from imagehash_app.config import LibrarySettings
 from imagehash_app.core.catalog import ModelRow
+from imagehash_app.core.hashing.urph import URPHHasher
 from imagehash_app.core.indexer import plan_training
 from imagehash_app.core.library import Library
 
@@ -229,6 +232,39 @@ def test_urph_after_train_min_and_retrained_on_growth(tmp_path: Path) -> None:
         assert len(list((tmp_path / "lib" / "models").iterdir())) == 2  # active + previous
         results = lib.search([photos.originals[0]], top_k=1)[0].results
         assert results[0].path == photos.originals[0]
+
+
+def test_indexing_goes_on_while_the_hasher_trains(tmp_path: Path, monkeypatch) -> None:
+    photos = make_photo_folder(tmp_path / "photos", groups=3, unrelated=4)  # 16 photos
+    settings = dataclasses.replace(
+        TINY, train_min=4, hasher_params={"urph": {"epochs": 1, "hidden": 32, "decoder_hidden": 32}}
+    )
+    release = threading.Event()
+    real_fit = URPHHasher.fit
+
+    def held_fit(self, X, **kwargs):
+        if len(X) == 4:  # the first training waits until the test lets it finish
+            assert release.wait(60)
+        return real_fit(self, X, **kwargs)
+
+    monkeypatch.setattr(URPHHasher, "fit", held_fit)
+    events = []
+    with Library.open(tmp_path / "lib", settings=settings) as lib:
+        for e in lib.index([photos.root]):
+            events.append(e)
+            if e.phase == "embed" and e.done == 8:
+                release.set()
+                while any(t.name == "hasher-fit" for t in threading.enumerate()):
+                    time.sleep(0.01)
+    models = dict(rows(tmp_path / "lib", "SELECT train_size, id FROM models"))
+    start = next(i for i, e in enumerate(events) if e.phase == "train" and "4 photos" in e.message)
+    switched = next(i for i, e in enumerate(events) if "Now searching" in e.message)
+    between = [e.done for e in events[start:switched] if e.phase == "embed"]
+    assert between == [8], between  # a batch was embedded while the hasher trained
+    assert events[switched].phase == "embed" and events[switched].done == 12
+    assert sorted(models) == [4, 16]  # then the 4x growth retrained at the end of the run
+    for model_id in models.values():  # each version holds a code of every photo
+        assert rows(tmp_path / "lib", f"SELECT COUNT(*) FROM codes WHERE model_id = {model_id}") == [(16,)]
 
 
 def test_small_reservoir_forces_an_early_model_and_every_photo_gets_a_code(tmp_path: Path) -> None:

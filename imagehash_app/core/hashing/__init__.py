@@ -1,7 +1,12 @@
-"""Binary hashers behind one interface: a registry, a factory and a loader that checks compatibility."""
+"""Binary hashers behind one interface: a registry, a factory and a loader that checks compatibility.
+
+The methods' modules (and PyTorch with them) are imported on first use, so that code needing only
+the names or the interface — the command line's start-up, decode worker processes — stays light.
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -10,23 +15,31 @@ from safetensors.numpy import load_file
 
 from imagehash_app.core.errors import IncompatibleModelError
 from imagehash_app.core.hashing.base import META_FILE, WEIGHTS_FILE, Hasher, TrainProgress
-from imagehash_app.core.hashing.baselines import ITQHasher, LSHHasher
-from imagehash_app.core.hashing.urph import URPHHasher
 
-METHODS: dict[str, type[Hasher]] = {"urph": URPHHasher, "itq": ITQHasher, "lsh": LSHHasher}
+# method name -> (module, class)
+METHODS: dict[str, tuple[str, str]] = {
+    "urph": ("imagehash_app.core.hashing.urph", "URPHHasher"),
+    "itq": ("imagehash_app.core.hashing.baselines", "ITQHasher"),
+    "lsh": ("imagehash_app.core.hashing.baselines", "LSHHasher"),
+}
 
-__all__ = ["METHODS", "Hasher", "TrainProgress", "load_hasher", "make_hasher"]
+__all__ = ["METHODS", "Hasher", "TrainProgress", "hasher_class", "load_hasher", "make_hasher"]
 
 
-def make_hasher(method: str, bits: int, feature_dim: int, **params: Any) -> Hasher:
-    """A new, unfitted hasher of ``method`` (one of :data:`METHODS`)."""
+def hasher_class(method: str) -> type[Hasher]:
+    """The class of ``method`` (one of :data:`METHODS`), imported now."""
     try:
-        cls = METHODS[method]
+        module, name = METHODS[method]
     except KeyError:
         raise ValueError(
             f"unknown hashing method {method!r}; choose one of {', '.join(METHODS)}"
         ) from None
-    return cls(bits, feature_dim, **params)
+    return getattr(importlib.import_module(module), name)
+
+
+def make_hasher(method: str, bits: int, feature_dim: int, **params: Any) -> Hasher:
+    """A new, unfitted hasher of ``method`` (one of :data:`METHODS`)."""
+    return hasher_class(method)(bits, feature_dim, **params)
 
 
 def load_hasher(
@@ -62,4 +75,4 @@ def load_hasher(
             f"The hasher in {directory} was trained on {doc.get('backbone')!r} features, not {expect_backbone!r}; "
             "train a new hasher for this backbone."
         )
-    return METHODS[method].from_saved(doc, load_file(str(weights_path)))
+    return hasher_class(method).from_saved(doc, load_file(str(weights_path)))

@@ -50,6 +50,7 @@ class Hasher(ABC):
     """fit / encode / decode / save; learned state lives in attributes ending in ``_``."""
 
     method: str = ""
+    trains_on_device: bool = False  # fit() takes device="cuda" (a GPU trains it in a fraction)
 
     def __init__(self, bits: int, feature_dim: int, **params: Any) -> None:
         if bits <= 0 or feature_dim <= 0:
@@ -206,6 +207,77 @@ def report(
     progress(TrainProgress(epoch=epoch, epochs=epochs, loss=float(loss), eta_s=float(eta)))
 
 
+class FitThread:
+    """A hasher fit on its own thread, so that a job can go on working while it trains (indexing
+    keeps embedding photos) or relay its progress between yields (`fit_in_thread`).
+
+    `fit(progress, should_stop)` runs on the thread; its return value is `result()`. Stopping
+    (`cancel()` or the caller's `should_stop`) makes `check_stop` in the fit raise.
+    """
+
+    def __init__(self, fit: Callable[[ProgressFn, StopFn], Any], should_stop: StopFn | None) -> None:
+        self._reports: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._should_stop = should_stop
+        self._outcome: dict[str, Any] = {}
+        self._ended = False  # the end-of-fit marker was taken off the queue
+        self._thread = threading.Thread(target=self._work, args=(fit,), name="hasher-fit", daemon=True)
+        self._thread.start()
+
+    def _stopping(self) -> bool:
+        return self._stop.is_set() or bool(self._should_stop and self._should_stop())
+
+    def _work(self, fit: Callable[[ProgressFn, StopFn], Any]) -> None:
+        try:
+            self._outcome["result"] = fit(self._reports.put, self._stopping)
+        except BaseException as exc:  # handed to the caller's thread by result()
+            self._outcome["error"] = exc
+        finally:
+            self._reports.put(_FIT_DONE)
+
+    def done(self) -> bool:
+        """The fit has ended (finished, failed or stopped)."""
+        return not self._thread.is_alive()
+
+    def latest(self) -> TrainProgress | None:
+        """The newest report not yet taken, without waiting."""
+        newest = None
+        while not self._ended:
+            try:
+                item = self._reports.get_nowait()
+            except queue.Empty:
+                break
+            if item is _FIT_DONE:
+                self._ended = True
+            else:
+                newest = item
+        return newest
+
+    def reports(self) -> Iterator[TrainProgress]:
+        """Every report not yet taken, waiting for new ones until the fit ends."""
+        while not self._ended:
+            item = self._reports.get()
+            if item is _FIT_DONE:
+                self._ended = True
+            else:
+                yield item
+
+    def result(self) -> Any:
+        """Wait for the fit; its return value, or the error it raised."""
+        self._thread.join()
+        if "error" in self._outcome:
+            raise self._outcome["error"]
+        return self._outcome.get("result")
+
+    def cancel(self) -> None:
+        """Ask the fit to stop and wait until it has."""
+        self._stop.set()
+        self._thread.join()
+
+
+_FIT_DONE = object()
+
+
 def fit_in_thread(
     fit: Callable[[ProgressFn, StopFn], None], should_stop: StopFn | None
 ) -> Iterator[TrainProgress]:
@@ -215,32 +287,12 @@ def fit_in_thread(
     Closing this generator (or `should_stop`) asks the fit to stop and waits for it to end; an
     error raised by the fit is raised here.
     """
-    reports: queue.Queue = queue.Queue()
-    stop = threading.Event()
-    done = object()
-    outcome: dict[str, BaseException] = {}
-
-    def stopping() -> bool:
-        return stop.is_set() or bool(should_stop and should_stop())
-
-    def work() -> None:
-        try:
-            fit(reports.put, stopping)
-        except BaseException as exc:  # handed to the caller's thread
-            outcome["error"] = exc
-        finally:
-            reports.put(done)
-
-    thread = threading.Thread(target=work, name="hasher-fit", daemon=True)
-    thread.start()
+    job = FitThread(fit, should_stop)
     try:
-        while (item := reports.get()) is not done:
-            yield item
+        yield from job.reports()
     finally:
-        stop.set()
-        thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
+        job.cancel()
+    job.result()
 
 
 def _json_default(value: Any) -> Any:

@@ -103,6 +103,7 @@ class URPHHasher(Hasher):
     """Rank-preserving MLP hasher with a decoder; see the module docstring."""
 
     method = "urph"
+    trains_on_device = True
 
     def __init__(self, bits: int, feature_dim: int, **params: Any) -> None:
         unknown = set(params) - set(DEFAULTS)
