@@ -90,10 +90,14 @@ def _sync(bb) -> None:
         torch.cuda.synchronize()
 
 
-def measure_pipeline(paths: list[Path], bb, batch_size: int, workers: int | None) -> float:
+def measure_pipeline(
+    paths: list[Path], bb, batch_size: int, workers: int | None, chunk: int = 1
+) -> float:
     t0 = time.perf_counter()
     n = 0
-    for batch in iter_embeddings(paths, bb, batch_size=batch_size, workers=workers):
+    for batch in iter_embeddings(
+        paths, bb, batch_size=batch_size, workers=workers, chunk=chunk
+    ):
         n += len(batch.paths)
     assert n == len(paths), f"pipeline embedded {n} of {len(paths)}"
     return n / (time.perf_counter() - t0)
@@ -206,6 +210,7 @@ def run(args: argparse.Namespace) -> dict:
         )
         workers = args.workers
         d_rates, dp_rates, b_rates, p_rates = [], [], [], []
+        chunk_rates: dict[int, list[float]] = {}
         arrays: list[np.ndarray] = []
         # Interleaved, so that B, D and the pipeline see the same noise. D is the better of
         # threads and processes where the pipeline decodes in processes (a GPU backbone).
@@ -216,6 +221,10 @@ def run(args: argparse.Namespace) -> dict:
                 dp_rates.append(measure_decode_processes(paths, bb, args.decode_workers))
             b_rates.append(measure_backbone(arrays, bb, args.batch_size))
             p_rates.append(measure_pipeline(paths, bb, args.batch_size, workers))
+            for c in args.chunks:
+                chunk_rates.setdefault(c, []).append(
+                    measure_pipeline(paths, bb, args.batch_size, workers, chunk=c)
+                )
         B, Dt, P = (statistics.median(r) for r in (b_rates, d_rates, p_rates))
         Dp = statistics.median(dp_rates) if dp_rates else None
         D = max(Dt, Dp or 0.0)
@@ -237,6 +246,9 @@ def run(args: argparse.Namespace) -> dict:
             "D_runs": [round(x, 1) for x in d_rates],
             "D_processes_runs": [round(x, 1) for x in dp_rates],
             "pipeline_runs": [round(x, 1) for x in p_rates],
+            "pipeline_by_chunk": {
+                c: round(statistics.median(r), 1) for c, r in chunk_rates.items()
+            },
         }
         if args.exactness and weights != "none":
             row["min_cos_vs_exact_transform"] = round(exactness(paths, bb), 5)
@@ -282,10 +294,11 @@ def print_row(r: dict) -> None:
     lib_s = f" | library {lib['rate']:.1f}/s ({r['library_ratio']:.0%})" if lib else ""
     cos = r.get("min_cos_vs_exact_transform")
     cos_s = f" | cos {cos:.4f}" if cos is not None else ""
+    chunks = "".join(f" | chunk {c}: {v}" for c, v in r["pipeline_by_chunk"].items())
     dp = f" (threads {r['D_threads']}, processes {r['D_processes']})" if r["D_processes"] else ""
     print(
         f"{r['backbone']:<19} {r['runtime']:<11} B {r['B']:7.1f}  D {r['D']:7.1f}{dp}  bound {r['bound']:6.1f}  "
-        f"pipeline {r['pipeline']:6.1f} ({r['pipeline_ratio']:.0%}){lib_s}{cos_s}",
+        f"pipeline {r['pipeline']:6.1f} ({r['pipeline_ratio']:.0%}){lib_s}{cos_s}{chunks}",
         flush=True,
     )
 
@@ -307,6 +320,10 @@ def main(argv: list[str] | None = None) -> int:
         "--decode-workers", type=int, default=os.cpu_count() or 2, help="threads for bare D"
     )
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument(
+        "--chunks", type=int, nargs="*", default=[],
+        help="also time the pipeline with these photos per decode task (A/B of the default 1)",
+    )
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--no-library", dest="library", action="store_false")

@@ -76,8 +76,7 @@ def decode_pixels(path: Path, prep: Preprocessing, min_side: int) -> tuple[np.nd
 def _decode_task(
     path: Path, prep: Preprocessing, min_side: int
 ) -> tuple[np.ndarray, PhotoFacts] | str:
-    """`decode_pixels`, or the short reason the file was skipped (never raises). Module-level so
-    that a worker process can run it."""
+    """`decode_pixels`, or the short reason the file was skipped (never raises)."""
     try:
         return decode_pixels(path, prep, min_side)
     except ImageDecodeError as exc:
@@ -86,6 +85,14 @@ def _decode_task(
         return "too large (out of memory)"
     except Exception as exc:  # a decoder bug on one file must not stop the others
         return f"could not decode ({type(exc).__name__})"
+
+
+def _decode_chunk(
+    paths: Sequence[Path], prep: Preprocessing, min_side: int
+) -> list[tuple[np.ndarray, PhotoFacts] | str]:
+    """`_decode_task` for each path: one task, one message back (module-level, so that a worker
+    process can run it)."""
+    return [_decode_task(p, prep, min_side) for p in paths]
 
 
 def default_workers(backbone) -> int:
@@ -149,19 +156,20 @@ class DecodeWorkers:
             return self._threads
         return PROCESS_POOLS.get(self.workers, fresh=fresh)
 
-    def submit(self, path: Path, prep: Preprocessing, min_side: int) -> Future:
+    def submit(self, paths: Sequence[Path], prep: Preprocessing, min_side: int) -> Future:
+        """Decode `paths` as one task; its result is one entry per path."""
         try:
-            return self._executor().submit(_decode_task, path, prep, min_side)
+            return self._executor().submit(_decode_chunk, paths, prep, min_side)
         except BrokenProcessPool:
-            return self._executor(fresh=True).submit(_decode_task, path, prep, min_side)
+            return self._executor(fresh=True).submit(_decode_chunk, paths, prep, min_side)
 
-    def result(
-        self, future: Future, path: Path, prep: Preprocessing, min_side: int
-    ) -> tuple[np.ndarray, PhotoFacts] | str:
+    def results(
+        self, future: Future, paths: Sequence[Path], prep: Preprocessing, min_side: int
+    ) -> list[tuple[np.ndarray, PhotoFacts] | str]:
         try:
             return future.result()
         except BrokenProcessPool:
-            return self._alone(path, prep, min_side)
+            return [self._alone(p, prep, min_side) for p in paths]
 
     def _alone(self, path: Path, prep: Preprocessing, min_side: int):
         """Decode `path` by itself in a one-process pool: if that breaks, this photo is the cause."""
@@ -192,51 +200,58 @@ def iter_embeddings(
     batch_size: int = 32,
     workers: int | None = None,
     processes: bool | None = None,
+    chunk: int = 1,
     should_stop: Callable[[], bool] | None = None,
 ) -> Iterator[EmbeddedBatch]:
     """Yield EmbeddedBatch for consecutive slices of `paths`, in order.
 
-    `processes`: decode in worker processes (None: when the backbone runs on a GPU). Every decode
-    failure is reported per path with its reason. Stops cleanly between batches when
-    `should_stop()` is true or the generator is closed (pending decodes are cancelled).
+    `processes`: decode in worker processes (None: when the backbone runs on a GPU). `chunk`:
+    photos per decode task (fewer, larger messages between processes). Every decode failure is
+    reported per path with its reason. Stops cleanly between batches when `should_stop()` is true
+    or the generator is closed (pending decodes are cancelled).
     """
     paths = [Path(p) for p in paths]
     if not paths:
         return
     batch_size = max(1, int(batch_size))
+    chunk = max(1, min(int(chunk), batch_size))
     starts = range(0, len(paths), batch_size)
     use_processes = wants_processes(backbone) if processes is None else processes
     pool = DecodeWorkers(workers or default_workers(backbone), processes=use_processes)
+    # Keep about two tasks per worker queued, whatever the chunk size.
+    ahead = max(PREFETCH_BATCHES, -(-2 * pool.workers * chunk // batch_size))
     prep, min_side = backbone.prep, backbone.min_side
-    pending: deque[list[Future]] = deque()
+    pending: deque[list[tuple[list[Path], Future]]] = deque()
     next_batch = iter(starts)
 
     def submit_next() -> None:
         start = next(next_batch, None)
         if start is not None:
-            chunk = paths[start : start + batch_size]
-            pending.append([pool.submit(p, prep, min_side) for p in chunk])
+            batch = paths[start : start + batch_size]
+            parts = [batch[i : i + chunk] for i in range(0, len(batch), chunk)]
+            pending.append([(part, pool.submit(part, prep, min_side)) for part in parts])
 
     try:
-        for _ in range(PREFETCH_BATCHES + 1):
+        for _ in range(ahead + 1):
             submit_next()
-        for start in starts:
+        for _ in starts:
             if should_stop is not None and should_stop():
                 return
-            futures = pending.popleft()
-            chunk = paths[start : start + len(futures)]
+            tasks = pending.popleft()
             ok_paths: list[Path] = []
             crops: list[np.ndarray] = []
             facts: list[PhotoFacts] = []
             failures: list[tuple[Path, str]] = []
-            for path, fut in zip(chunk, futures, strict=True):
-                result = pool.result(fut, path, prep, min_side)
-                if isinstance(result, str):
-                    failures.append((path, result))
-                else:
-                    ok_paths.append(path)
-                    crops.append(result[0])
-                    facts.append(result[1])
+            for part, fut in tasks:
+                for path, result in zip(
+                    part, pool.results(fut, part, prep, min_side), strict=True
+                ):
+                    if isinstance(result, str):
+                        failures.append((path, result))
+                    else:
+                        ok_paths.append(path)
+                        crops.append(result[0])
+                        facts.append(result[1])
             submit_next()  # keep the decoders busy while this batch runs through the backbone
             if crops:
                 features = backbone.embed_pixels(np.stack(crops))
@@ -244,4 +259,4 @@ def iter_embeddings(
                 features = np.zeros((0, backbone.feature_dim), np.float32)
             yield EmbeddedBatch(ok_paths, features, failures, facts)
     finally:
-        pool.close([f for batch in pending for f in batch])
+        pool.close([fut for tasks in pending for _, fut in tasks])

@@ -75,9 +75,12 @@ def test_should_stop_and_close(tiny, folder):
     assert list(iter_embeddings([], tiny)) == []
 
 
-def test_process_workers_give_the_same_batches_as_threads(tiny, folder):
+@pytest.mark.parametrize("chunk", [1, 3])
+def test_process_workers_give_the_same_batches_as_threads(tiny, folder, chunk):
     threads = list(iter_embeddings(folder, tiny, batch_size=5, workers=2, processes=False))
-    procs = list(iter_embeddings(folder, tiny, batch_size=5, workers=2, processes=True))
+    procs = list(
+        iter_embeddings(folder, tiny, batch_size=5, workers=2, processes=True, chunk=chunk)
+    )
     assert [b.paths for b in procs] == [b.paths for b in threads]
     assert [b.failures for b in procs] == [b.failures for b in threads]
     assert [b.facts for b in procs] == [b.facts for b in threads]
@@ -88,8 +91,8 @@ def test_process_workers_give_the_same_batches_as_threads(tiny, folder):
 def test_a_killed_decode_process_loses_no_photo(tiny, folder):
     """A worker dying (as a codec segfault would kill it) fails its pool's pending decodes; they
     are decoded again one at a time, and the next batches go to a fresh pool."""
-    expected = list(iter_embeddings(folder, tiny, batch_size=2, workers=2, processes=True))
-    gen = iter_embeddings(folder, tiny, batch_size=2, workers=2, processes=True)
+    expected = list(iter_embeddings(folder, tiny, batch_size=4, workers=2, processes=False))
+    gen = iter_embeddings(folder, tiny, batch_size=4, workers=2, processes=True, chunk=2)
     batches = [next(gen)]
     workers = [p for p in multiprocessing.active_children() if p.pid != os.getpid()]
     assert workers
