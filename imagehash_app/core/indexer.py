@@ -11,6 +11,11 @@ outgrew `reservoir_size`). Below `train_min` photos the hasher is PCA-ITQ (train
 of photos means nothing), refit at the end of each run that changed the library; at `train_min` URPH
 is trained, and again whenever the library has grown 4x since, while the reservoir holds it all.
 Past that, new photos are encoded with the active model; fine-tuning is a separate action.
+
+A training due in the middle of a run happens on its own thread (on the GPU when the library uses
+one) while embedding goes on; photos embedded meanwhile get their codes of the new version from
+the reservoir when it is switched in. Training never lets the reservoir drop a photo before the new
+version has coded it: the run waits for the fit first.
 """
 
 from __future__ import annotations

@@ -239,20 +239,6 @@ class FitThread:
         """The fit has ended (finished, failed or stopped)."""
         return not self._thread.is_alive()
 
-    def latest(self) -> TrainProgress | None:
-        """The newest report not yet taken, without waiting."""
-        newest = None
-        while not self._ended:
-            try:
-                item = self._reports.get_nowait()
-            except queue.Empty:
-                break
-            if item is _FIT_DONE:
-                self._ended = True
-            else:
-                newest = item
-        return newest
-
     def reports(self) -> Iterator[TrainProgress]:
         """Every report not yet taken, waiting for new ones until the fit ends."""
         while not self._ended:
