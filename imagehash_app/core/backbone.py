@@ -246,6 +246,7 @@ class Backbone:
         self._model = model
         self._onnx = onnx_model
         self._fp16 = use_fp16
+        self._scale_shift: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def __repr__(self) -> str:
         return f"Backbone({self.name}, weights={self.weights_id}, device={self.device}, runtime={self.runtime})"
@@ -286,12 +287,15 @@ class Backbone:
         a quarter of the bytes to copy and no float work for the CPU, which decodes."""
         if pixels.shape[0] == 0 or self.device == "cpu":
             return self.embed(self.prep.normalize(pixels))
+        if self._scale_shift is None:  # same arithmetic as prep.normalize, on the device
+            std = torch.tensor(self.prep.std, device=self.device).view(1, 3, 1, 1)
+            mean = torch.tensor(self.prep.mean, device=self.device).view(1, 3, 1, 1)
+            self._scale_shift = (1.0 / (255.0 * std), mean / std)
+        scale, shift = self._scale_shift
         x = self._to_device(torch.from_numpy(np.ascontiguousarray(pixels)))
-        # NHWC bytes viewed as NCHW are channels-last already; same arithmetic as prep.normalize.
-        std = torch.tensor(self.prep.std, device=x.device).view(1, 3, 1, 1)
-        mean = torch.tensor(self.prep.mean, device=x.device).view(1, 3, 1, 1)
+        # NHWC bytes viewed as NCHW are channels-last already: no copy to reorder them.
         x = x.permute(0, 3, 1, 2).float()
-        x.mul_(1.0 / (255.0 * std)).sub_(mean / std)
+        x.mul_(scale).sub_(shift)
         return self._forward(x)
 
     def _to_device(self, x: torch.Tensor) -> torch.Tensor:

@@ -176,3 +176,12 @@ def test_device_resolution():
     assert resolve_device("cpu") == "cpu"
     with pytest.raises(ValueError):
         resolve_device("tpu")
+
+
+def test_device_side_normalisation_equals_the_numpy_one():
+    """The GPU path normalises uint8 crops with torch; "cpu:0" (not "cpu") takes that path here."""
+    bb = load_backbone("tiny", "none", runtime="torch")
+    pixels = np.random.default_rng(3).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    on_host = bb.embed(bb.prep.normalize(pixels))
+    bb.device = "cpu:0"
+    np.testing.assert_allclose(bb.embed_pixels(pixels), on_host, atol=1e-5)
