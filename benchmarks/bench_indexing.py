@@ -6,6 +6,10 @@ On a CPU, decoding and inference share the cores, so the best a pipeline can do 
     python benchmarks/make_photos.py /tmp/photos --count 160
     nice -n 10 python benchmarks/bench_indexing.py /tmp/photos --json results.json
 
+On a GPU the pipeline decodes in processes: D is then the better of decode threads and decode
+processes, and the pipeline is also timed with threads, side by side (`--chunks 4 8` adds the
+pipeline with several photos per decode task).
+
 mobilenet_v2 uses the shared ImageNet weights when present; other backbones use random weights
 ("none": no download is possible here), which changes no timing.
 """
@@ -91,12 +95,13 @@ def _sync(bb) -> None:
 
 
 def measure_pipeline(
-    paths: list[Path], bb, batch_size: int, workers: int | None, chunk: int = 1
+    paths: list[Path], bb, batch_size: int, workers: int | None, chunk: int = 1,
+    processes: bool | None = None,
 ) -> float:
     t0 = time.perf_counter()
     n = 0
     for batch in iter_embeddings(
-        paths, bb, batch_size=batch_size, workers=workers, chunk=chunk
+        paths, bb, batch_size=batch_size, workers=workers, chunk=chunk, processes=processes
     ):
         n += len(batch.paths)
     assert n == len(paths), f"pipeline embedded {n} of {len(paths)}"
@@ -209,7 +214,7 @@ def run(args: argparse.Namespace) -> dict:
             threads=args.threads,
         )
         workers = args.workers
-        d_rates, dp_rates, b_rates, p_rates = [], [], [], []
+        d_rates, dp_rates, b_rates, p_rates, pt_rates = [], [], [], [], []
         chunk_rates: dict[int, list[float]] = {}
         arrays: list[np.ndarray] = []
         # Interleaved, so that B, D and the pipeline see the same noise. D is the better of
@@ -219,6 +224,9 @@ def run(args: argparse.Namespace) -> dict:
             d_rates.append(d)
             if wants_processes(bb):
                 dp_rates.append(measure_decode_processes(paths, bb, args.decode_workers))
+                pt_rates.append(  # the pipeline with decode threads instead, side by side
+                    measure_pipeline(paths, bb, args.batch_size, workers, processes=False)
+                )
             b_rates.append(measure_backbone(arrays, bb, args.batch_size))
             p_rates.append(measure_pipeline(paths, bb, args.batch_size, workers))
             for c in args.chunks:
@@ -246,6 +254,7 @@ def run(args: argparse.Namespace) -> dict:
             "D_runs": [round(x, 1) for x in d_rates],
             "D_processes_runs": [round(x, 1) for x in dp_rates],
             "pipeline_runs": [round(x, 1) for x in p_rates],
+            "pipeline_with_threads_runs": [round(x, 1) for x in pt_rates],
             "pipeline_by_chunk": {
                 c: round(statistics.median(r), 1) for c, r in chunk_rates.items()
             },
@@ -296,6 +305,8 @@ def print_row(r: dict) -> None:
     cos_s = f" | cos {cos:.4f}" if cos is not None else ""
     chunks = "".join(f" | chunk {c}: {v}" for c, v in r["pipeline_by_chunk"].items())
     dp = f" (threads {r['D_threads']}, processes {r['D_processes']})" if r["D_processes"] else ""
+    if r["pipeline_with_threads_runs"]:
+        chunks += f" | pipeline with threads {statistics.median(r['pipeline_with_threads_runs']):.1f}"
     print(
         f"{r['backbone']:<19} {r['runtime']:<11} B {r['B']:7.1f}  D {r['D']:7.1f}{dp}  bound {r['bound']:6.1f}  "
         f"pipeline {r['pipeline']:6.1f} ({r['pipeline_ratio']:.0%}){lib_s}{cos_s}{chunks}",
