@@ -234,6 +234,7 @@ class Backbone:
         device: str,
         runtime: str,
         onnx_model=None,
+        traced=None,
         use_fp16: bool = False,
     ) -> None:
         self.spec = spec
@@ -245,6 +246,7 @@ class Backbone:
         self.prep = spec.preprocessing()
         self._model = model
         self._onnx = onnx_model
+        self._traced = traced  # traced.TracedNetwork: the GPU forward pass as one graph
         self._fp16 = use_fp16
         self._scale_shift: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -304,7 +306,9 @@ class Backbone:
 
     def _forward(self, x: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
-            if self._fp16:
+            if self._traced is not None:
+                y = self._traced(x)
+            elif self._fp16:
                 with torch.autocast(device_type="cuda", dtype=torch.float16):
                     y = self._model(x)
             else:
@@ -373,7 +377,16 @@ def load_backbone(
 
     if runtime == "onnxruntime":
         log.warning("runtime onnxruntime is CPU-only here; using PyTorch on %s", dev)
+    from imagehash_app.core.traced import trace_network
+
     model = model.to(dev, memory_format=torch.channels_last)
+    traced = None
+    if runtime == "auto":
+        traced = trace_network(model, dev, prep.crop_size, key=(spec.name, weights_id, dev))
+    if traced is not None:
+        return Backbone(
+            spec, model, weights_id=weights_id, device=dev, runtime=traced.runtime, traced=traced
+        )
     use_fp16 = dev.startswith("cuda") and _fp16_matches(model, dev, prep.crop_size)
     return Backbone(
         spec, model, weights_id=weights_id, device=dev, runtime="torch", use_fp16=use_fp16

@@ -11,8 +11,10 @@ import torch
 from PIL import Image
 
 from imagehash_app.core import onnx_runtime
+from imagehash_app.core import traced as traced_mod
 from imagehash_app.core.backbone import BACKBONES, Backbone, load_backbone, resolve_device
 from imagehash_app.core.errors import WeightsUnavailableError
+from imagehash_app.core.traced import trace_network
 
 SHARED_WEIGHTS = (
     Path(__file__).resolve().parents[3] / "shared/data/weights/mobilenet_v2-imagenet.pth"
@@ -185,3 +187,31 @@ def test_device_side_normalisation_equals_the_numpy_one():
     on_host = bb.embed(bb.prep.normalize(pixels))
     bb.device = "cpu:0"
     np.testing.assert_allclose(bb.embed_pixels(pixels), on_host, atol=1e-5)
+
+
+def test_traced_graph_reproduces_the_eager_network(monkeypatch):
+    """The GPU forward pass as one TorchScript graph (traced here on the CPU, same code)."""
+    bb = load_backbone("tiny", "none", runtime="torch")
+    traced = trace_network(bb._model, "cpu", bb.input_size)
+    assert traced is not None and traced.runtime == "torchscript-float32"
+    pixels = np.random.default_rng(4).integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
+    eager = bb.embed_pixels(pixels)
+    bb._traced, bb.device = traced, "cpu:0"  # "cpu:0" takes the GPU code path
+    np.testing.assert_allclose(bb.embed_pixels(pixels), eager, atol=1e-5)
+    monkeypatch.setattr(traced_mod, "min_row_cosine", lambda a, b: 0.5)
+    assert trace_network(bb._model, "cpu", bb.input_size) is None  # a graph that differs is refused
+
+
+def test_traced_graphs_are_kept_per_backbone_weights_and_device(monkeypatch):
+    bb = load_backbone("tiny", "none", runtime="torch")
+    traces = []
+    real = traced_mod._trace_checked
+    monkeypatch.setattr(traced_mod, "_CACHE", {})
+    monkeypatch.setattr(
+        traced_mod, "_trace_checked", lambda *a: traces.append(a) or real(*a)
+    )
+    key = ("tiny", "none", "cpu")
+    first = trace_network(bb._model, "cpu", bb.input_size, key=key)
+    assert trace_network(bb._model, "cpu", bb.input_size, key=key) is first
+    trace_network(bb._model, "cpu", bb.input_size, key=("tiny", "other-weights", "cpu"))
+    assert len(traces) == 2
