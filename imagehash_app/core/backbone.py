@@ -395,13 +395,9 @@ def load_backbone(
 
 def _fp16_matches(model: nn.Module, device: str, input_size: int) -> bool:
     """Use fp16 autocast on CUDA only when it keeps features at cosine > 0.999 to fp32."""
-    from imagehash_app.core.onnx_runtime import MIN_COSINE, check_batch, min_row_cosine
+    from imagehash_app.core.onnx_runtime import MIN_COSINE, check_input, min_row_cosine
 
-    x = (
-        torch.from_numpy(check_batch(input_size))
-        .to(device)
-        .contiguous(memory_format=torch.channels_last)
-    )
+    x = check_input(input_size, device)
     with torch.inference_mode():
         ref = model(x).float().cpu().numpy()
         with torch.autocast(device_type="cuda", dtype=torch.float16):

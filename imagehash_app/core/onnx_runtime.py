@@ -42,6 +42,15 @@ def check_batch(input_size: int, n: int = 4) -> np.ndarray:
     return rng.standard_normal((n, 3, input_size, input_size)).astype(np.float32)
 
 
+def check_input(input_size: int, device: str) -> torch.Tensor:
+    """`check_batch` as a channels-last tensor on `device`, for checks of PyTorch variants."""
+    return (
+        torch.from_numpy(check_batch(input_size))
+        .to(device)
+        .contiguous(memory_format=torch.channels_last)
+    )
+
+
 def _export(model: torch.nn.Module, input_size: int, dest: Path) -> None:
     """Export with a dynamic batch axis: TorchScript exporter first (quick), dynamo exporter second."""
     example = (torch.from_numpy(check_batch(input_size, 2)),)

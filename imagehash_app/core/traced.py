@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from imagehash_app.core.onnx_runtime import MIN_COSINE, check_batch, min_row_cosine
+from imagehash_app.core.onnx_runtime import MIN_COSINE, check_input, min_row_cosine
 
 log = logging.getLogger(__name__)
 WARM_UP_CALLS = 3  # the profiling executor optimises the graph over its first calls
@@ -63,11 +63,7 @@ def trace_network(
 
 
 def _trace_checked(model: nn.Module, device: str, input_size: int) -> TracedNetwork | None:
-    example = (
-        torch.from_numpy(check_batch(input_size))
-        .to(device)
-        .contiguous(memory_format=torch.channels_last)
-    )
+    example = check_input(input_size, device)
     with torch.inference_mode():
         expected = model(example).float().cpu().numpy()
     dtypes = (torch.float16, torch.float32) if device.startswith("cuda") else (torch.float32,)
