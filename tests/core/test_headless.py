@@ -42,3 +42,16 @@ def test_the_command_line_loads_no_qt() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=240, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_decode_workers_and_the_command_line_start_without_torch() -> None:
+    """A spawned decode process imports the entry point's module and the decoding modules; with
+    PyTorch among them each of 16 workers would spend seconds starting (core/embedding.py)."""
+    code = (
+        "import sys, imagehash_app.cli, imagehash_app.core.embedding; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=240, check=True
+    ).stdout
+    assert out.strip() == "[]"
