@@ -87,5 +87,6 @@ def _trace(model: nn.Module, example: torch.Tensor, dtype: torch.dtype) -> Trace
     net = copy.deepcopy(model).to(dtype)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # TorchScript's deprecation notice, tracer hints
-        module = torch.jit.freeze(torch.jit.trace(net, example.to(dtype)).eval())
+        # check_trace off: the cosine check of the caller is the one that decides.
+        module = torch.jit.freeze(torch.jit.trace(net, example.to(dtype), check_trace=False).eval())
     return TracedNetwork(module, dtype)
