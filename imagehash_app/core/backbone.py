@@ -164,6 +164,13 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
+def training_device(device: str = "auto") -> str:
+    """Where a hasher that can use a GPU trains: the library's CUDA device, else the CPU (MPS
+    is left out: the training code was not checked there)."""
+    resolved = resolve_device(device)
+    return resolved if resolved.startswith("cuda") else "cpu"
+
+
 def _download_advice(spec: BackboneSpec, exc: Exception) -> WeightsUnavailableError:
     return WeightsUnavailableError(
         f"Could not download the pretrained weights for {spec.name} ({spec.weights_enum}): {exc}. "

@@ -405,15 +405,9 @@ class Indexer:
         yield IndexProgress("train", 0, 0, message=self._fit_message(fit))
         yield from self._finish_fit(fit)
 
-    def _train_device(self) -> str:
-        """Where a hasher that can use a GPU trains: the library's CUDA device, else the CPU."""
-        from imagehash_app.core.backbone import resolve_device
-
-        device = resolve_device(self.settings.device)
-        return device if device.startswith("cuda") else "cpu"
-
     def _start_fit(self, method: str, why: str) -> _Fit:
         """Snapshot the reservoir and start fitting `method` on it on its own thread."""
+        from imagehash_app.core.backbone import training_device
         from imagehash_app.core.hashing import make_hasher
 
         ids, X = self.cat.load_reservoir()
@@ -421,7 +415,7 @@ class Indexer:
         hasher = make_hasher(method, self.settings.bits, X.shape[1], **params)
         hasher.meta["backbone"] = self.settings.backbone
         hasher.meta["library_reason"] = why
-        extra = {"device": self._train_device()} if hasher.trains_on_device else {}
+        extra = {"device": training_device(self.settings.device)} if hasher.trains_on_device else {}
         seed = self.settings.seed
 
         def fit(progress, should_stop) -> np.ndarray:

@@ -453,10 +453,14 @@ def _train_and_register(
         message=f"Training on {len(X_train):,} photos ({len(X_held):,} held out), {how}",
     )
 
+    from imagehash_app.core.backbone import training_device
+
+    device = training_device(settings.device)
+
     def fit(progress: Callable[..., None], should_stop: StopFn) -> None:
         new.fit(
             X_train, progress=progress, should_stop=should_stop, seed=settings.seed,
-            init_from=old if warm else None, epochs=n_epochs,
+            init_from=old if warm else None, epochs=n_epochs, device=device,
         )
 
     t0 = time.perf_counter()
