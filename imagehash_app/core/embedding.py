@@ -6,10 +6,11 @@ GPU when it runs there: a quarter of the bytes to copy). Work is submitted a bou
 batches ahead (memory stays flat) and results come back in input order.
 
 Workers are threads when the backbone runs on the CPU: Pillow's decoders and ONNX Runtime release
-the GIL, and the two share the cores (measured at 100% of 1/(1/B + 1/D) on 2 cores). With a GPU
-they are processes: the main thread must dispatch the network, write the catalogue and train the
-hasher, and with 16 decoding threads holding the GIL for Pillow's Python parts it got too little of
-it (the forward pass took 15x longer than alone: docs/results-indexing.md).
+the GIL, and the two share the cores (the pipeline measured at 91-103% of 1/(1/B + 1/D) on 2
+cores). With a GPU they are processes: the main thread must dispatch the network, write the
+catalogue and train the hasher, and beside 16 decoding threads, which hold the GIL for Pillow's
+Python parts, it got too little of it (a batch's forward pass took 181 ms instead of 12.5);
+processes measured 8-14% faster there (docs/results-indexing.md).
 """
 
 from __future__ import annotations
