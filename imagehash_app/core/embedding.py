@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import multiprocessing
+import multiprocessing.connection
 import os
 import threading
 from collections import deque
@@ -108,7 +109,23 @@ def wants_processes(backbone) -> bool:
 
 def _spawn_pool(workers: int) -> ProcessPoolExecutor:
     """Spawned, not forked: safe beside CUDA and threads, and the default on macOS and Windows."""
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    return ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_exit_with_parent
+    )
+
+
+def _exit_with_parent() -> None:
+    """In a decode process: end as soon as the app that started it is gone. A killed or crashed
+    app never shuts its pool down, and its idle workers would otherwise live on."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 class _ProcessPools:

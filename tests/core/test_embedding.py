@@ -5,6 +5,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,3 +108,45 @@ def test_a_killed_decode_process_loses_no_photo(tiny, folder):
     np.testing.assert_array_equal(
         np.concatenate([b.features for b in batches]), np.concatenate([b.features for b in expected])
     )
+
+
+KILLED_APP = """
+import multiprocessing, sys, time
+from pathlib import Path
+from imagehash_app.core.backbone import BACKBONES
+from imagehash_app.core.embedding import PROCESS_POOLS, _decode_chunk
+if __name__ == "__main__":
+    pool = PROCESS_POOLS.get(2)
+    prep = BACKBONES["tiny"].preprocessing()
+    tasks = [pool.submit(_decode_chunk, [Path(p)], prep, 72) for p in sys.argv[1:]]
+    [t.result() for t in tasks]
+    print(" ".join(str(p.pid) for p in multiprocessing.active_children()), flush=True)
+    time.sleep(120)
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited (nothing in a container may reap it)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_decode_processes_end_when_the_app_is_killed(tmp_path, folder):
+    script = tmp_path / "app.py"
+    script.write_text(KILLED_APP)
+    app = subprocess.Popen(
+        [sys.executable, str(script), *map(str, folder[:4])], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        workers = [int(pid) for pid in app.stdout.readline().split()]
+        assert workers and all(_running(pid) for pid in workers)
+    finally:
+        app.kill()
+        app.wait()
+    deadline = time.monotonic() + 20
+    while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_running(pid) for pid in workers)
