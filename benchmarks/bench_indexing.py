@@ -254,6 +254,7 @@ def run(args: argparse.Namespace) -> dict:
             "D_runs": [round(x, 1) for x in d_rates],
             "D_processes_runs": [round(x, 1) for x in dp_rates],
             "pipeline_runs": [round(x, 1) for x in p_rates],
+            "pipeline_with_threads": round(statistics.median(pt_rates), 1) if pt_rates else None,
             "pipeline_with_threads_runs": [round(x, 1) for x in pt_rates],
             "pipeline_by_chunk": {
                 c: round(statistics.median(r), 1) for c, r in chunk_rates.items()
@@ -305,8 +306,8 @@ def print_row(r: dict) -> None:
     cos_s = f" | cos {cos:.4f}" if cos is not None else ""
     chunks = "".join(f" | chunk {c}: {v}" for c, v in r["pipeline_by_chunk"].items())
     dp = f" (threads {r['D_threads']}, processes {r['D_processes']})" if r["D_processes"] else ""
-    if r["pipeline_with_threads_runs"]:
-        chunks += f" | pipeline with threads {statistics.median(r['pipeline_with_threads_runs']):.1f}"
+    if r["pipeline_with_threads"]:
+        chunks += f" | pipeline with threads {r['pipeline_with_threads']}"
     print(
         f"{r['backbone']:<19} {r['runtime']:<11} B {r['B']:7.1f}  D {r['D']:7.1f}{dp}  bound {r['bound']:6.1f}  "
         f"pipeline {r['pipeline']:6.1f} ({r['pipeline_ratio']:.0%}){lib_s}{cos_s}{chunks}",

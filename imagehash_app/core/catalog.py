@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -280,18 +281,11 @@ class Catalog:
 
     def paths_of(self, image_ids: Sequence[int]) -> dict[int, Path]:
         """Absolute paths of the given images (chunked to stay under SQLite's variable limit)."""
-        out: dict[int, Path] = {}
-        ids = [int(i) for i in image_ids]
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for iid, fp, rel in self.conn.execute(
-                "SELECT i.id, f.path, i.rel_path FROM images i JOIN folders f ON f.id = i.folder_id "
-                f"WHERE i.id IN ({marks})",
-                chunk,
-            ):
-                out[iid] = Path(fp) / rel
-        return out
+        sql = (
+            "SELECT i.id, f.path, i.rel_path FROM images i JOIN folders f ON f.id = i.folder_id "
+            "WHERE i.id IN ({marks})"
+        )
+        return {iid: Path(fp) / rel for iid, fp, rel in self.rows_for_ids(sql, image_ids)}
 
     def image_id_for(self, path: Path) -> int | None:
         """The image stored at `path` (absolute), if any: looked up through its folder."""
@@ -361,6 +355,18 @@ class Catalog:
         return None if row is None else np.frombuffer(row[0], "<u8").astype(np.uint64)[:words]
 
     # --- reservoir (raw rows; the sampling policy is in core/reservoir.py) ---------------------
+    def rows_for_ids(
+        self, sql: str, image_ids: Sequence[int], params: Sequence[Any] = ()
+    ) -> Iterator[tuple]:
+        """Rows of `sql` with its `{marks}` filled with the ids, 500 ids per query to stay under
+        SQLite's bound-parameter limit."""
+        ids = [int(i) for i in image_ids]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            yield from self.conn.execute(
+                sql.format(marks=",".join("?" * len(chunk))), [*params, *chunk]
+            )
+
     def reservoir_count(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM reservoir").fetchone()[0]
 
@@ -371,17 +377,8 @@ class Catalog:
 
     def reservoir_ids(self, image_ids: Iterable[int]) -> set[int]:
         """Which of `image_ids` have a feature in the reservoir."""
-        ids = [int(i) for i in image_ids]
-        found: set[int] = set()
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            found.update(
-                r[0] for r in self.conn.execute(
-                    f"SELECT image_id FROM reservoir WHERE image_id IN ({marks})", chunk
-                )
-            )
-        return found
+        sql = "SELECT image_id FROM reservoir WHERE image_id IN ({marks})"
+        return {r[0] for r in self.rows_for_ids(sql, list(image_ids))}
 
     def load_reservoir(self, only_indexed: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """(image ids (n,), float32 features (n, d)) of the reservoir, stored as float16."""

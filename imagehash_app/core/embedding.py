@@ -165,7 +165,6 @@ class DecodeWorkers:
 
     def __init__(self, workers: int, *, processes: bool) -> None:
         self.workers = max(1, workers)
-        self.processes = processes
         self._threads = None if processes else ThreadPoolExecutor(self.workers, "decode")
         self._isolation: ProcessPoolExecutor | None = None  # after a crash: one photo at a time
 

@@ -39,7 +39,12 @@ from imagehash_app.core.model_store import (
     MODELS_DIR,
     prune_models,
 )
-from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_add, reservoir_remove
+from imagehash_app.core.reservoir import (
+    FEATURE_DTYPE,
+    reservoir_add,
+    reservoir_features,
+    reservoir_remove,
+)
 
 StopFn = Callable[[], bool]
 GROWTH_FACTOR = 4  # retrain when the library has grown this much since the last training
@@ -465,20 +470,19 @@ class Indexer:
     def _encode_reservoir_missing(self, model_id: int, get_hasher: Callable[[], Hasher]) -> int:
         """Give a code of `model_id` to every indexed reservoir photo that lacks one; returns how
         many. Call inside a transaction; the hasher is loaded only when one is missing."""
-        missing = {
+        missing = [
             r[0] for r in self.cat.conn.execute(
                 "SELECT r.image_id FROM reservoir r JOIN images i ON i.id = r.image_id "
                 "WHERE i.indexed_at IS NOT NULL AND r.image_id NOT IN "
-                "(SELECT image_id FROM codes WHERE model_id = ?)",
+                "(SELECT image_id FROM codes WHERE model_id = ?) ORDER BY r.image_id",
                 (model_id,),
             )
-        }
+        ]
         if not missing:
             return 0
-        ids, X = self.cat.load_reservoir()
-        mask = np.isin(ids, list(missing))
-        self.cat.put_codes(model_id, ids[mask], get_hasher().encode(X[mask]))
-        return int(mask.sum())
+        feats = reservoir_features(self.cat, missing)
+        self.cat.put_codes(model_id, missing, get_hasher().encode(np.stack([feats[i] for i in missing])))
+        return len(missing)
 
     def encode_missing(self) -> Iterator[IndexProgress]:
         """Indexed images in the reservoir without a code of the active model get one (e.g. after

@@ -134,15 +134,8 @@ def reservoir_remove(cat: Catalog, image_ids: Sequence[int]) -> None:
     ids = [int(i) for i in image_ids]
     if not ids:
         return
-    in_population: list[int] = []
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        in_population += [
-            r[0] for r in cat.conn.execute(
-                f"SELECT id FROM images WHERE id IN ({marks}) AND indexed_at IS NOT NULL", chunk
-            )
-        ]
+    sql = "SELECT id FROM images WHERE id IN ({marks}) AND indexed_at IS NOT NULL"
+    in_population = [r[0] for r in cat.rows_for_ids(sql, ids)]
     state = _load_state(cat)
     sampled = cat.reservoir_ids(in_population)
     sampler = RandomPairingSampler(1, state, np.random.default_rng(0))
@@ -165,3 +158,12 @@ def shrink_reservoir(cat: Catalog, capacity: int, seed: int) -> None:
     cat.conn.execute("UPDATE reservoir SET slot = -1 - slot")
     for new_slot, image_id in enumerate(sorted(keep)):
         cat.conn.execute("UPDATE reservoir SET slot = ? WHERE image_id = ?", (new_slot, image_id))
+
+
+def reservoir_features(cat: Catalog, image_ids: Sequence[int]) -> dict[int, np.ndarray]:
+    """Stored float16 features (as float32) of those of `image_ids` that are in the reservoir."""
+    sql = "SELECT image_id, feature FROM reservoir WHERE image_id IN ({marks})"
+    return {
+        iid: np.frombuffer(blob, dtype=FEATURE_DTYPE).astype(np.float32)
+        for iid, blob in cat.rows_for_ids(sql, image_ids)
+    }

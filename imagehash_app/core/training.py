@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from imagehash_app.core.errors import CancelledError, ImagehashError
 from imagehash_app.core.hashing.base import META_FILE, fit_in_thread
 from imagehash_app.core.model_store import FINETUNE_PENDING_KEY as PENDING_KEY
 from imagehash_app.core.model_store import KEEP_MODELS, MODELS_DIR, prune_models
-from imagehash_app.core.reservoir import FEATURE_DTYPE
+from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_features
 
 StopFn = Callable[[], bool]
 HELD_OUT_FRACTION = 0.1  # of the reservoir, kept out of training to compare versions
@@ -206,32 +206,12 @@ def _model(cat: Catalog, model_id: int) -> ModelRow | None:
     return next((m for m in cat.models() if m.id == model_id), None)
 
 
-def _blobs_by_id(
-    cat: Catalog, sql: str, image_ids: Sequence[int], params: Sequence[Any] = ()
-) -> Iterator[tuple[int, bytes]]:
-    """(image_id, blob) rows of `sql` (its `{marks}` filled with the ids), 500 ids per query to stay
-    under SQLite's bound-parameter limit."""
-    ids = [int(i) for i in image_ids]
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        yield from cat.conn.execute(sql.format(marks=",".join("?" * len(chunk))), [*params, *chunk])
-
-
-def _reservoir_features(cat: Catalog, image_ids: Sequence[int]) -> dict[int, np.ndarray]:
-    """Stored float16 features of those of `image_ids` that are in the reservoir."""
-    sql = "SELECT image_id, feature FROM reservoir WHERE image_id IN ({marks})"
-    return {
-        iid: np.frombuffer(blob, dtype=FEATURE_DTYPE).astype(np.float32)
-        for iid, blob in _blobs_by_id(cat, sql, image_ids)
-    }
-
-
 def _codes_of(cat: Catalog, model_id: int, image_ids: Sequence[int], words: int) -> dict[int, np.ndarray]:
     """Packed codes of `image_ids` under `model_id` (those that have one)."""
     sql = "SELECT image_id, code FROM codes WHERE model_id = ? AND image_id IN ({marks})"
     return {
         iid: np.frombuffer(blob, dtype="<u8").astype(np.uint64)[:words]
-        for iid, blob in _blobs_by_id(cat, sql, image_ids, (model_id,))
+        for iid, blob in cat.rows_for_ids(sql, image_ids, (model_id,))
     }
 
 
@@ -254,7 +234,7 @@ def encode_for(
 
     Returns (image ids encoded, codes, how many were exact); photos with neither are left out.
     """
-    feats = {**(embedded or {}), **_reservoir_features(cat, image_ids)}
+    feats = {**(embedded or {}), **reservoir_features(cat, image_ids)}
     exact_ids = [i for i in image_ids if i in feats]
     rest = [i for i in image_ids if i not in feats]
     ids_out: list[int] = list(exact_ids)
@@ -522,7 +502,7 @@ def _reencode_and_swap(
             break
         embedded = None
         if exact_mode:
-            outside = sorted(set(batch) - set(_reservoir_features(cat, batch)))
+            outside = sorted(set(batch) - set(reservoir_features(cat, batch)))
             embedded = embed_photos(cat, get_backbone, settings, outside, should_stop) if outside else {}
             if _stopping(should_stop):
                 continue  # the batch is not stored; the check above ends the loop
