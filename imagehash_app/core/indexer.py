@@ -296,19 +296,17 @@ class Indexer:
                 if fit is not None and self._outgrows_reservoir(len(batch.paths)):
                     # The fit's snapshot must stay the whole library: finish it before the
                     # reservoir drops anyone, so that every photo gets a code of the new model.
-                    yield from self._finish_fit(fit)
+                    hasher_state = yield from self._finish_fit(fit)
                     fit = None
-                    hasher_state = self._active_hasher(backbone)
                 self._store_batch(batch, ids_by_path, hasher_state)
                 done += len(batch.paths) + len(batch.failures)
                 embedded += len(batch.paths)
                 self.changed = self.changed or bool(batch.paths)
                 message = ""
                 if fit is not None and fit.job.done():
-                    self._activate(fit)
+                    hasher_state = self._activate(fit)
                     message = f"Now searching with the new {fit.method} hasher."
                     fit = None
-                    hasher_state = self._active_hasher(backbone)
                 yield _progress("embed", done, total, started, message)
                 if fit is None and done < total and not self._stopping():
                     plan = self._plan(
@@ -435,7 +433,8 @@ class Indexer:
         return f"Training {fit.method} on {len(fit.ids)} photos ({fit.why})"
 
     def _finish_fit(self, fit: _Fit) -> Iterator[IndexProgress]:
-        """Relay the fit's progress until it ends, then switch to the new version."""
+        """Relay the fit's progress until it ends, then switch to the new version; returns
+        `_activate`'s (model row, hasher)."""
         started = time.perf_counter()
         for report in fit.job.reports():
             yield IndexProgress(
@@ -446,13 +445,15 @@ class Indexer:
         n = len(fit.ids)
         started = time.perf_counter()
         yield _progress("encode", 0, n, started, f"Encoding {n} photos with the new {fit.method} hasher")
-        self._activate(fit)
+        state = self._activate(fit)
         yield _progress("encode", n, n, started)
+        return state
 
-    def _activate(self, fit: _Fit) -> None:
+    def _activate(self, fit: _Fit) -> tuple[ModelRow, Hasher]:
         """Save the fitted version, store its codes of every sampled photo (the snapshot's from the
         fit, later ones from the reservoir) and make it active — the catalogue part in one
-        transaction, so a kill never leaves a half-registered model. Raises the fit's error."""
+        transaction, so a kill never leaves a half-registered model. Raises the fit's error.
+        Returns the new active version and its hasher, for the batches still to come."""
         codes = fit.job.result()
         name = f"{fit.method}-{uuid.uuid4().hex[:12]}"
         fit.hasher.save(self.root / MODELS_DIR / name)
@@ -466,6 +467,7 @@ class Indexer:
             self._encode_reservoir_missing(model_id, lambda: fit.hasher)
             self.cat.set_active_model(model_id)
         prune_models(self.cat, self.root, KEEP_MODELS)
+        return self.cat.active_model(), fit.hasher
 
     def _encode_reservoir_missing(self, model_id: int, get_hasher: Callable[[], Hasher]) -> int:
         """Give a code of `model_id` to every indexed reservoir photo that lacks one; returns how
