@@ -35,6 +35,9 @@ from imagehash_app.core.images import decode_photo, load_rgb, reason_for_os_erro
 from imagehash_app.core.preprocess import Preprocessing
 
 PREFETCH_BATCHES = 2  # batches decoded ahead of the one being embedded
+# Photos per task for decode processes: every result crosses a pipe that one GIL-bound thread of
+# the parent drains; 8 per message measured +27% over 1 on a GPU (docs/results-indexing.md).
+PROCESS_CHUNK = 8
 CRASHED = "could not decode (the decoder crashed)"
 
 
@@ -217,13 +220,13 @@ def iter_embeddings(
     batch_size: int = 32,
     workers: int | None = None,
     processes: bool | None = None,
-    chunk: int = 1,
+    chunk: int | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> Iterator[EmbeddedBatch]:
     """Yield EmbeddedBatch for consecutive slices of `paths`, in order.
 
     `processes`: decode in worker processes (None: when the backbone runs on a GPU). `chunk`:
-    photos per decode task (fewer, larger messages between processes). Every decode failure is
+    photos per decode task (None: `PROCESS_CHUNK` with processes, 1 with threads). Every decode failure is
     reported per path with its reason. Stops cleanly between batches when `should_stop()` is true
     or the generator is closed (pending decodes are cancelled).
     """
@@ -231,9 +234,11 @@ def iter_embeddings(
     if not paths:
         return
     batch_size = max(1, int(batch_size))
-    chunk = max(1, min(int(chunk), batch_size))
     starts = range(0, len(paths), batch_size)
     use_processes = wants_processes(backbone) if processes is None else processes
+    if chunk is None:
+        chunk = PROCESS_CHUNK if use_processes else 1
+    chunk = max(1, min(int(chunk), batch_size))
     pool = DecodeWorkers(workers or default_workers(backbone), processes=use_processes)
     # Keep about two tasks per worker queued, whatever the chunk size.
     ahead = max(PREFETCH_BATCHES, -(-2 * pool.workers * chunk // batch_size))
