@@ -298,6 +298,12 @@ def run(args: argparse.Namespace) -> dict:
                 row["library_ratio"] = round(lib["rate"] / bound, 3)
         results.append(row)
         print_row(row)
+        if args.json:  # after every backbone, so that a run cut short keeps what it measured
+            args.json.write_text(json.dumps(_document(paths, args, results), indent=2))
+    return _document(paths, args, results)
+
+
+def _document(paths: list[Path], args: argparse.Namespace, results: list[dict]) -> dict:
     return {
         "files": len(paths),
         "megapixels_avg": round(_avg_mp(paths), 2),
@@ -357,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument(
         "--chunks", type=int, nargs="*", default=[],
-        help="also time the pipeline with these photos per decode task (A/B of the default 1)",
+        help="also time the pipeline with these photos per decode task (A/B of the default)",
     )
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--cache-dir", default=None)
@@ -368,9 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
-    out = run(args)
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=2))
+    run(args)
     return 0
 
 

@@ -16,8 +16,6 @@ processes measured 8-14% faster there (docs/results-indexing.md).
 from __future__ import annotations
 
 import atexit
-import multiprocessing
-import multiprocessing.connection
 import os
 import threading
 from collections import deque
@@ -29,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imagehash_app.core.child_process import exit_with_parent, spawn_context
 from imagehash_app.core.errors import ImageDecodeError
 from imagehash_app.core.files import fingerprint_of_file
 from imagehash_app.core.images import decode_photo, load_rgb, reason_for_os_error
@@ -111,24 +110,7 @@ def wants_processes(backbone) -> bool:
 
 
 def _spawn_pool(workers: int) -> ProcessPoolExecutor:
-    """Spawned, not forked: safe beside CUDA and threads, and the default on macOS and Windows."""
-    return ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_exit_with_parent
-    )
-
-
-def _exit_with_parent() -> None:
-    """In a decode process: end as soon as the app that started it is gone. A killed or crashed
-    app never shuts its pool down, and its idle workers would otherwise live on."""
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
-
-    def watch() -> None:
-        multiprocessing.connection.wait([parent.sentinel])
-        os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    return ProcessPoolExecutor(workers, mp_context=spawn_context(), initializer=exit_with_parent)
 
 
 class _ProcessPools:

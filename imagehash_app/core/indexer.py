@@ -33,6 +33,7 @@ from imagehash_app.core.catalog import Catalog, FolderRow, ModelRow
 from imagehash_app.core.errors import CancelledError, IncompatibleModelError
 from imagehash_app.core.files import FileInfo, KnownFile, diff_scan, walk_images
 from imagehash_app.core.hashing.base import FitThread, Hasher
+from imagehash_app.core.hashing.fit_process import FitProcess
 from imagehash_app.core.model_store import (
     FINETUNE_PENDING_KEY,
     KEEP_MODELS,
@@ -113,18 +114,21 @@ def plan_training(
 
 @dataclass
 class _Fit:
-    """A hasher version being trained on a snapshot of the reservoir (`ids`) on its own thread;
-    the thread returns the snapshot's codes."""
+    """A hasher version being trained on a snapshot of the reservoir (`ids`) beside the run; the
+    job returns the fitted hasher and the snapshot's codes."""
 
     method: str
     why: str
-    hasher: Hasher
     ids: np.ndarray
-    job: FitThread
+    job: FitThread | FitProcess
 
 
 class Indexer:
     """Brings a catalogue up to date with its folders. Uses its own catalogue connection."""
+
+    # Where a fit that runs beside embedding goes: None: a process of its own when it trains on a
+    # GPU (see hashing/fit_process.py), else a thread. Fits the run waits for stay on a thread.
+    fit_in_process: bool | None = None
 
     def __init__(
         self,
@@ -313,7 +317,7 @@ class Indexer:
                         end_of_run=False, upcoming=min(self.settings.batch_size, total - done)
                     )
                     if plan is not None:
-                        fit = self._start_fit(*plan)
+                        fit = self._start_fit(*plan, background=True)
                         yield IndexProgress(
                             "train", 0, 0,
                             message=f"{self._fit_message(fit)}; indexing goes on meanwhile",
@@ -408,7 +412,7 @@ class Indexer:
         yield IndexProgress("train", 0, 0, message=self._fit_message(fit))
         yield from self._finish_fit(fit)
 
-    def _start_fit(self, method: str, why: str) -> _Fit:
+    def _start_fit(self, method: str, why: str, *, background: bool = False) -> _Fit:
         """Snapshot the reservoir and start fitting `method` on it on its own thread."""
         from imagehash_app.core.backbone import training_device
         from imagehash_app.core.hashing import make_hasher
@@ -418,15 +422,20 @@ class Indexer:
         hasher = make_hasher(method, self.settings.bits, X.shape[1], **params)
         hasher.meta["backbone"] = self.settings.backbone
         hasher.meta["library_reason"] = why
-        extra = {"device": training_device(self.settings.device)} if hasher.trains_on_device else {}
+        device = training_device(self.settings.device) if hasher.trains_on_device else "cpu"
         seed = self.settings.seed
-
-        def fit(progress, should_stop) -> np.ndarray:
-            hasher.fit(X, progress=progress, should_stop=should_stop, seed=seed, **extra)
-            return hasher.encode(X)
-
         self.changed = False
-        return _Fit(method, why, hasher, ids, FitThread(fit, self.should_stop))
+        in_process = self.fit_in_process if self.fit_in_process is not None else device != "cpu"
+        if background and in_process:
+            job = FitProcess(hasher, X, seed=seed, device=device, should_stop=self.should_stop)
+            return _Fit(method, why, ids, job)
+        extra = {"device": device} if hasher.trains_on_device else {}
+
+        def fit(progress, should_stop) -> tuple[Hasher, np.ndarray]:
+            hasher.fit(X, progress=progress, should_stop=should_stop, seed=seed, **extra)
+            return hasher, hasher.encode(X)
+
+        return _Fit(method, why, ids, FitThread(fit, self.should_stop))
 
     @staticmethod
     def _fit_message(fit: _Fit) -> str:
@@ -454,9 +463,9 @@ class Indexer:
         fit, later ones from the reservoir) and make it active — the catalogue part in one
         transaction, so a kill never leaves a half-registered model. Raises the fit's error.
         Returns the new active version and its hasher, for the batches still to come."""
-        codes = fit.job.result()
+        hasher, codes = fit.job.result()
         name = f"{fit.method}-{uuid.uuid4().hex[:12]}"
-        fit.hasher.save(self.root / MODELS_DIR / name)
+        hasher.save(self.root / MODELS_DIR / name)
         weights_id = self.cat.get_meta("weights_id", "") or ""
         with self.cat.transaction():
             model_id = self.cat.add_model(
@@ -464,10 +473,10 @@ class Indexer:
                 f"{MODELS_DIR}/{name}", len(fit.ids), fit.why,
             )
             self.cat.put_codes(model_id, fit.ids, codes)
-            self._encode_reservoir_missing(model_id, lambda: fit.hasher)
+            self._encode_reservoir_missing(model_id, lambda: hasher)
             self.cat.set_active_model(model_id)
         prune_models(self.cat, self.root, KEEP_MODELS)
-        return self.cat.active_model(), fit.hasher
+        return self.cat.active_model(), hasher
 
     def _encode_reservoir_missing(self, model_id: int, get_hasher: Callable[[], Hasher]) -> int:
         """Give a code of `model_id` to every indexed reservoir photo that lacks one; returns how

@@ -18,8 +18,9 @@ from photos import make_photo, make_photo_folder
 
 from imagehash_app.config import LibrarySettings
 from imagehash_app.core.catalog import ModelRow
+from imagehash_app.core.hashing import fit_process
 from imagehash_app.core.hashing.urph import URPHHasher
-from imagehash_app.core.indexer import plan_training
+from imagehash_app.core.indexer import Indexer, plan_training
 from imagehash_app.core.library import Library
 
 TINY = LibrarySettings(backbone="tiny", weights="none", bits=32, device="cpu", batch_size=4, threads=1)
@@ -265,6 +266,32 @@ def test_indexing_goes_on_while_the_hasher_trains(tmp_path: Path, monkeypatch) -
     assert sorted(models) == [4, 16]  # then the 4x growth retrained at the end of the run
     for model_id in models.values():  # each version holds a code of every photo
         assert rows(tmp_path / "lib", f"SELECT COUNT(*) FROM codes WHERE model_id = {model_id}") == [(16,)]
+
+
+def test_a_fit_beside_embedding_can_run_in_its_own_process(tmp_path: Path, monkeypatch) -> None:
+    """The GPU arrangement (a fit process), forced on the CPU: the version trained in the child
+    codes every photo and is the one the library searches with."""
+    photos = make_photo_folder(tmp_path / "photos", groups=3, unrelated=3)  # 15: no 4x growth
+    settings = dataclasses.replace(
+        TINY, train_min=4, hasher_params={"urph": {"epochs": 1, "hidden": 32, "decoder_hidden": 32}}
+    )
+    monkeypatch.setattr(Indexer, "fit_in_process", True)
+    started = []
+    real = fit_process.FitProcess.__init__
+
+    def counting_init(self, *args, **kwargs):
+        started.append(len(args[1]))
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(fit_process.FitProcess, "__init__", counting_init)
+    with Library.open(tmp_path / "lib", settings=settings) as lib:
+        list(lib.index([photos.root]))
+        query = photos.originals[0]
+        best = lib.search([query], top_k=4)[0].results[0]
+        assert best.path == query and best.hamming == 0
+    assert started == [4]
+    assert rows(tmp_path / "lib", "SELECT train_size, active FROM models") == [(4, 1)]
+    assert rows(tmp_path / "lib", "SELECT COUNT(*) FROM codes") == [(15,)]
 
 
 def test_small_reservoir_forces_an_early_model_and_every_photo_gets_a_code(tmp_path: Path) -> None:

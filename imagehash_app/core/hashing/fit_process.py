@@ -1,0 +1,135 @@
+"""A hasher fit in a helper process: training beside a job that must keep its own pace.
+
+On a GPU, indexing is bound by the decode processes, and the main process only feeds them and the
+network. A fit on a thread of that process fights it for the GIL (eager PyTorch gives up and
+retakes it at every operator): measured on an H200, embedding fell from 194 to 122 photos/s for
+as long as a background fit ran, and the fit itself took several times its foreground time. In a
+process of its own the fit costs the job one core and nothing else.
+
+Same interface as `FitThread` (done / reports / result / cancel). The features go to the child in
+a file (no pickled copy of a large reservoir through a pipe), the fitted hasher comes back as its
+saved files, reports and the outcome as small messages.
+"""
+
+from __future__ import annotations
+
+import pickle
+import queue
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from imagehash_app.core.child_process import exit_with_parent, spawn_context
+from imagehash_app.core.hashing.base import Hasher, StopFn, TrainProgress
+
+_POLL_S = 0.05  # how often a wait looks at the caller's should_stop and at the child's health
+_CANCEL_WAIT_S = 10.0
+
+
+def _fit_in_child(work: str, hasher: Hasher, seed: int, device: str, reports, stop) -> None:
+    """The child: fit on the features in `work`, save the hasher and the features' codes there."""
+    exit_with_parent()
+    try:
+        folder = Path(work)
+        X = np.load(folder / "features.npy")
+        kwargs = {"device": device} if hasher.trains_on_device else {}
+        hasher.fit(X, progress=reports.put, should_stop=stop.is_set, seed=seed, **kwargs)
+        np.save(folder / "codes.npy", hasher.encode(X))
+        hasher.save(folder / "hasher")
+        reports.put(("done", None))
+    except BaseException as exc:  # the parent raises it (by type name and text if unpicklable)
+        try:
+            pickle.dumps(exc)  # the queue pickles on a thread of its own, where a failure is lost
+        except Exception:
+            exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+        reports.put(("error", exc))
+
+
+class FitProcess:
+    """`hasher.fit(X)` in a spawned process; `result()` is (the fitted hasher, codes of X)."""
+
+    def __init__(
+        self, hasher: Hasher, X: np.ndarray, *, seed: int = 0, device: str = "cpu",
+        should_stop: StopFn | None = None,
+    ) -> None:
+        self._work = Path(tempfile.mkdtemp(prefix="imagehash-fit-"))
+        np.save(self._work / "features.npy", np.ascontiguousarray(X, np.float32))
+        ctx = spawn_context()
+        self._reports = ctx.Queue()
+        self._stop = ctx.Event()
+        self._should_stop = should_stop
+        self._pending: list[TrainProgress] = []
+        self._outcome: tuple[str, object] | None = None
+        self._process = ctx.Process(
+            target=_fit_in_child, name="hasher-fit",
+            args=(str(self._work), hasher, seed, device, self._reports, self._stop), daemon=True,
+        )
+        self._process.start()
+
+    def _take(self, timeout: float | None) -> bool:
+        """Move one message from the child into this object; False when none came in time."""
+        if self._should_stop is not None and self._should_stop():
+            self._stop.set()
+        try:
+            item = self._reports.get(timeout=timeout) if timeout else self._reports.get_nowait()
+        except queue.Empty:
+            if not self._process.is_alive() and self._outcome is None:
+                time.sleep(_POLL_S)  # its last message may still be in the pipe
+                if self._reports.empty():
+                    self._outcome = ("error", RuntimeError(
+                        f"The hasher fit process ended unexpectedly (exit code "
+                        f"{self._process.exitcode})."
+                    ))
+            return False
+        if isinstance(item, TrainProgress):
+            self._pending.append(item)
+        else:
+            self._outcome = item
+        return True
+
+    def done(self) -> bool:
+        """The fit has ended (finished, failed or stopped); never waits."""
+        while self._outcome is None and self._take(None):
+            pass
+        return self._outcome is not None
+
+    def reports(self) -> Iterator[TrainProgress]:
+        """Every report not yet taken, waiting for new ones until the fit ends."""
+        while True:
+            while self._pending:
+                yield self._pending.pop(0)
+            if self._outcome is not None:
+                return
+            self._take(_POLL_S)
+
+    def result(self) -> tuple[Hasher, np.ndarray]:
+        """Wait for the fit; the fitted hasher and the codes of X, or the error it raised."""
+        from imagehash_app.core.hashing import load_hasher
+
+        for _ in self.reports():
+            pass
+        try:
+            kind, value = self._outcome
+            if kind == "error":
+                raise value
+            return load_hasher(self._work / "hasher"), np.load(self._work / "codes.npy")
+        finally:
+            self._close()
+
+    def cancel(self) -> None:
+        """Ask the fit to stop and wait until it has (a child that does not stop is ended)."""
+        self._stop.set()
+        self._process.join(_CANCEL_WAIT_S)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join()
+        self._close()
+
+    def _close(self) -> None:
+        self._process.join(_CANCEL_WAIT_S)
+        self._reports.close()
+        shutil.rmtree(self._work, ignore_errors=True)

@@ -1,0 +1,101 @@
+"""A hasher fit in its own process: the same hasher and codes as in-process, reports relayed,
+errors raised in the caller, a stop honoured, a dead child reported."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from imagehash_app.core.errors import CancelledError
+from imagehash_app.core.hashing import make_hasher
+from imagehash_app.core.hashing.baselines import ITQHasher
+from imagehash_app.core.hashing.fit_process import FitProcess
+
+URPH_SMALL = {"epochs": 3, "hidden": 16, "decoder_hidden": 16, "input_dim": 16}
+
+
+def features(n: int = 48, d: int = 24, seed: int = 3) -> np.ndarray:
+    X = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+class FailingHasher(ITQHasher):
+    """Module-level, so that the spawned child can unpickle it."""
+
+    def fit(self, X, **kwargs):
+        raise ValueError("no good features")
+
+
+class SlowHasher(ITQHasher):
+    """Trains until told to stop, checking as real fits do."""
+
+    def fit(self, X, *, should_stop=None, **kwargs):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if should_stop is not None and should_stop():
+                raise CancelledError("stopped")
+            time.sleep(0.01)
+        raise AssertionError("never told to stop")
+
+
+def test_the_child_fits_the_hasher_the_caller_would_have_fitted() -> None:
+    X = features()
+    job = FitProcess(make_hasher("itq", 16, X.shape[1]), X, seed=5)
+    hasher, codes = job.result()
+    here = make_hasher("itq", 16, X.shape[1]).fit(X, seed=5)
+    np.testing.assert_array_equal(codes, here.encode(X))
+    np.testing.assert_array_equal(hasher.encode(X), codes)  # the saved hasher came back whole
+    assert not job._work.exists()  # its scratch folder is gone
+
+
+def test_reports_come_through_and_the_urph_hasher_decodes() -> None:
+    X = features()
+    job = FitProcess(make_hasher("urph", 16, X.shape[1], **URPH_SMALL), X, seed=1)
+    reports = list(job.reports())
+    assert [r.epoch for r in reports] == [1, 2, 3] and all(r.epochs == 3 for r in reports)
+    assert job.done()
+    hasher, codes = job.result()
+    assert codes.shape == (len(X), 1)
+    decoded = hasher.decode(codes)
+    assert decoded.shape == X.shape
+    np.testing.assert_allclose(np.linalg.norm(decoded, axis=1), 1.0, rtol=1e-4)
+
+
+def test_an_error_in_the_child_is_raised_by_result() -> None:
+    X = features()
+    job = FitProcess(FailingHasher(16, X.shape[1]), X)
+    with pytest.raises(ValueError, match="no good features"):
+        job.result()
+
+
+def test_the_callers_stop_reaches_the_child() -> None:
+    X = features()
+    stop = {"now": False}
+    job = FitProcess(SlowHasher(16, X.shape[1]), X, should_stop=lambda: stop["now"])
+    time.sleep(0.5)
+    assert not job.done()
+    stop["now"] = True
+    started = time.monotonic()
+    with pytest.raises(CancelledError):
+        job.result()
+    assert time.monotonic() - started < 10
+
+
+def test_cancel_ends_the_child_and_cleans_up() -> None:
+    X = features()
+    job = FitProcess(SlowHasher(16, X.shape[1]), X)
+    job.cancel()
+    assert not job._process.is_alive() and not job._work.exists()
+
+
+def test_a_killed_child_is_reported_not_waited_for() -> None:
+    X = features()
+    job = FitProcess(SlowHasher(16, X.shape[1]), X)
+    time.sleep(0.5)
+    os.kill(job._process.pid, signal.SIGKILL)
+    with pytest.raises(RuntimeError, match="ended unexpectedly"):
+        job.result()
