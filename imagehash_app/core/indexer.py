@@ -144,6 +144,7 @@ class Indexer:
         self.get_backbone = get_backbone
         self.should_stop = should_stop
         self.changed = False  # embedded or removed anything: the ITQ fallback is refit
+        self._spare_fit: FitProcess | None = None  # started ahead, waiting for its job
 
     def _stopping(self) -> bool:
         return bool(self.should_stop and self.should_stop())
@@ -295,11 +296,15 @@ class Indexer:
             workers=self.settings.threads, should_stop=self.should_stop,
         )
         fit: _Fit | None = None
+        self._prepare_fit_process(total)
         try:
             for batch in batches:
                 if fit is not None and self._outgrows_reservoir(len(batch.paths)):
                     # The fit's snapshot must stay the whole library: finish it before the
                     # reservoir drops anyone, so that every photo gets a code of the new model.
+                    yield IndexProgress(
+                        "train", 0, 0, message=f"{self._fit_message(fit)}: finishing"
+                    )
                     hasher_state = yield from self._finish_fit(fit)
                     fit = None
                 self._store_batch(batch, ids_by_path, hasher_state)
@@ -323,12 +328,15 @@ class Indexer:
                             message=f"{self._fit_message(fit)}; indexing goes on meanwhile",
                         )
             if fit is not None and not self._stopping():
+                yield IndexProgress("train", 0, 0, message=f"{self._fit_message(fit)}: finishing")
                 yield from self._finish_fit(fit)
                 fit = None
         finally:
             batches.close()
-            if fit is not None:
-                fit.job.cancel()
+            for job in (fit.job if fit else None, self._spare_fit):
+                if job is not None:
+                    job.cancel()
+            self._spare_fit = None
         return embedded
 
     def _check_weights(self, backbone) -> None:
@@ -412,8 +420,27 @@ class Indexer:
         yield IndexProgress("train", 0, 0, message=self._fit_message(fit))
         yield from self._finish_fit(fit)
 
+    def _fits_in_process(self, device: str) -> bool:
+        return self.fit_in_process if self.fit_in_process is not None else device != "cpu"
+
+    def _prepare_fit_process(self, upcoming: int) -> None:
+        """Start a fit process ahead when a GPU fit falls due during this run (by the policy, with
+        every upcoming photo embedded), so that its start-up passes while photos are embedded."""
+        from imagehash_app.core.backbone import training_device
+        from imagehash_app.core.hashing import hasher_class
+
+        device = training_device(self.settings.device)
+        after = self.cat.population() + upcoming
+        plan = plan_training(
+            after, min(after, self.settings.reservoir_size), self.cat.active_model(), self.settings,
+            end_of_run=False, changed=True,
+        )
+        if plan and hasher_class(plan[0]).trains_on_device and self._fits_in_process(device):
+            self._spare_fit = FitProcess(device, self.should_stop)
+
     def _start_fit(self, method: str, why: str, *, background: bool = False) -> _Fit:
-        """Snapshot the reservoir and start fitting `method` on it on its own thread."""
+        """Snapshot the reservoir and start fitting `method` on it: a fit that runs beside
+        embedding and trains on a GPU goes to a process of its own, any other to a thread."""
         from imagehash_app.core.backbone import training_device
         from imagehash_app.core.hashing import make_hasher
 
@@ -425,10 +452,10 @@ class Indexer:
         device = training_device(self.settings.device) if hasher.trains_on_device else "cpu"
         seed = self.settings.seed
         self.changed = False
-        in_process = self.fit_in_process if self.fit_in_process is not None else device != "cpu"
-        if background and in_process:
-            job = FitProcess(hasher, X, seed=seed, device=device, should_stop=self.should_stop)
-            return _Fit(method, why, ids, job)
+        if background and self._fits_in_process(device):
+            child, self._spare_fit = self._spare_fit, None
+            child = child or FitProcess(device, self.should_stop)
+            return _Fit(method, why, ids, child.start(hasher, X, seed=seed))
         extra = {"device": device} if hasher.trains_on_device else {}
 
         def fit(progress, should_stop) -> tuple[Hasher, np.ndarray]:

@@ -44,7 +44,7 @@ class SlowHasher(ITQHasher):
 
 def test_the_child_fits_the_hasher_the_caller_would_have_fitted() -> None:
     X = features()
-    job = FitProcess(make_hasher("itq", 16, X.shape[1]), X, seed=5)
+    job = FitProcess().start(make_hasher("itq", 16, X.shape[1]), X, seed=5)
     hasher, codes = job.result()
     here = make_hasher("itq", 16, X.shape[1]).fit(X, seed=5)
     np.testing.assert_array_equal(codes, here.encode(X))
@@ -54,7 +54,7 @@ def test_the_child_fits_the_hasher_the_caller_would_have_fitted() -> None:
 
 def test_reports_come_through_and_the_urph_hasher_decodes() -> None:
     X = features()
-    job = FitProcess(make_hasher("urph", 16, X.shape[1], **URPH_SMALL), X, seed=1)
+    job = FitProcess().start(make_hasher("urph", 16, X.shape[1], **URPH_SMALL), X, seed=1)
     reports = list(job.reports())
     assert [r.epoch for r in reports] == [1, 2, 3] and all(r.epochs == 3 for r in reports)
     assert job.done()
@@ -67,7 +67,7 @@ def test_reports_come_through_and_the_urph_hasher_decodes() -> None:
 
 def test_an_error_in_the_child_is_raised_by_result() -> None:
     X = features()
-    job = FitProcess(FailingHasher(16, X.shape[1]), X)
+    job = FitProcess().start(FailingHasher(16, X.shape[1]), X)
     with pytest.raises(ValueError, match="no good features"):
         job.result()
 
@@ -75,7 +75,7 @@ def test_an_error_in_the_child_is_raised_by_result() -> None:
 def test_the_callers_stop_reaches_the_child() -> None:
     X = features()
     stop = {"now": False}
-    job = FitProcess(SlowHasher(16, X.shape[1]), X, should_stop=lambda: stop["now"])
+    job = FitProcess(should_stop=lambda: stop["now"]).start(SlowHasher(16, X.shape[1]), X)
     time.sleep(0.5)
     assert not job.done()
     stop["now"] = True
@@ -87,14 +87,31 @@ def test_the_callers_stop_reaches_the_child() -> None:
 
 def test_cancel_ends_the_child_and_cleans_up() -> None:
     X = features()
-    job = FitProcess(SlowHasher(16, X.shape[1]), X)
+    job = FitProcess().start(SlowHasher(16, X.shape[1]), X)
     job.cancel()
     assert not job._process.is_alive() and not job._work.exists()
 
 
+def test_a_child_started_ahead_waits_for_its_job_or_ends_unused() -> None:
+    X = features()
+    ahead = FitProcess()
+    time.sleep(0.5)
+    assert ahead._process.is_alive() and not ahead.done()
+    _, codes = ahead.start(make_hasher("itq", 16, X.shape[1]), X, seed=5).result()
+    assert codes.shape == (len(X), 1)
+    with pytest.raises(RuntimeError, match="already has its job"):
+        ahead.start(make_hasher("itq", 16, X.shape[1]), X)
+    unused = FitProcess()
+    with pytest.raises(RuntimeError, match="no job"):
+        unused.result()
+    started = time.monotonic()
+    unused.cancel()
+    assert not unused._process.is_alive() and time.monotonic() - started < 5
+
+
 def test_a_killed_child_is_reported_not_waited_for() -> None:
     X = features()
-    job = FitProcess(SlowHasher(16, X.shape[1]), X)
+    job = FitProcess().start(SlowHasher(16, X.shape[1]), X)
     time.sleep(0.5)
     os.kill(job._process.pid, signal.SIGKILL)
     with pytest.raises(RuntimeError, match="ended unexpectedly"):

@@ -35,6 +35,15 @@ def embed_total(events) -> int:
     return max((e.total for e in events if e.phase == "embed"), default=0)
 
 
+def trainings_started(events) -> list[str]:
+    """The message of each fit begun (a fit still running when the batches end also says that
+    the run now waits for it: that one is not a new fit)."""
+    return [
+        e.message for e in events
+        if e.phase == "train" and e.total == 0 and not e.message.endswith(": finishing")
+    ]
+
+
 def rows(lib_dir: Path, sql: str) -> list[tuple]:
     conn = sqlite3.connect(lib_dir / "catalog.sqlite3")
     try:
@@ -225,7 +234,7 @@ def test_urph_after_train_min_and_retrained_on_growth(tmp_path: Path) -> None:
     )
     with Library.open(tmp_path / "lib", settings=settings) as lib:
         events = list(lib.index([photos.root]))
-        trainings = [e.message for e in events if e.phase == "train" and e.total == 0]
+        trainings = trainings_started(events)
         assert len(trainings) == 2, trainings  # at 4 photos (mid-run), then at 16 (4x growth)
         assert "urph on 4 photos" in trainings[0] and "urph on 16 photos" in trainings[1]
         status = lib.status()
@@ -276,20 +285,29 @@ def test_a_fit_beside_embedding_can_run_in_its_own_process(tmp_path: Path, monke
         TINY, train_min=4, hasher_params={"urph": {"epochs": 1, "hidden": 32, "decoder_hidden": 32}}
     )
     monkeypatch.setattr(Indexer, "fit_in_process", True)
-    started = []
-    real = fit_process.FitProcess.__init__
+    log: list[tuple] = []
+    real_init, real_start = fit_process.FitProcess.__init__, fit_process.FitProcess.start
 
-    def counting_init(self, *args, **kwargs):
-        started.append(len(args[1]))
-        real(self, *args, **kwargs)
+    def logged_init(self, *args, **kwargs):
+        log.append(("new process",))
+        real_init(self, *args, **kwargs)
 
-    monkeypatch.setattr(fit_process.FitProcess, "__init__", counting_init)
+    def logged_start(self, hasher, X, **kwargs):
+        log.append(("fit", len(X)))
+        return real_start(self, hasher, X, **kwargs)
+
+    monkeypatch.setattr(fit_process.FitProcess, "__init__", logged_init)
+    monkeypatch.setattr(fit_process.FitProcess, "start", logged_start)
     with Library.open(tmp_path / "lib", settings=settings) as lib:
-        list(lib.index([photos.root]))
+        for e in lib.index([photos.root]):
+            if e.phase == "embed" and e.done:
+                log.append(("embedded", e.done))
         query = photos.originals[0]
         best = lib.search([query], top_k=4)[0].results[0]
         assert best.path == query and best.hamming == 0
-    assert started == [4]
+    # One child, started before the first photo was embedded; its fit came after the first batch.
+    assert log[:3] == [("new process",), ("embedded", 4), ("fit", 4)], log
+    assert log.count(("new process",)) == 1
     assert rows(tmp_path / "lib", "SELECT train_size, active FROM models") == [(4, 1)]
     assert rows(tmp_path / "lib", "SELECT COUNT(*) FROM codes") == [(15,)]
 
@@ -299,7 +317,7 @@ def test_small_reservoir_forces_an_early_model_and_every_photo_gets_a_code(tmp_p
     settings = dataclasses.replace(TINY, reservoir_size=6)
     with Library.open(tmp_path / "lib", settings=settings) as lib:
         events = list(lib.index([photos.root]))
-        trainings = [e.message for e in events if e.phase == "train" and e.total == 0]
+        trainings = trainings_started(events)
         assert len(trainings) == 1 and "itq on 4 photos" in trainings[0]
         status = lib.status()
         assert status.reservoir["count"] == 6 and status.indexed == 16

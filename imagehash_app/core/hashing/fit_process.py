@@ -6,8 +6,10 @@ retakes it at every operator): measured on an H200, embedding fell from 194 to 1
 as long as a background fit ran, and the fit itself took several times its foreground time. In a
 process of its own the fit costs the job one core and nothing else.
 
-Same interface as `FitThread` (done / reports / result / cancel). The features go to the child in
-a file (no pickled copy of a large reservoir through a pipe), the fitted hasher comes back as its
+Same interface as `FitThread` (done / reports / result / cancel). The child can be started ahead
+of its job: loading PyTorch and the CUDA context there takes seconds (more on a machine whose
+cores are all decoding), which then pass while the job goes on. The features go to the child in a
+file (no pickled copy of a large reservoir through a pipe), the fitted hasher comes back as its
 saved files, reports and the outcome as small messages.
 """
 
@@ -30,10 +32,19 @@ _POLL_S = 0.05  # how often a wait looks at the caller's should_stop and at the 
 _CANCEL_WAIT_S = 10.0
 
 
-def _fit_in_child(work: str, hasher: Hasher, seed: int, device: str, reports, stop) -> None:
-    """The child: fit on the features in `work`, save the hasher and the features' codes there."""
+def _fit_in_child(jobs, reports, stop, device: str) -> None:
+    """The child: load PyTorch (and the GPU) while waiting for its one job, then fit on the
+    features in the job's folder and save the hasher and the features' codes there."""
     exit_with_parent()
     try:
+        import torch  # what costs seconds: the import, the CUDA context, cuBLAS
+
+        a = torch.ones(8, 8, device=device)
+        float((a @ a).sum())
+        job = jobs.get()
+        if job is None:
+            return
+        work, hasher, seed = job
         folder = Path(work)
         X = np.load(folder / "features.npy")
         kwargs = {"device": device} if hasher.trains_on_device else {}
@@ -50,25 +61,37 @@ def _fit_in_child(work: str, hasher: Hasher, seed: int, device: str, reports, st
 
 
 class FitProcess:
-    """`hasher.fit(X)` in a spawned process; `result()` is (the fitted hasher, codes of X)."""
+    """A child process for one fit: started ahead (`FitProcess(device)`: it loads PyTorch while
+    the job goes on), given its work by `start(hasher, X)`; `result()` is (the fitted hasher,
+    codes of X)."""
 
-    def __init__(
-        self, hasher: Hasher, X: np.ndarray, *, seed: int = 0, device: str = "cpu",
-        should_stop: StopFn | None = None,
-    ) -> None:
-        self._work = Path(tempfile.mkdtemp(prefix="imagehash-fit-"))
-        np.save(self._work / "features.npy", np.ascontiguousarray(X, np.float32))
+    def __init__(self, device: str = "cpu", should_stop: StopFn | None = None) -> None:
         ctx = spawn_context()
+        self._jobs = ctx.Queue()
         self._reports = ctx.Queue()
         self._stop = ctx.Event()
         self._should_stop = should_stop
+        self._work: Path | None = None
         self._pending: list[TrainProgress] = []
         self._outcome: tuple[str, object] | None = None
         self._process = ctx.Process(
             target=_fit_in_child, name="hasher-fit",
-            args=(str(self._work), hasher, seed, device, self._reports, self._stop), daemon=True,
+            args=(self._jobs, self._reports, self._stop, device), daemon=True,
         )
         self._process.start()
+
+    @property
+    def started(self) -> bool:
+        return self._work is not None
+
+    def start(self, hasher: Hasher, X: np.ndarray, *, seed: int = 0) -> FitProcess:
+        """Hand the child its fit (once); returns self."""
+        if self.started:
+            raise RuntimeError("This fit process already has its job.")
+        self._work = Path(tempfile.mkdtemp(prefix="imagehash-fit-"))
+        np.save(self._work / "features.npy", np.ascontiguousarray(X, np.float32))
+        self._jobs.put((str(self._work), hasher, seed))
+        return self
 
     def _take(self, timeout: float | None) -> bool:
         """Move one message from the child into this object; False when none came in time."""
@@ -110,6 +133,8 @@ class FitProcess:
         """Wait for the fit; the fitted hasher and the codes of X, or the error it raised."""
         from imagehash_app.core.hashing import load_hasher
 
+        if not self.started:
+            raise RuntimeError("This fit process has no job to wait for.")
         for _ in self.reports():
             pass
         try:
@@ -121,8 +146,11 @@ class FitProcess:
             self._close()
 
     def cancel(self) -> None:
-        """Ask the fit to stop and wait until it has (a child that does not stop is ended)."""
+        """Ask the fit to stop, or the idle child to end, and wait until it has (a child that
+        does not stop is ended)."""
         self._stop.set()
+        if not self.started:
+            self._jobs.put(None)
         self._process.join(_CANCEL_WAIT_S)
         if self._process.is_alive():
             self._process.terminate()
@@ -131,5 +159,7 @@ class FitProcess:
 
     def _close(self) -> None:
         self._process.join(_CANCEL_WAIT_S)
+        self._jobs.close()
         self._reports.close()
-        shutil.rmtree(self._work, ignore_errors=True)
+        if self._work is not None:
+            shutil.rmtree(self._work, ignore_errors=True)
