@@ -9,6 +9,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import threading
+from collections.abc import Callable
 from multiprocessing.context import SpawnContext
 
 
@@ -16,15 +17,19 @@ def spawn_context() -> SpawnContext:
     return multiprocessing.get_context("spawn")
 
 
-def exit_with_parent() -> None:
-    """In a helper process: end as soon as the app that started it is gone. A killed or crashed
-    app never shuts its helpers down, and they would otherwise live on."""
+def exit_with_parent(cleanup: Callable[[], None] | None = None) -> None:
+    """In a helper process: end as soon as the app that started it is gone (after `cleanup`). A
+    killed or crashed app never shuts its helpers down, and they would otherwise live on."""
     parent = multiprocessing.parent_process()
     if parent is None:
         return
 
     def watch() -> None:
         multiprocessing.connection.wait([parent.sentinel])
-        os._exit(0)
+        try:
+            if cleanup is not None:
+                cleanup()
+        finally:
+            os._exit(0)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()

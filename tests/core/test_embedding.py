@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from processes import running
 
 from imagehash_app.core.backbone import load_backbone
 from imagehash_app.core.embedding import EmbeddedBatch, decode_for, iter_embeddings
@@ -126,14 +127,6 @@ if __name__ == "__main__":
 """
 
 
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"  # a zombie has exited (nothing in a container may reap it)
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_decode_processes_end_when_the_app_is_killed(tmp_path, folder):
     script = tmp_path / "app.py"
@@ -143,11 +136,11 @@ def test_decode_processes_end_when_the_app_is_killed(tmp_path, folder):
     )
     try:
         workers = [int(pid) for pid in app.stdout.readline().split()]
-        assert workers and all(_running(pid) for pid in workers)
+        assert workers and all(running(pid) for pid in workers)
     finally:
         app.kill()
         app.wait()
     deadline = time.monotonic() + 20
-    while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+    while any(running(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(_running(pid) for pid in workers)
+    assert not any(running(pid) for pid in workers)

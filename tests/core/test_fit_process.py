@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+from processes import running
 
 from imagehash_app.core.errors import CancelledError
 from imagehash_app.core.hashing import make_hasher
@@ -116,3 +120,42 @@ def test_a_killed_child_is_reported_not_waited_for() -> None:
     os.kill(job._process.pid, signal.SIGKILL)
     with pytest.raises(RuntimeError, match="ended unexpectedly"):
         job.result()
+
+
+KILLED_APP = """
+import sys, time
+import numpy as np
+from imagehash_app.core.hashing.baselines import ITQHasher
+from imagehash_app.core.hashing.fit_process import FitProcess
+
+class Endless(ITQHasher):
+    def fit(self, X, **kwargs):
+        while True:
+            time.sleep(0.05)
+
+if __name__ == "__main__":
+    job = FitProcess().start(Endless(8, 4), np.ones((4, 4), np.float32))
+    while not (job._work / "features.npy").exists():
+        time.sleep(0.05)
+    print(job._process.pid, job._work, flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_the_fit_process_ends_and_cleans_up_when_the_app_is_killed(tmp_path: Path) -> None:
+    script = tmp_path / "app.py"
+    script.write_text(KILLED_APP)
+    app = subprocess.Popen(  # its stderr: the resource tracker's note on what the kill left
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        pid, work = app.stdout.readline().split()
+        assert running(int(pid)) and Path(work).is_dir()
+    finally:
+        app.kill()
+        app.wait()
+    deadline = time.monotonic() + 20
+    while (running(int(pid)) or Path(work).exists()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running(int(pid)) and not Path(work).exists()

@@ -46,16 +46,17 @@ def _warm_up(device: str) -> None:
     float(w.detach().sum())
 
 
-def _fit_in_child(jobs, reports, stop, device: str) -> None:
+def _fit_in_child(work: str, jobs, reports, stop, device: str) -> None:
     """The child: load PyTorch (and the GPU) while waiting for its one job, then fit on the
-    features in the job's folder and save the hasher and the features' codes there."""
-    exit_with_parent()
+    features in `work` and save the hasher and the features' codes there."""
+    folder = Path(work)
+    # If the app dies, the folder is removed here: the app cannot do it then.
+    exit_with_parent(lambda: shutil.rmtree(folder, ignore_errors=True))
     try:
         _warm_up(device)
         job = jobs.get()
         if job is not None:
-            work, hasher, seed = job
-            folder = Path(work)
+            hasher, seed = job
             X = np.load(folder / "features.npy")
             kwargs = {"device": device} if hasher.trains_on_device else {}
             hasher.fit(X, progress=reports.put, should_stop=stop.is_set, seed=seed, **kwargs)
@@ -86,26 +87,27 @@ class FitProcess:
         self._reports = ctx.Queue()
         self._stop = ctx.Event()
         self._should_stop = should_stop
-        self._work: Path | None = None
+        self._work = Path(tempfile.mkdtemp(prefix="imagehash-fit-"))
+        self._started = False
         self._pending: list[TrainProgress] = []
         self._outcome: tuple[str, object] | None = None
         self._process = ctx.Process(
             target=_fit_in_child, name="hasher-fit",
-            args=(self._jobs, self._reports, self._stop, device), daemon=True,
+            args=(str(self._work), self._jobs, self._reports, self._stop, device), daemon=True,
         )
         self._process.start()
 
     @property
     def started(self) -> bool:
-        return self._work is not None
+        return self._started
 
     def start(self, hasher: Hasher, X: np.ndarray, *, seed: int = 0) -> FitProcess:
         """Hand the child its fit (once); returns self."""
         if self.started:
             raise RuntimeError("This fit process already has its job.")
-        self._work = Path(tempfile.mkdtemp(prefix="imagehash-fit-"))
+        self._started = True
         np.save(self._work / "features.npy", np.ascontiguousarray(X, np.float32))
-        self._jobs.put((str(self._work), hasher, seed))
+        self._jobs.put((hasher, seed))
         return self
 
     def _take(self, timeout: float | None) -> bool:
@@ -176,5 +178,4 @@ class FitProcess:
         self._process.join(_CANCEL_WAIT_S)
         self._jobs.close()
         self._reports.close()
-        if self._work is not None:
-            shutil.rmtree(self._work, ignore_errors=True)
+        shutil.rmtree(self._work, ignore_errors=True)
