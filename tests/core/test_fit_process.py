@@ -46,6 +46,24 @@ class SlowHasher(ITQHasher):
         raise AssertionError("never told to stop")
 
 
+class ThreadReport(ITQHasher):
+    """Reports the child's thread pools, as an error (the one message a fit always returns)."""
+
+    def fit(self, X, **kwargs):
+        import torch
+        from threadpoolctl import threadpool_info
+
+        blas = sorted({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
+        raise ValueError(f"torch {torch.get_num_threads()} blas {blas}")
+
+
+def test_the_child_keeps_its_thread_pools_small() -> None:
+    """Beside decode processes on every core, spinning pools slow a fit down (fit_process.py)."""
+    X = features()
+    with pytest.raises(ValueError, match=r"torch 1 blas \[1\]"):
+        FitProcess().start(ThreadReport(16, X.shape[1]), X).result()
+
+
 def test_the_child_fits_the_hasher_the_caller_would_have_fitted() -> None:
     X = features()
     job = FitProcess().start(make_hasher("itq", 16, X.shape[1]), X, seed=5)
