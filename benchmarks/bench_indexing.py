@@ -6,9 +6,10 @@ On a CPU, decoding and inference share the cores, so the best a pipeline can do 
     python benchmarks/make_photos.py /tmp/photos --count 160
     nice -n 10 python benchmarks/bench_indexing.py /tmp/photos --json results.json
 
-On a GPU the pipeline decodes in processes: D is then the better of decode threads and decode
-processes, and the pipeline is also timed with threads, side by side (`--chunks 4 8` adds the
-pipeline with several photos per decode task).
+On a GPU the pipeline decodes in processes, 8 photos per task: D is then the better of decode
+threads and decode processes (1 or 8 photos per task), and the pipeline is also timed with
+threads, side by side (`--chunks 4 16` adds the pipeline with other photos per task).
+`Library.index` is also timed before, during and after a hasher fit that runs beside it.
 
 mobilenet_v2 uses the shared ImageNet weights when present; other backbones use random weights
 ("none": no download is possible here), which changes no timing.

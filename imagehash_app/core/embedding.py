@@ -7,10 +7,11 @@ batches ahead (memory stays flat) and results come back in input order.
 
 Workers are threads when the backbone runs on the CPU: Pillow's decoders and ONNX Runtime release
 the GIL, and the two share the cores (the pipeline measured at 91-103% of 1/(1/B + 1/D) on 2
-cores). With a GPU they are processes: the main thread must dispatch the network, write the
-catalogue and train the hasher, and beside 16 decoding threads, which hold the GIL for Pillow's
-Python parts, it got too little of it (a batch's forward pass took 181 ms instead of 12.5);
-processes measured 8-14% faster there (docs/results-indexing.md).
+cores). With a GPU they are processes: the main thread must dispatch the network and write the
+catalogue, and beside 16 decoding threads, which hold the GIL for Pillow's Python parts, it got
+too little of it (a batch's forward pass took 181 ms instead of 12.5); processes measured 8-14%
+faster there, and with 8 photos per task (fewer, larger messages for the one parent thread that
+receives them) the pipeline reached 90% of D (docs/results-indexing.md).
 """
 
 from __future__ import annotations
@@ -208,9 +209,9 @@ def iter_embeddings(
     """Yield EmbeddedBatch for consecutive slices of `paths`, in order.
 
     `processes`: decode in worker processes (None: when the backbone runs on a GPU). `chunk`:
-    photos per decode task (None: `PROCESS_CHUNK` with processes, 1 with threads). Every decode failure is
-    reported per path with its reason. Stops cleanly between batches when `should_stop()` is true
-    or the generator is closed (pending decodes are cancelled).
+    photos per decode task (None: `PROCESS_CHUNK` with processes, 1 with threads). Every decode
+    failure is reported per path with its reason. Stops cleanly between batches when
+    `should_stop()` is true or the generator is closed (pending decodes are cancelled).
     """
     paths = [Path(p) for p in paths]
     if not paths:

@@ -430,12 +430,14 @@ class Indexer:
         from imagehash_app.core.hashing import hasher_class
 
         device = training_device(self.settings.device)
+        if not self._fits_in_process(device):
+            return
         after = self.cat.population() + upcoming
         plan = plan_training(
             after, min(after, self.settings.reservoir_size), self.cat.active_model(), self.settings,
             end_of_run=False, changed=True,
         )
-        if plan and hasher_class(plan[0]).trains_on_device and self._fits_in_process(device):
+        if plan and hasher_class(plan[0]).trains_on_device:
             self._spare_fit = FitProcess(device, self.should_stop)
 
     def _start_fit(self, method: str, why: str, *, background: bool = False) -> _Fit:
