@@ -104,7 +104,7 @@ def test_the_callers_stop_reaches_the_child() -> None:
     started = time.monotonic()
     with pytest.raises(CancelledError):
         job.result()
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 30  # not the 60 s the fit would run
 
 
 def test_cancel_ends_the_child_and_cleans_up() -> None:
@@ -128,7 +128,8 @@ def test_a_child_started_ahead_waits_for_its_job_or_ends_unused() -> None:
         unused.result()
     started = time.monotonic()
     unused.cancel()
-    assert not unused._process.is_alive() and time.monotonic() - started < 5
+    assert not unused._process.is_alive() and time.monotonic() - started < 2
+    assert not unused._work.exists()
 
 
 def test_a_killed_child_is_reported_not_waited_for() -> None:

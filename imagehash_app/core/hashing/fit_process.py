@@ -63,15 +63,13 @@ def _fit_in_child(work: str, jobs, reports, stop, device: str) -> None:
     exit_with_parent(lambda: shutil.rmtree(folder, ignore_errors=True))
     try:
         _warm_up(device)
-        job = jobs.get()
-        if job is not None:
-            hasher, seed = job
-            X = np.load(folder / "features.npy")
-            kwargs = {"device": device} if hasher.trains_on_device else {}
-            hasher.fit(X, progress=reports.put, should_stop=stop.is_set, seed=seed, **kwargs)
-            np.save(folder / "codes.npy", hasher.encode(X))
-            hasher.save(folder / "hasher")
-            reports.put(("done", None))
+        hasher, seed = jobs.get()  # a child that never gets its job is terminated
+        X = np.load(folder / "features.npy")
+        kwargs = {"device": device} if hasher.trains_on_device else {}
+        hasher.fit(X, progress=reports.put, should_stop=stop.is_set, seed=seed, **kwargs)
+        np.save(folder / "codes.npy", hasher.encode(X))
+        hasher.save(folder / "hasher")
+        reports.put(("done", None))
     except BaseException as exc:  # the parent raises it (by type name and text if unpicklable)
         try:
             pickle.dumps(exc)  # the queue pickles on a thread of its own, where a failure is lost
@@ -172,12 +170,11 @@ class FitProcess:
             self._close()
 
     def cancel(self) -> None:
-        """Ask the fit to stop, or the idle child to end, and wait until it has (a child that
-        does not stop is ended)."""
+        """Ask the fit to stop and wait until it has (a child that does not stop is ended); a
+        child that never got its job is ended at once (it may still be loading PyTorch)."""
         self._stop.set()
-        if not self.started:
-            self._jobs.put(None)
-        self._process.join(_CANCEL_WAIT_S)
+        if self.started:
+            self._process.join(_CANCEL_WAIT_S)
         if self._process.is_alive():
             self._process.terminate()
             self._process.join()
