@@ -244,7 +244,7 @@ def run(args: argparse.Namespace) -> dict:
             if wants_processes(bb):
                 for c, runs in dp_by_chunk.items():  # D at its best: 1 and 8 photos per task
                     runs.append(measure_decode_processes(paths, bb, args.decode_workers, c))
-                dp_rates.append(max(runs[-1] for runs in dp_by_chunk.values()))
+                dp_rates.append(max(r[-1] for r in dp_by_chunk.values()))
                 pt_rates.append(  # the pipeline with decode threads instead, side by side
                     measure_pipeline(paths, bb, args.batch_size, workers, processes=False)
                 )
