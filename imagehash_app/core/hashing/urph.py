@@ -317,15 +317,19 @@ class URPHHasher(Hasher):
         self._require_fitted()
         X = self._check_features(X)
         out = np.empty((X.shape[0], self.bits), dtype=np.float32)
+        # All in PyTorch: numpy's BLAS pool and PyTorch's OpenMP pool, used in turn, wait for each
+        # other's spinning threads (32 photos: 8.0 ms against 0.44 with one pool, 2 cores).
+        mean, P = torch.from_numpy(self.mean_), torch.from_numpy(self.P_)
         with torch.inference_mode():
             for start in range(0, X.shape[0], 8192):
-                u = (X[start : start + 8192] - self.mean_) @ self.P_ / self.scale_
-                out[start : start + u.shape[0]] = self.encoder_(torch.from_numpy(u)).numpy()
+                u = (torch.tensor(X[start : start + 8192]) - mean) @ P / self.scale_
+                out[start : start + u.shape[0]] = self.encoder_(u).numpy()
         return out
 
     def decode_signs(self, signs: np.ndarray) -> np.ndarray:
         self._require_fitted()
         out = np.empty((signs.shape[0], self.feature_dim), dtype=np.float32)
+        mean, P = torch.from_numpy(self.mean_), torch.from_numpy(self.P_)  # one pool (project)
         with torch.inference_mode():
             for start in range(0, signs.shape[0], 8192):
                 y = self.decoder_(
@@ -333,7 +337,7 @@ class URPHHasher(Hasher):
                         np.ascontiguousarray(signs[start : start + 8192], dtype=np.float32)
                     )
                 )
-                out[start : start + y.shape[0]] = y.numpy() @ self.P_.T + self.mean_
+                out[start : start + y.shape[0]] = (y @ P.T + mean).numpy()
         return out
 
     # -- persistence -----------------------------------------------------------------------
@@ -350,8 +354,8 @@ class URPHHasher(Hasher):
         return tensors
 
     def load_state(self, tensors: dict[str, np.ndarray]) -> None:
-        self.mean_ = np.asarray(tensors["mean"], dtype=np.float32)
-        self.P_ = np.asarray(tensors["P"], dtype=np.float32)
+        self.mean_ = np.array(tensors["mean"], dtype=np.float32)  # writable: shared with torch
+        self.P_ = np.array(tensors["P"], dtype=np.float32)
         self.scale_ = float(np.asarray(tensors["scale"]).reshape(-1)[0])
         p = self.P_.shape[1]
         self.encoder_ = Encoder(p, int(self.params["hidden"]), self.bits)
