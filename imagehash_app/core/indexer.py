@@ -12,9 +12,10 @@ of photos means nothing), refit at the end of each run that changed the library;
 is trained, and again whenever the library has grown 4x since, while the reservoir holds it all.
 Past that, new photos are encoded with the active model; fine-tuning is a separate action.
 
-A training due in the middle of a run happens on its own thread (on the GPU when the library uses
-one) while embedding goes on; photos embedded meanwhile get their codes of the new version from
-the reservoir when it is switched in. Training never lets the reservoir drop a photo before the new
+A training due in the middle of a run happens beside it while embedding goes on: on a thread, or,
+when it trains on the library's GPU, in a process of its own started ahead (hashing/fit_process.py);
+photos embedded meanwhile get their codes of the new version from the reservoir when it is
+switched in. Training never lets the reservoir drop a photo before the new
 version has coded it: the run waits for the fit first.
 """
 
@@ -302,10 +303,7 @@ class Indexer:
                 if fit is not None and self._outgrows_reservoir(len(batch.paths)):
                     # The fit's snapshot must stay the whole library: finish it before the
                     # reservoir drops anyone, so that every photo gets a code of the new model.
-                    yield IndexProgress(
-                        "train", 0, 0, message=f"{self._fit_message(fit)}: finishing"
-                    )
-                    hasher_state = yield from self._finish_fit(fit)
+                    hasher_state = yield from self._finish_fit(fit, waited_for=True)
                     fit = None
                 self._store_batch(batch, ids_by_path, hasher_state)
                 done += len(batch.paths) + len(batch.failures)
@@ -328,8 +326,7 @@ class Indexer:
                             message=f"{self._fit_message(fit)}; indexing goes on meanwhile",
                         )
             if fit is not None and not self._stopping():
-                yield IndexProgress("train", 0, 0, message=f"{self._fit_message(fit)}: finishing")
-                yield from self._finish_fit(fit)
+                yield from self._finish_fit(fit, waited_for=True)
                 fit = None
         finally:
             batches.close()
@@ -470,9 +467,12 @@ class Indexer:
     def _fit_message(fit: _Fit) -> str:
         return f"Training {fit.method} on {len(fit.ids)} photos ({fit.why})"
 
-    def _finish_fit(self, fit: _Fit) -> Iterator[IndexProgress]:
+    def _finish_fit(self, fit: _Fit, *, waited_for: bool = False) -> Iterator[IndexProgress]:
         """Relay the fit's progress until it ends, then switch to the new version; returns
-        `_activate`'s (model row, hasher)."""
+        `_activate`'s (model row, hasher). `waited_for`: a fit begun beside the run, which the run
+        now stops to wait for (said, so that the wait is not taken for a stall)."""
+        if waited_for:
+            yield IndexProgress("train", 0, 0, message=f"{self._fit_message(fit)}: finishing")
         started = time.perf_counter()
         for report in fit.job.reports():
             yield IndexProgress(

@@ -21,6 +21,7 @@ import queue
 import shutil
 import tempfile
 import time
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,7 +97,7 @@ class FitProcess:
         self._should_stop = should_stop
         self._work = Path(tempfile.mkdtemp(prefix="imagehash-fit-"))
         self._started = False
-        self._pending: list[TrainProgress] = []
+        self._pending: deque[TrainProgress] = deque()
         self._outcome: tuple[str, object] | None = None
         self._process = ctx.Process(
             target=_fit_in_child, name="hasher-fit",
@@ -117,38 +118,40 @@ class FitProcess:
         self._jobs.put((hasher, seed))
         return self
 
-    def _take(self, timeout: float | None) -> bool:
-        """Move one message from the child into this object; False when none came in time."""
+    def _take(self, timeout: float | None = None) -> None:
+        """Move the child's messages into this object: every one already sent, after waiting up to
+        `timeout` seconds for the first (None: no wait). Notes a child that died without an
+        outcome."""
         if self._should_stop is not None and self._should_stop():
             self._stop.set()
-        try:
-            item = self._reports.get(timeout=timeout) if timeout else self._reports.get_nowait()
-        except queue.Empty:
-            if not self._process.is_alive() and self._outcome is None:
-                time.sleep(_POLL_S)  # its last message may still be in the pipe
-                if self._reports.empty():
-                    self._outcome = ("error", RuntimeError(
-                        f"The hasher fit process ended unexpectedly (exit code "
-                        f"{self._process.exitcode})."
-                    ))
-            return False
-        if isinstance(item, TrainProgress):
-            self._pending.append(item)
-        else:
-            self._outcome = item
-        return True
+        while self._outcome is None:
+            try:
+                item = self._reports.get(timeout=timeout) if timeout else self._reports.get_nowait()
+            except queue.Empty:
+                if not self._process.is_alive():
+                    time.sleep(_POLL_S)  # its last message may still be in the pipe
+                    if self._reports.empty():
+                        self._outcome = ("error", RuntimeError(
+                            f"The hasher fit process ended unexpectedly (exit code "
+                            f"{self._process.exitcode})."
+                        ))
+                return
+            timeout = None  # then only what is already there
+            if isinstance(item, TrainProgress):
+                self._pending.append(item)
+            else:
+                self._outcome = item
 
     def done(self) -> bool:
         """The fit has ended (finished, failed or stopped); never waits."""
-        while self._outcome is None and self._take(None):
-            pass
+        self._take()
         return self._outcome is not None
 
     def reports(self) -> Iterator[TrainProgress]:
         """Every report not yet taken, waiting for new ones until the fit ends."""
         while True:
             while self._pending:
-                yield self._pending.pop(0)
+                yield self._pending.popleft()
             if self._outcome is not None:
                 return
             self._take(_POLL_S)
@@ -159,8 +162,9 @@ class FitProcess:
 
         if not self.started:
             raise RuntimeError("This fit process has no job to wait for.")
-        for _ in self.reports():
-            pass
+        while self._outcome is None:
+            self._take(_POLL_S)
+        self._pending.clear()  # reports nobody asked for
         try:
             kind, value = self._outcome
             if kind == "error":
