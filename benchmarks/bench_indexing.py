@@ -144,8 +144,14 @@ def measure_library(
             last_phase, last_t = None, t0
             n = 0
             marks: list[tuple[str, float, int]] = []  # (what began, when, photos embedded)
+            timeline: list[dict] = []  # every event but plain embedding progress, to see waits
             for ev in lib.index([folder]):
                 now = time.perf_counter()
+                if ev.phase != "embed" or ev.message or ev.done in (0, ev.total):
+                    timeline.append({
+                        "t": round(now - t0, 2), "phase": ev.phase, "done": ev.done,
+                        "message": ev.message[:80],
+                    })
                 if ev.phase != last_phase:
                     if last_phase is not None:
                         phases[last_phase] = phases.get(last_phase, 0.0) + now - last_t
@@ -161,7 +167,9 @@ def measure_library(
                 elif ev.phase == "train" and "meanwhile" in ev.message:
                     marks.append(("during fit", now, n))
             total = time.perf_counter() - t0
-            indexed = lib.status().to_dict().get("indexed", n)
+            status = lib.status().to_dict()
+            indexed = status.get("indexed", n)
+            metrics = _model_metrics(Path(tmp) / "library", status.get("model"))
         finally:
             lib.close()
     embed_s = phases.get("embed", 0.0)
@@ -176,7 +184,20 @@ def measure_library(
             for (part, s0, n0), (_, s1, n1) in pairwise(marks)
             if s1 > s0
         ],
+        "timeline": timeline,
+        "model_metrics": metrics,
     }
+
+
+
+def _model_metrics(library: Path, model: dict | None) -> dict:
+    """The active hasher's own record of its fit (where the time went)."""
+    from imagehash_app.core.hashing.base import META_FILE
+
+    if not model:
+        return {}
+    meta = json.loads((library / model["dir"] / META_FILE).read_text())
+    return {"method": meta["method"], **meta.get("metrics", {})}
 
 
 def exactness(paths: list[Path], bb, n: int = 12) -> float:

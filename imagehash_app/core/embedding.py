@@ -39,6 +39,10 @@ PREFETCH_BATCHES = 2  # batches decoded ahead of the one being embedded
 # the parent drains; 8 per message measured +27% over 1 on a GPU (docs/results-indexing.md).
 PROCESS_CHUNK = 8
 CRASHED = "could not decode (the decoder crashed)"
+# Decode processes run at a lower priority: on a GPU they fill every core, while the app's own
+# process (feeding the GPU, writing the catalogue) and a hasher fit beside the run are each one
+# busy thread that the run waits for; and the user's desktop stays responsive.
+DECODE_NICENESS = 10
 
 
 @dataclass(frozen=True)
@@ -110,8 +114,14 @@ def wants_processes(backbone) -> bool:
     return backbone.device != "cpu"
 
 
+def _decode_process_start() -> None:
+    exit_with_parent()
+    if hasattr(os, "nice"):  # not on Windows; raising one's own niceness is always allowed
+        os.nice(DECODE_NICENESS)
+
+
 def _spawn_pool(workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(workers, mp_context=spawn_context(), initializer=exit_with_parent)
+    return ProcessPoolExecutor(workers, mp_context=spawn_context(), initializer=_decode_process_start)
 
 
 class _ProcessPools:

@@ -93,6 +93,14 @@ def test_process_workers_give_the_same_batches_as_threads(tiny, folder, chunk):
         np.testing.assert_array_equal(p.features, t.features)
 
 
+@pytest.mark.skipif(not hasattr(os, "nice"), reason="no process niceness here")
+def test_decode_processes_yield_the_cores_to_the_app() -> None:
+    from imagehash_app.core.embedding import DECODE_NICENESS, PROCESS_POOLS
+
+    theirs = PROCESS_POOLS.get(2).submit(os.nice, 0).result()
+    assert theirs == min(os.nice(0) + DECODE_NICENESS, 19)
+
+
 def test_a_killed_decode_process_loses_no_photo(tiny, folder):
     """Decode processes dying (as a codec segfault would kill them) break the shared pool; the next
     run's decodes go to a fresh pool, or are decoded again one at a time, and none is lost. They are

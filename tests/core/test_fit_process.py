@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from processes import running
 
 from imagehash_app.core.errors import CancelledError
@@ -74,9 +75,10 @@ def test_the_child_fits_the_hasher_the_caller_would_have_fitted() -> None:
     assert not job._work.exists()  # its scratch folder is gone
 
 
-def test_reports_come_through_and_the_urph_hasher_decodes() -> None:
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_reports_come_through_and_the_urph_hasher_decodes(device: str) -> None:
     X = features()
-    job = FitProcess().start(make_hasher("urph", 16, X.shape[1], **URPH_SMALL), X, seed=1)
+    job = FitProcess(device).start(make_hasher("urph", 16, X.shape[1], **URPH_SMALL), X, seed=1)
     reports = list(job.reports())
     assert [r.epoch for r in reports] == [1, 2, 3] and all(r.epochs == 3 for r in reports)
     assert job.done()
@@ -85,6 +87,11 @@ def test_reports_come_through_and_the_urph_hasher_decodes() -> None:
     decoded = hasher.decode(codes)
     assert decoded.shape == X.shape
     np.testing.assert_allclose(np.linalg.norm(decoded, axis=1), 1.0, rtol=1e-4)
+    # Where the time went comes back in the metadata: the child's and the fit's own parts.
+    metrics = hasher.meta["metrics"]
+    assert set(metrics["fit_process"]) == {"warm_up_s", "job_waited_s", "job_s"}
+    assert metrics["fit_process"]["warm_up_s"] > 0
+    assert metrics["fit_process"]["job_s"] >= sum(metrics["fit_parts_s"].values()) > 0
 
 
 def test_an_error_in_the_child_is_raised_by_result() -> None:

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from imagehash_app.core.errors import IncompatibleModelError
 from imagehash_app.core.hashing import METHODS, load_hasher, make_hasher
@@ -119,17 +120,19 @@ def test_linear_decoders_beat_the_mean() -> None:
         assert np.mean(np.sum(dec * X, axis=1)) > np.mean(X @ mean) + 0.1
 
 
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
 @pytest.mark.parametrize("n, d, rank", [(40, 60, 40), (40, 60, 7), (90, 30, 30)])
-def test_pca_basis_is_the_top_singular_subspace(n: int, d: int, rank: int) -> None:
-    """Both solvers (Gram matrix when n <= d, covariance otherwise) give the principal directions
-    of the exact SVD, orthonormal, with directions of no variance replaced by random ones."""
+def test_pca_basis_is_the_top_singular_subspace(n: int, d: int, rank: int, device: str) -> None:
+    """Both solvers (Gram matrix when n <= d, covariance otherwise), on the CPU and on a GPU,
+    give the principal directions of the exact SVD, orthonormal, with directions of no variance
+    replaced by random ones."""
     from imagehash_app.core.hashing.baselines import pca_basis
 
     rng = np.random.default_rng(7)
     X = rng.normal(size=(n, rank)) @ rng.normal(size=(rank, d)) * np.linspace(3, 0.5, d)
     Xc = (X - X.mean(axis=0)).astype(np.float32)
     k = min(d, 20)
-    P = pca_basis(Xc, k, rng)
+    P = pca_basis(Xc, k, rng, device=device)
     _, s, Vt = np.linalg.svd(Xc.astype(np.float64), full_matrices=False)
     live = min(k, int(np.sum(s**2 > s[0] ** 2 * 1e-10)))
     np.testing.assert_allclose(np.abs(np.sum(P[:, :live] * Vt[:live].T, axis=0)), 1.0, atol=1e-6)

@@ -63,12 +63,20 @@ def _fit_in_child(work: str, jobs, reports, stop, device: str) -> None:
     # If the app dies, the folder is removed here: the app cannot do it then.
     exit_with_parent(lambda: shutil.rmtree(folder, ignore_errors=True))
     try:
+        began = time.perf_counter()
         _warm_up(device)
-        hasher, seed = jobs.get()  # a child that never gets its job is terminated
+        warm_up_s = time.perf_counter() - began
+        hasher, seed, handed_at = jobs.get()  # a child that never gets its job is terminated
+        began, queued_s = time.perf_counter(), max(0.0, time.time() - handed_at)
         X = np.load(folder / "features.npy")
         kwargs = {"device": device} if hasher.trains_on_device else {}
         hasher.fit(X, progress=reports.put, should_stop=stop.is_set, seed=seed, **kwargs)
         np.save(folder / "codes.npy", hasher.encode(X))
+        # Where a fit beside the run spent its time (a job handed over during the warm-up waits).
+        hasher.meta["metrics"]["fit_process"] = {
+            "warm_up_s": round(warm_up_s, 3), "job_waited_s": round(queued_s, 3),
+            "job_s": round(time.perf_counter() - began, 3),
+        }
         hasher.save(folder / "hasher")
         reports.put(("done", None))
     except BaseException as exc:  # the parent raises it (by type name and text if unpicklable)
@@ -115,7 +123,7 @@ class FitProcess:
             raise RuntimeError("This fit process already has its job.")
         self._started = True
         np.save(self._work / "features.npy", np.ascontiguousarray(X, np.float32))
-        self._jobs.put((hasher, seed))
+        self._jobs.put((hasher, seed, time.time()))
         return self
 
     def _take(self, timeout: float | None = None) -> None:
