@@ -189,7 +189,6 @@ def measure_library(
     }
 
 
-
 def _model_metrics(library: Path, model: dict | None) -> dict:
     """The active hasher's own record of its fit (where the time went)."""
     from imagehash_app.core.hashing.base import META_FILE

@@ -30,10 +30,11 @@ import numpy as np
 from imagehash_app.core.child_process import exit_with_parent, spawn_context
 from imagehash_app.core.hashing.base import Hasher, StopFn, TrainProgress
 
-# CPU threads of the child's PyTorch and BLAS. Its CPU work beside a GPU fit is light (the PCA
-# start), and the decode processes hold every core, where spinning thread pools cost more than
-# they give: beside 2 busy processes on 2 cores that start took 1.1 s with 1 thread each, 2.0-2.2 s
-# with the default pools, 10-18 s with 2 threads each set explicitly.
+# CPU threads of the child's PyTorch and BLAS. Its CPU work beside a GPU fit is light (the ITQ
+# rotation of the start; the PCA runs on the GPU), and the decode processes hold every core,
+# where spinning thread pools cost more than they give: beside 2 busy processes on 2 cores the
+# start (then with its PCA on the CPU) took 1.1 s with 1 thread each, 2.0-2.2 s with the default
+# pools, 10-18 s with 2 threads each set explicitly.
 CHILD_THREADS = 1
 _POLL_S = 0.05  # how often a wait looks at the caller's should_stop and at the child's health
 _CANCEL_WAIT_S = 10.0

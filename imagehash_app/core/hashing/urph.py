@@ -169,7 +169,7 @@ class URPHHasher(Hasher):
 
     def _init_from_data(self, X: np.ndarray, rng: np.random.Generator, device: str = "cpu") -> None:
         """Fixed PCA front end and networks; the encoder's linear path starts as PCA-ITQ. The PCA
-        runs on the training `device` (beside busy decoders, one CPU thread took 0.5-1 s)."""
+        runs on the training `device` (on one CPU thread beside 2 busy processes it took 1.1 s)."""
         n, d = X.shape
         p = int(min(self.params["input_dim"] or d, d))
         p = max(p, min(self.bits, d))
