@@ -502,7 +502,7 @@ def _reencode_and_swap(
             break
         embedded = None
         if exact_mode:
-            outside = sorted(set(batch) - set(reservoir_features(cat, batch)))
+            outside = sorted(set(batch) - cat.reservoir_ids(batch))
             embedded = embed_photos(cat, get_backbone, settings, outside, should_stop) if outside else {}
             if _stopping(should_stop):
                 continue  # the batch is not stored; the check above ends the loop

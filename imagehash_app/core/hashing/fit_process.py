@@ -68,14 +68,14 @@ def _fit_in_child(work: str, jobs, reports, stop, device: str) -> None:
         _warm_up(device)
         warm_up_s = time.perf_counter() - began
         hasher, seed, handed_at = jobs.get()  # a child that never gets its job is terminated
-        began, queued_s = time.perf_counter(), max(0.0, time.time() - handed_at)
+        began, job_waited_s = time.perf_counter(), max(0.0, time.time() - handed_at)
         X = np.load(folder / "features.npy")
         kwargs = {"device": device} if hasher.trains_on_device else {}
         hasher.fit(X, progress=reports.put, should_stop=stop.is_set, seed=seed, **kwargs)
         np.save(folder / "codes.npy", hasher.encode(X))
         # Where a fit beside the run spent its time (a job handed over during the warm-up waits).
         hasher.meta["metrics"]["fit_process"] = {
-            "warm_up_s": round(warm_up_s, 3), "job_waited_s": round(queued_s, 3),
+            "warm_up_s": round(warm_up_s, 3), "job_waited_s": round(job_waited_s, 3),
             "job_s": round(time.perf_counter() - began, 3),
         }
         hasher.save(folder / "hasher")
