@@ -127,6 +127,11 @@ def cmd_index(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     with _open(args, read_only=True) as lib:
         responses = lib.search([Path(p) for p in args.images], top_k=args.top)
+        _print_responses(lib, responses, args)
+    return 0
+
+
+def _print_responses(lib, responses, args: argparse.Namespace) -> None:
     for resp in responses:
         if args.json:
             print(json.dumps({
@@ -139,10 +144,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         else:
             print(f"{resp.query}")
             if not resp.results:
-                print("  (no results: the library has no indexed photos yet)")
+                print(f"  (no results: {lib.no_results_reason()})")
             for rank, r in enumerate(resp.results, 1):
                 print(f"  {rank:>3}  {r.score:7.4f}  {r.hamming:>4}  {r.path}")
-    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -163,6 +167,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"Reservoir: {s.reservoir['count']} of {s.reservoir['capacity']} features "
         f"({s.reservoir['bytes'] / 1e6:.1f} MB, {s.reservoir['dtype']})",
     ]
+    lines += [f"Warning:   {w}" for w in s.warnings]
     for reason, n in s.skipped_reasons.items():
         lines.append(f"  skipped: {n} {reason}")
     lines.append("Folders:" if s.folders else "Folders:   none (imagehash-app index PATH adds one)")
@@ -207,13 +212,33 @@ def cmd_gui(args: argparse.Namespace) -> int:
 
 
 # --- parser ------------------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a count of results (use 1 or more)")
+    return value
+
+
+def _library_arg(text: str) -> Path:
+    """An empty --library (an unset shell variable) would silently mean the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "the library location is empty (an unset variable?); name a folder or leave "
+            "--library out"
+        )
+    return Path(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="imagehash-app",
         description="Find similar photos in your own folders, privately, with learned binary codes.",
     )
     parser.add_argument(
-        "--library", type=Path, default=None,
+        "--library", type=_library_arg, default=None,
         help=f"library folder (default: {default_library_dir()})",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -228,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="find the library's photos that look like IMAGE")
     p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--top", type=int, default=20, metavar="K", help="results per query")
+    p.add_argument("--top", type=_positive_int, default=20, metavar="K", help="results per query")
     p.add_argument("--json", action="store_true", help="one JSON object per query line")
     p.set_defaults(func=cmd_search)
 

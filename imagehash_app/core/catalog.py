@@ -7,6 +7,7 @@ The schema version lives in `PRAGMA user_version`; `MIGRATIONS[i]` takes version
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -178,6 +179,13 @@ class Catalog:
         return cls(conn, path, read_only)
 
     def close(self) -> None:
+        """Close; the last writer to leave puts the catalogue back in rollback-journal mode, so
+        that readers which come later (status, search) create no -wal/-shm files in the library.
+        With another connection open the switch is refused at once and WAL stays."""
+        if not self.read_only:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("PRAGMA busy_timeout = 0")
+                self.conn.execute("PRAGMA journal_mode = DELETE")
         self.conn.close()
 
     @contextmanager

@@ -22,7 +22,6 @@ version has coded it: the run waits for the fit first.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +37,9 @@ from imagehash_app.core.hashing.fit_process import FitProcess
 from imagehash_app.core.model_store import (
     FINETUNE_PENDING_KEY,
     KEEP_MODELS,
-    MODELS_DIR,
     prune_models,
+    save_version,
+    version_path,
 )
 from imagehash_app.core.reservoir import (
     FEATURE_DTYPE,
@@ -356,7 +356,7 @@ class Indexer:
         if model is None:
             return None
         hasher = load_hasher(
-            self.root / model.dir, expect_feature_dim=backbone.feature_dim,
+            version_path(self.root, model.dir), expect_feature_dim=backbone.feature_dim,
             expect_backbone=model.backbone,
         )
         return model, hasher
@@ -493,13 +493,12 @@ class Indexer:
         transaction, so a kill never leaves a half-registered model. Raises the fit's error.
         Returns the new active version and its hasher, for the batches still to come."""
         hasher, codes = fit.job.result()
-        name = f"{fit.method}-{uuid.uuid4().hex[:12]}"
-        hasher.save(self.root / MODELS_DIR / name)
+        rel = save_version(self.cat, self.root, hasher)
         weights_id = self.cat.get_meta("weights_id", "") or ""
         with self.cat.transaction():
             model_id = self.cat.add_model(
                 fit.method, self.settings.bits, self.settings.backbone, weights_id,
-                f"{MODELS_DIR}/{name}", len(fit.ids), fit.why,
+                rel, len(fit.ids), fit.why,
             )
             self.cat.put_codes(model_id, fit.ids, codes)
             self._encode_reservoir_missing(model_id, lambda: hasher)
@@ -535,7 +534,7 @@ class Indexer:
         started = time.perf_counter()
         with self.cat.transaction():
             n = self._encode_reservoir_missing(
-                active.id, lambda: load_hasher(self.root / active.dir, expect_backbone=active.backbone)
+                active.id, lambda: load_hasher(version_path(self.root, active.dir), expect_backbone=active.backbone)
             )
         if n:
             yield _progress("encode", n, n, started)

@@ -8,9 +8,8 @@ searches from another thread while it indexes.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import shutil
+import stat
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,8 +22,8 @@ from imagehash_app.config import IDENTITY_FIELDS, LibrarySettings, default_libra
 from imagehash_app.core.catalog import CATALOG_FILE, STATUSES, Catalog, ModelRow
 from imagehash_app.core.errors import ImageDecodeError, ImagehashError
 from imagehash_app.core.indexer import Indexer, IndexProgress, StopFn
-from imagehash_app.core.locking import WriterLock
-from imagehash_app.core.model_store import GRAPH_DIR, MODELS_DIR
+from imagehash_app.core.locking import LOCK_FILE, OWNER_FILE, WriterLock
+from imagehash_app.core.model_store import GRAPH_DIR, remove_orphans, version_path
 from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_remove, shrink_reservoir
 
 __all__ = [
@@ -75,6 +74,7 @@ class LibraryStatus:
     bytes_per_image: dict[str, float]
     disk_bytes: int
     folders: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # things the person should act on
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -95,6 +95,56 @@ class _SearchState:
 
 def library_exists(path: Path) -> bool:
     return (Path(path) / CATALOG_FILE).is_file()
+
+
+PRIVATE_MODE = 0o700  # a library holds every photo's path and stored features: its user's only
+
+# What a library folder may hold before its catalogue exists (a writer killed while creating it).
+_CREATION_LEFTOVERS = frozenset({LOCK_FILE, OWNER_FILE, CATALOG_FILE + "-journal",
+                                 CATALOG_FILE + "-wal", CATALOG_FILE + "-shm"})
+
+
+def _library_location(path: Path | str | None) -> Path:
+    """The library folder the caller means: the user's default when None; an empty string is
+    refused (an unset shell variable would otherwise make it the current folder)."""
+    if path is None:
+        path = default_library_dir()
+    if not str(path).strip():
+        raise ImagehashError(
+            "The library location is empty (an unset variable?). Name a folder, or leave "
+            "--library out to use your default library."
+        )
+    return Path(path).expanduser().resolve()
+
+
+def _prepare_location(path: Path) -> None:
+    """Make sure a writer may use `path`: an existing library, or a new one created private
+    (0700) where nothing is, or in an empty folder. Never anybody else's non-empty folder."""
+    if library_exists(path):
+        return
+    if path.exists():
+        if not path.is_dir():
+            raise ImagehashError(
+                f"{path} is a file, not a library folder. Choose a folder for the library."
+            )
+        others = sorted(p.name for p in path.iterdir() if p.name not in _CREATION_LEFTOVERS)
+        if others:
+            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            raise ImagehashError(
+                f"{path} is not an imagehash-app library and is not empty ({shown}); nothing was "
+                "changed. Choose a new or empty folder for a new library."
+            )
+    path.mkdir(mode=PRIVATE_MODE, parents=True, exist_ok=True)
+    path.chmod(PRIVATE_MODE)
+
+
+def exposed_to_others(path: Path) -> bool:
+    """Whether other users of the computer can read into the library (it holds every photo's path
+    and stored features): any group or other permission bit on its folder."""
+    try:
+        return bool(stat.S_IMODE(Path(path).stat().st_mode) & 0o077)
+    except OSError:
+        return False
 
 
 class Library:
@@ -121,10 +171,12 @@ class Library:
         Writers take the lock (LibraryLockedError if another process has it). `settings` are used
         at creation; for an existing library they must agree on backbone, weights and bits.
         """
-        path = Path(path or default_library_dir()).expanduser().resolve()
+        path = _library_location(path)
         if read_only:
+            if path.exists() and not path.is_dir():
+                raise ImagehashError(f"{path} is a file, not a library folder.")
             return cls(path, Catalog.open(path / CATALOG_FILE, read_only=True), None)
-        path.mkdir(parents=True, exist_ok=True)
+        _prepare_location(path)
         lock = WriterLock(path)
         lock.acquire()
         try:
@@ -141,7 +193,7 @@ class Library:
         try:
             if settings is not None:
                 lib.update_settings(**_differences(lib.settings, _normalised(settings)))
-            lib._remove_orphan_files()
+            remove_orphans(lib._cat, lib.path)
         except BaseException:
             lib.close()
             raise
@@ -167,22 +219,6 @@ class Library:
     def _require_writer(self) -> None:
         if self.read_only:
             raise ImagehashError("This library is open read-only; open it for writing to change it.")
-
-    def _remove_orphan_files(self) -> None:
-        """Model folders of trainings killed before they were registered."""
-        rows = self._cat.models()
-        known = {Path(m.dir).name for m in rows}
-        models = self.path / MODELS_DIR
-        if models.is_dir():
-            for child in models.iterdir():
-                if child.is_dir() and child.name not in known:
-                    shutil.rmtree(child, ignore_errors=True)
-        graphs = self.path / GRAPH_DIR
-        if graphs.is_dir():
-            ids = {str(m.id) for m in rows}
-            for child in graphs.iterdir():
-                if child.name.split(".")[0] not in ids:
-                    child.unlink(missing_ok=True)
 
     # --- settings ------------------------------------------------------------------------------
     def update_settings(self, **changes: Any) -> None:
@@ -290,10 +326,6 @@ class Library:
         finally:
             cat.close()
 
-    def _get_backbone(self):
-        """Old name of `backbone()`, still used by the window's engine module."""
-        return self.backbone()
-
     def backbone(self):
         """The library's backbone, loaded once and shared by indexing and search."""
         with self._backbone_lock:
@@ -343,6 +375,8 @@ class Library:
         for p in paths:
             if not p.is_file():
                 raise ImagehashError(f"Cannot search with {p}: there is no such file.")
+        if not self._searchable():  # nothing to compare with: no backbone run (nor download)
+            return [SearchResponse(q, []) for q in paths]
         features, _, failures = self.embed(paths)
         if failures:
             path, reason = failures[0]
@@ -365,6 +399,11 @@ class Library:
                 own = [self._cat.image_id_for(Path(p).expanduser().resolve()) for p in query_paths]
             return self._search(features, top_k, own)
 
+    def _searchable(self) -> bool:
+        with self._mutex:
+            state = self._state()
+            return state is not None and len(state.ids) > 0
+
     def _state(self) -> _SearchState | None:
         """Codes, index and hasher of the active model; reloaded when the catalogue changed."""
         token = self._cat.change_token()
@@ -382,12 +421,15 @@ class Library:
         if state is not None and state.model.id == model.id:
             hasher = state.hasher
         else:
-            hasher = load_hasher(self.path / model.dir, expect_backbone=model.backbone)
+            hasher = load_hasher(
+                version_path(self.path, model.dir), expect_backbone=model.backbone
+            )
         ids, codes = self._cat.load_codes(model.id, words_for(model.bits))
+        # Readers load a saved graph but never write one: a read-only command changes nothing.
         graph = self.path / GRAPH_DIR / f"{model.id}.hnsw"
-        with contextlib.suppress(OSError):
-            graph.parent.mkdir(exist_ok=True)
-        index = CandidateIndex(codes, model.bits, "auto", graph_path=graph)
+        index = CandidateIndex(
+            codes, model.bits, "auto", graph_path=graph, save_graph=not self.read_only
+        )
         self._search_state = _SearchState(token, model, hasher, ids, index)
         return self._search_state
 
@@ -469,7 +511,30 @@ class Library:
                      "skipped": f.skipped, "offline": f.offline, "online": f.online}
                     for f in self.folders()
                 ],
+                warnings=self._warnings(),
             )
+
+    def _warnings(self) -> list[str]:
+        out = []
+        if exposed_to_others(self.path):
+            out.append(
+                f"Other users of this computer can read this library (it holds every photo's "
+                f"path); make it private with: chmod 700 {self.path}"
+            )
+        return out
+
+    def no_results_reason(self) -> str:
+        """Why a search answers nothing, for a person: no photos yet, or no hasher yet."""
+        with self._mutex:
+            population = self._cat.population()
+            if population == 0:
+                return "the library has no indexed photos yet (imagehash-app index PATH adds some)"
+            if self._cat.active_model() is None:
+                return (
+                    f"the library's {population:,} photos have no hasher yet; run "
+                    "`imagehash-app index` to train it"
+                )
+            return "no photo of the library matched"
 
 
 def _position(ids: np.ndarray, image_id: int | None) -> int | None:

@@ -76,12 +76,14 @@ class CandidateIndex:
         bits: int,
         method: str = "auto",
         graph_path: Path | None = None,
+        save_graph: bool = True,
     ) -> None:
         codes = np.ascontiguousarray(codes, dtype=np.uint64)
         if codes.ndim != 2 or codes.shape[1] != words_for(bits):
             raise ValueError(f"codes of shape {codes.shape} do not hold {bits}-bit codes")
         self.bits = bits
         self.graph_path = Path(graph_path) if graph_path is not None else None
+        self.save_graph = save_graph  # False for readers: they load a saved graph, never write one
         self.requested_method = method
         self.method = choose_method(codes.shape[0], method)
         self._codes = codes
@@ -90,7 +92,9 @@ class CandidateIndex:
         self.ef_factor = EF_SEARCH_FACTOR  # ef = max(GRAPH_EF_MIN, ef_factor * k) at query time
         self.graph_source: str | None = None  # "loaded", "extended" or "built" when a graph is used
         if self.method == "graph":
-            self._graph, self.graph_source = _open_graph(codes, bits, self.graph_path)
+            self._graph, self.graph_source = _open_graph(
+                codes, bits, self.graph_path, self.save_graph
+            )
 
     @property
     def codes(self) -> np.ndarray:
@@ -140,14 +144,14 @@ class CandidateIndex:
                 self.graph_source = "extended"
             elif wanted == "graph":
                 self._graph, self.graph_source = _open_graph(
-                    self._codes, self.bits, self.graph_path
+                    self._codes, self.bits, self.graph_path, self.save_graph
                 )
             self.method = "graph" if self._graph is not None else "scan"
 
     def save(self) -> None:
         """Write the graph (if any) to ``graph_path``, e.g. after a run of :meth:`add` calls."""
         with self._lock:
-            if self._graph is not None and self.graph_path is not None:
+            if self._graph is not None and self.graph_path is not None and self.save_graph:
                 _save_graph(self._graph, self._codes, self.bits, self.graph_path)
 
     def _graph_candidates(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -283,8 +287,9 @@ def _digest(codes: np.ndarray) -> str:
     return hashlib.blake2b(np.ascontiguousarray(codes).tobytes(), digest_size=16).hexdigest()
 
 
-def _open_graph(codes: np.ndarray, bits: int, graph_path: Path | None):
-    """Load the graph from ``graph_path`` when it matches the codes, extend or rebuild otherwise."""
+def _open_graph(codes: np.ndarray, bits: int, graph_path: Path | None, save: bool = True):
+    """Load the graph from ``graph_path`` when it matches the codes, extend or rebuild otherwise
+    (and save what was extended or built, when ``save``)."""
     if graph_path is not None:
         loaded = _load_graph(codes, bits, graph_path)
         if loaded is not None:
@@ -292,10 +297,11 @@ def _open_graph(codes: np.ndarray, bits: int, graph_path: Path | None):
             if count == codes.shape[0]:
                 return graph, "loaded"
             _extend_graph(graph, codes, count, bits)
-            _save_graph(graph, codes, bits, graph_path)
+            if save:
+                _save_graph(graph, codes, bits, graph_path)
             return graph, "extended"
     graph = _build_graph(codes, bits)
-    if graph_path is not None:
+    if graph_path is not None and save:
         _save_graph(graph, codes, bits, graph_path)
     return graph, "built"
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,7 +40,7 @@ from imagehash_app.core.codes import words_for
 from imagehash_app.core.errors import CancelledError, ImagehashError
 from imagehash_app.core.hashing.base import META_FILE, fit_in_thread
 from imagehash_app.core.model_store import FINETUNE_PENDING_KEY as PENDING_KEY
-from imagehash_app.core.model_store import KEEP_MODELS, MODELS_DIR, prune_models
+from imagehash_app.core.model_store import KEEP_MODELS, prune_models, save_version, version_path
 from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_features
 
 StopFn = Callable[[], bool]
@@ -199,7 +198,7 @@ def _stopping(should_stop: StopFn | None) -> bool:
 def _load(root: Path, model: ModelRow) -> Any:
     from imagehash_app.core.hashing import load_hasher
 
-    return load_hasher(root / model.dir, expect_backbone=model.backbone)
+    return load_hasher(version_path(root, model.dir), expect_backbone=model.backbone)
 
 
 def _model(cat: Catalog, model_id: int) -> ModelRow | None:
@@ -286,13 +285,12 @@ def _register(
 ) -> int:
     """Save `hasher` and register it (inactive) with exact codes for the reservoir photos, in one
     transaction; a kill before the commit leaves only an orphan folder (removed at next open)."""
-    name = f"{hasher.method}-{uuid.uuid4().hex[:12]}"
-    hasher.save(root / MODELS_DIR / name)
+    rel = save_version(cat, root, hasher)
     codes = hasher.encode(res_X)
     weights_id = cat.get_meta("weights_id", "") or ""
     with cat.transaction():
         model_id = cat.add_model(
-            hasher.method, hasher.bits, settings.backbone, weights_id, f"{MODELS_DIR}/{name}",
+            hasher.method, hasher.bits, settings.backbone, weights_id, rel,
             int(hasher.meta.get("train_size", len(res_ids))), note,
         )
         cat.put_codes(model_id, res_ids, codes)
@@ -570,8 +568,8 @@ def list_models(library: Any) -> list[ModelInfo]:
         out = []
         for m in cat.models():
             try:
-                doc = json.loads((root / m.dir / META_FILE).read_text())
-            except (OSError, ValueError):
+                doc = json.loads((version_path(root, m.dir) / META_FILE).read_text())
+            except (OSError, ValueError, ImagehashError):
                 doc = {}
             n = cat.conn.execute(
                 "SELECT COUNT(*) FROM codes c JOIN images i ON i.id = c.image_id "
@@ -626,8 +624,8 @@ def suggestion(library: Any) -> str | None:
             return None
         population = cat.population()
         try:
-            doc = json.loads((root / active.dir / META_FILE).read_text())
-        except (OSError, ValueError):
+            doc = json.loads((version_path(root, active.dir) / META_FILE).read_text())
+        except (OSError, ValueError, ImagehashError):
             doc = {}
         base = int(doc.get("library_population") or active.train_size or 0)
         added = cat.conn.execute(

@@ -92,8 +92,8 @@ def build_library(root: Path, hasher) -> tuple[Library, np.ndarray]:
             ids = [r[0] for r in conn.execute("SELECT id FROM images ORDER BY id")]
             reservoir_add(cat, ids, X, RESERVOIR, seed=0)
             cat.set_meta("weights_id", "test")
-            hasher.save(root / "models" / "foreign")
-            model = cat.add_model("urph", BITS, "tiny", "test", "models/foreign", 500, "foreign")
+            hasher.save(root / "models" / "urph-f0f0f0f0f0f0")
+            model = cat.add_model("urph", BITS, "tiny", "test", "models/urph-f0f0f0f0f0f0", 500, "foreign")
             cat.put_codes(model, ids, hasher.encode(X))
             cat.set_active_model(model)
     finally:
@@ -212,7 +212,7 @@ def test_cancel_during_training_keeps_nothing(tmp_path: Path, foreign_hasher) ->
                 seen.append(event.phase)
         assert len(list_models(lib)) == 1
         assert not plan(lib).resumable
-        assert sorted(p.name for p in (lib.path / "models").iterdir()) == ["foreign"]
+        assert sorted(p.name for p in (lib.path / "models").iterdir()) == ["urph-f0f0f0f0f0f0"]
 
 
 KILLER = textwrap.dedent("""
