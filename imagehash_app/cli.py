@@ -178,8 +178,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if s.unreadable:
         n = len(s.unreadable)
         lines.append(
-            f"{n} folder{'s' if n != 1 else ''} could not be read (their photos are not indexed; "
-            "fix their permissions and run index again):"
+            f"{n} folder{'s' if n != 1 else ''} could not be read (let this user read "
+            f"{'them' if n != 1 else 'it'}, then run index again):"
         )
         lines += [f"  {display(u['path'])} ({u['reason']})" for u in s.unreadable]
     print("\n".join(lines))

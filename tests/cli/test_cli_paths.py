@@ -296,3 +296,20 @@ def test_a_query_that_is_not_a_photo_file_says_what_it_is(
         "missing": f"Cannot search with {query}: there is no such file.",
     }[kind]
     assert expected in err
+
+
+def test_a_chosen_folder_that_cannot_be_listed_is_reported_not_emptied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    photos = make_photo_folder(tmp_path / "photos", groups=1, unrelated=1)
+    lib = ["--library", str(tmp_path / "lib")]
+    assert cli.main([*lib, "index", str(photos.root), *TINY_FLAGS]) == 0
+    with monkeypatch.context() as m:
+        deny(m, photos.root)
+        assert cli.main([*lib, "index", str(photos.root)]) == 0
+    capsys.readouterr()
+    assert cli.main([*lib, "status"]) == 0
+    text = capsys.readouterr().out
+    assert "0 indexed, 0 pending, 0 skipped, 5 offline" in text
+    assert f"1 folder could not be read (let this user read it, then run index again):\n" \
+        f"  {photos.root} (permission denied)" in text
