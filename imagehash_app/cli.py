@@ -18,6 +18,7 @@ from typing import TextIO
 from imagehash_app import cli_eval, cli_models
 from imagehash_app.config import default_library_dir
 from imagehash_app.core.errors import ImagehashError
+from imagehash_app.core.stored_paths import b64, display
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -132,21 +133,25 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def _print_responses(lib, responses, args: argparse.Namespace) -> None:
+    # JSON keeps every path exact (surrogate escapes, plus base64 of its bytes); a table shows
+    # bytes that are not UTF-8 as U+FFFD, so that printing never fails whatever the locale.
     for resp in responses:
         if args.json:
             print(json.dumps({
                 "query": str(resp.query),
+                "query_b64": b64(resp.query),
                 "results": [
-                    {"path": str(r.path), "score": round(float(r.score), 6), "hamming": int(r.hamming)}
+                    {"path": str(r.path), "path_b64": b64(r.path),
+                     "score": round(float(r.score), 6), "hamming": int(r.hamming)}
                     for r in resp.results
                 ],
             }))
         else:
-            print(f"{resp.query}")
+            print(display(resp.query))
             if not resp.results:
                 print(f"  (no results: {lib.no_results_reason()})")
             for rank, r in enumerate(resp.results, 1):
-                print(f"  {rank:>3}  {r.score:7.4f}  {r.hamming:>4}  {r.path}")
+                print(f"  {rank:>3}  {r.score:7.4f}  {r.hamming:>4}  {display(r.path)}")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -157,7 +162,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     s = status
     lines = [
-        f"Library:   {s.library}",
+        f"Library:   {display(s.library)}",
         f"Photos:    {s.indexed} indexed, {s.pending} pending, {s.skipped} skipped, "
         f"{s.offline} offline",
         f"Backbone:  {s.backbone} (weights {s.weights})",
@@ -173,8 +178,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     lines.append("Folders:" if s.folders else "Folders:   none (imagehash-app index PATH adds one)")
     for f in s.folders:
         state = "" if f["online"] else "  [offline]"
-        lines.append(f"  {f['path']}  ({f['indexed']} indexed, {f['pending']} pending, "
+        lines.append(f"  {display(f['path'])}  ({f['indexed']} indexed, {f['pending']} pending, "
                      f"{f['skipped']} skipped){state}")
+    if s.unreadable:
+        n = len(s.unreadable)
+        lines.append(
+            f"{n} folder{'s' if n != 1 else ''} could not be read (let this user read "
+            f"{'them' if n != 1 else 'it'}, then run index again):"
+        )
+        lines += [f"  {display(u['path'])} ({u['reason']})" for u in s.unreadable]
     print("\n".join(lines))
     return 0
 
@@ -185,16 +197,17 @@ def cmd_folders(args: argparse.Namespace) -> int:
             folders = lib.folders()
         for f in folders:
             state = "online" if f.online else "offline"
-            print(f"{f.path}\t{f.indexed} indexed\t{f.pending} pending\t{f.skipped} skipped\t{state}")
+            print(f"{display(f.path)}\t{f.indexed} indexed\t{f.pending} pending\t"
+                  f"{f.skipped} skipped\t{state}")
         return 0
     with _open(args) as lib:
         for p in args.paths:
             if args.action == "add":
                 info = lib.add_folder(Path(p))
-                print(f"added {info.path} (run `imagehash-app index` to index it)")
+                print(f"added {display(info.path)} (run `imagehash-app index` to index it)")
             else:
                 lib.remove_folder(Path(p))
-                print(f"removed {Path(p).expanduser().resolve()}")
+                print(f"removed {display(Path(p).expanduser().resolve())}")
     return 0
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from imagehash_app.core.errors import ImagehashError
+from imagehash_app.core.stored_paths import StoredPath, from_db, sort_key, to_db
 
 CATALOG_FILE = "catalog.sqlite3"
 STATUSES = ("indexed", "pending", "skipped", "offline")
@@ -81,6 +82,18 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX images_embedded ON images(indexed_at) WHERE indexed_at IS NOT NULL;
     """,
+    # 3: folders the last scan could not list (permission denied, I/O error), so that `status`
+    # names them instead of their photos silently going missing; `rel_path` '' is the folder
+    # itself. Here as in folders.path and images.rel_path, a name that is not valid UTF-8 is
+    # stored as a BLOB of its bytes (core/stored_paths.py); older libraries hold only TEXT.
+    """
+    CREATE TABLE unreadable_dirs(
+        folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+        rel_path TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        PRIMARY KEY(folder_id, rel_path)
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -106,6 +119,11 @@ class ModelRow:
     dir: str
     train_size: int
     note: str
+
+
+def join(folder: StoredPath, rel: StoredPath) -> Path:
+    """The absolute path of an image from its stored folder path and relative path."""
+    return Path(from_db(folder)) / from_db(rel)
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -229,14 +247,16 @@ class Catalog:
 
     # --- folders ---------------------------------------------------------------------------
     def folders(self) -> list[FolderRow]:
-        rows = self.conn.execute("SELECT id, path, added FROM folders ORDER BY path").fetchall()
-        return [FolderRow(i, Path(p), a) for i, p, a in rows]
+        """The folders in the order of their paths' bytes."""
+        rows = self.conn.execute("SELECT id, path, added FROM folders").fetchall()
+        out = [FolderRow(i, Path(from_db(p)), a) for i, p, a in rows]
+        return sorted(out, key=lambda f: sort_key(f.path))
 
     def folder_by_path(self, path: Path) -> FolderRow | None:
         row = self.conn.execute(
-            "SELECT id, path, added FROM folders WHERE path = ?", (str(path),)
+            "SELECT id, path, added FROM folders WHERE path = ?", (to_db(path),)
         ).fetchone()
-        return FolderRow(row[0], Path(row[1]), row[2]) if row else None
+        return FolderRow(row[0], Path(from_db(row[1])), row[2]) if row else None
 
     def add_folder(self, path: Path) -> FolderRow:
         """Register `path` (absolute) unless known; returns its row."""
@@ -244,7 +264,7 @@ class Catalog:
         if existing:
             return existing
         cur = self.conn.execute(
-            "INSERT INTO folders(path, added) VALUES (?, ?)", (str(path), time.time())
+            "INSERT INTO folders(path, added) VALUES (?, ?)", (to_db(path), time.time())
         )
         return FolderRow(cur.lastrowid, Path(path), time.time())
 
@@ -274,11 +294,13 @@ class Catalog:
         ).fetchone()[0]
 
     def skipped(self) -> list[tuple[Path, str]]:
+        """Skipped photos with their reasons, in path order."""
         rows = self.conn.execute(
             "SELECT f.path, i.rel_path, i.reason FROM images i JOIN folders f ON f.id = i.folder_id "
-            "WHERE i.status = 'skipped' ORDER BY f.path, i.rel_path"
+            "WHERE i.status = 'skipped'"
         ).fetchall()
-        return [(Path(fp) / rel, reason or "") for fp, rel, reason in rows]
+        out = [(join(fp, rel), reason or "") for fp, rel, reason in rows]
+        return sorted(out, key=lambda r: sort_key(r[0]))
 
     def skipped_reasons(self) -> dict[str, int]:
         rows = self.conn.execute(
@@ -293,7 +315,7 @@ class Catalog:
             "SELECT i.id, f.path, i.rel_path FROM images i JOIN folders f ON f.id = i.folder_id "
             "WHERE i.id IN ({marks})"
         )
-        return {iid: Path(fp) / rel for iid, fp, rel in self.rows_for_ids(sql, image_ids)}
+        return {iid: join(fp, rel) for iid, fp, rel in self.rows_for_ids(sql, image_ids)}
 
     def image_id_for(self, path: Path) -> int | None:
         """The image stored at `path` (absolute), if any: looked up through its folder."""
@@ -303,11 +325,57 @@ class Catalog:
             except ValueError:
                 continue
             row = self.conn.execute(
-                "SELECT id FROM images WHERE folder_id = ? AND rel_path = ?", (folder.id, rel)
+                "SELECT id FROM images WHERE folder_id = ? AND rel_path = ?",
+                (folder.id, to_db(rel)),
             ).fetchone()
             if row:
                 return row[0]
         return None
+
+    def images_of_folder(self, folder_id: int) -> list[tuple[int, str, int, int, str | None]]:
+        """(id, path relative to the folder, size, mtime_ns, fingerprint) of a folder's images."""
+        rows = self.conn.execute(
+            "SELECT id, rel_path, size, mtime_ns, fingerprint FROM images WHERE folder_id = ?",
+            (folder_id,),
+        ).fetchall()
+        return [(iid, from_db(rel), size, mtime, fp) for iid, rel, size, mtime, fp in rows]
+
+    def pending_paths(self) -> list[tuple[int, Path]]:
+        """(id, absolute path) of the images waiting to be embedded, in id order."""
+        rows = self.conn.execute(
+            "SELECT i.id, f.path, i.rel_path FROM images i JOIN folders f ON f.id = i.folder_id "
+            "WHERE i.status = 'pending' ORDER BY i.id"
+        ).fetchall()
+        return [(iid, join(fp, rel)) for iid, fp, rel in rows]
+
+    def move_folder_images(self, source_id: int, target_id: int, prefix: str) -> None:
+        """Give a folder's images to another folder, `prefix` (ending in '/') before their paths;
+        joined here rather than with SQL's `||`, which would turn a BLOB path into broken text."""
+        rows = self.conn.execute(
+            "SELECT id, rel_path FROM images WHERE folder_id = ?", (source_id,)
+        ).fetchall()
+        self.conn.executemany(
+            "UPDATE images SET folder_id = ?, rel_path = ? WHERE id = ?",
+            [(target_id, to_db(prefix + from_db(rel)), iid) for iid, rel in rows],
+        )
+
+    # --- folders a scan could not read -------------------------------------------------------
+    def set_unreadable(self, folder_id: int, entries: Iterable[tuple[str, str]]) -> None:
+        """Replace what the last scan of a folder could not list: (path relative to it, reason)."""
+        self.conn.execute("DELETE FROM unreadable_dirs WHERE folder_id = ?", (folder_id,))
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO unreadable_dirs(folder_id, rel_path, reason) VALUES (?, ?, ?)",
+            [(folder_id, to_db(rel), reason) for rel, reason in entries],
+        )
+
+    def unreadable(self) -> list[tuple[Path, str]]:
+        """(absolute path, reason) of every folder the last scans could not list, in path order."""
+        rows = self.conn.execute(
+            "SELECT f.path, u.rel_path, u.reason FROM unreadable_dirs u "
+            "JOIN folders f ON f.id = u.folder_id"
+        ).fetchall()
+        out = [(join(fp, rel), reason) for fp, rel, reason in rows]
+        return sorted(out, key=lambda r: sort_key(r[0]))
 
     # --- models ----------------------------------------------------------------------------
     def models(self) -> list[ModelRow]:

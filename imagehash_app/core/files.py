@@ -9,12 +9,15 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import stat
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 from imagehash_app.core.images import IMAGE_SUFFIXES
+from imagehash_app.core.stored_paths import display
 
 # Folders made by operating systems, NAS boxes and photo tools: never the user's photos.
 JUNK_DIRS = frozenset(
@@ -47,53 +50,139 @@ def _junk_dir(name: str) -> bool:
     )
 
 
-def walk_images(root: Path, exclude: Sequence[str] = ()) -> Iterator[FileInfo]:
-    """Yield the image files under `root` in a stable (sorted) order.
+def walk_images(
+    root: Path, exclude: Sequence[str] = (), on_error: Callable[[Path, OSError], None] | None = None,
+) -> Iterator[FileInfo]:
+    """Yield the image files under `root` in a stable order: sorted, then what links add.
 
     Hidden folders and files, system junk folders and `exclude` glob patterns are skipped.
-    Symlinks are followed, but each real directory is visited once, so loops end.
-    Unreadable folders are skipped (their files cannot be indexed anyway).
+    Symbolic links are followed after everything reachable without them, and only when their
+    real target lies inside `root`'s real path: a link out of the folder would index photos the
+    user did not choose (or that belong to another folder of the library, which indexes them
+    itself). No real folder is walked twice and no real file is yielded twice, so loops end and a
+    link to a photo of the folder does not index it again. Only regular files are yielded (never
+    FIFOs or devices, which could hang a reader). A folder that cannot be listed is passed, with
+    its error, to `on_error` and skipped.
     """
     root = Path(root)
+    report = on_error or (lambda _path, _exc: None)
     try:
         st = root.stat()
-    except OSError:
+    except (FileNotFoundError, NotADirectoryError):
         return
-    seen: set[tuple[int, int]] = {(st.st_dev, st.st_ino)}
-    stack: list[tuple[Path, str]] = [(root, "")]
-    while stack:
-        directory, rel_dir = stack.pop()
+    except OSError as exc:
+        report(root, exc)
+        return
+    real_root = os.path.realpath(root)
+    seen_dirs: set[tuple[int, int]] = {(st.st_dev, st.st_ino)}
+    seen_files: set[str] = set()  # real paths of the files yielded
+    links: deque[tuple[Path, str, str]] = deque()  # (link, path relative to root, name)
+    stack: list[tuple[Path, str, bool]] = [(root, "", False)]  # (folder, relative, under a link)
+    while stack or links:
+        if not stack:
+            link, rel, name = links.popleft()
+            found = _follow(link, name, rel, real_root, seen_dirs, seen_files, exclude)
+            if isinstance(found, FileInfo):
+                yield found
+            elif found is not None:
+                stack.append(found)
+            continue
+        directory, rel_dir, under_link = stack.pop()
         try:
             with os.scandir(directory) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError:
+                entries = sorted(it, key=lambda e: os.fsencode(e.name))
+        except OSError as exc:
+            report(directory, exc)
             continue
-        subdirs: list[tuple[Path, str]] = []
+        subdirs: list[tuple[Path, str, bool]] = []
         for entry in entries:
             name = entry.name
             rel = f"{rel_dir}/{name}" if rel_dir else name
+            if name.startswith(".") or _excluded(name, rel, exclude):
+                continue
             try:
-                if entry.is_dir(follow_symlinks=True):
-                    if _junk_dir(name) or _excluded(name, rel, exclude):
+                if entry.is_symlink():
+                    links.append((Path(entry.path), rel, name))
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    if _junk_dir(name):
                         continue
-                    dst = entry.stat(follow_symlinks=True)
+                    dst = entry.stat(follow_symlinks=False)
                     key = (dst.st_dev, dst.st_ino)
-                    if key not in seen:
-                        seen.add(key)
-                        subdirs.append((Path(entry.path), rel))
+                    if key not in seen_dirs:  # a bind mount can loop too
+                        seen_dirs.add(key)
+                        subdirs.append((Path(entry.path), rel, under_link))
                     continue
                 if (
-                    name.startswith(".")
-                    or Path(name).suffix.lower() not in IMAGE_SUFFIXES
-                    or _excluded(name, rel, exclude)
-                    or not entry.is_file(follow_symlinks=True)
+                    Path(name).suffix.lower() not in IMAGE_SUFFIXES
+                    or not entry.is_file(follow_symlinks=False)
                 ):
                     continue
-                fst = entry.stat(follow_symlinks=True)
-            except OSError:  # vanished or dangling symlink between listing and stat
+                fst = entry.stat(follow_symlinks=False)
+                real = os.path.realpath(entry.path) if under_link else os.path.join(real_root, rel)
+            except OSError:  # vanished between listing and stat
                 continue
-            yield FileInfo(Path(entry.path), fst.st_size, fst.st_mtime_ns)
+            if real not in seen_files:
+                seen_files.add(real)
+                yield FileInfo(Path(entry.path), fst.st_size, fst.st_mtime_ns)
         stack.extend(reversed(subdirs))
+
+
+def _follow(
+    link: Path, name: str, rel: str, real_root: str, seen_dirs: set[tuple[int, int]],
+    seen_files: set[str], exclude: Sequence[str],
+) -> FileInfo | tuple[Path, str, bool] | None:
+    """What a symbolic link adds to a walk: a file, a folder to walk, or nothing (dangling, out of
+    the folder, already seen, or not a photo)."""
+    try:
+        target = os.path.realpath(link)
+        st = os.stat(link)
+    except OSError:
+        return None
+    if not _inside(target, real_root):
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        key = (st.st_dev, st.st_ino)
+        if _junk_dir(name) or key in seen_dirs:
+            return None
+        seen_dirs.add(key)
+        return link, rel, True
+    if (
+        not stat.S_ISREG(st.st_mode)
+        or Path(name).suffix.lower() not in IMAGE_SUFFIXES
+        or target in seen_files
+    ):
+        return None
+    seen_files.add(target)
+    return FileInfo(link, st.st_size, st.st_mtime_ns)
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def query_problem(path: Path) -> str | None:
+    """Why `path` cannot be a search query, or None when it is a regular file. Only stats it:
+    opening a FIFO or a device could hang."""
+    shown = display(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return f"Cannot search with {shown}: there is no such file."
+    except OSError as exc:
+        return f"Cannot search with {shown}: {folder_error_reason(exc)}."
+    if stat.S_ISDIR(st.st_mode):
+        return f"{shown} is a folder, not a photo: search with one of the photos in it."
+    if not stat.S_ISREG(st.st_mode):
+        return f"{shown} is not a regular file (a FIFO, device or socket): search with a photo file."
+    return None
+
+
+def folder_error_reason(exc: OSError) -> str:
+    """Why a folder could not be listed, in a few words."""
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return (exc.strerror or str(exc) or type(exc).__name__).lower()
 
 
 def fingerprint(path: Path) -> str:

@@ -31,7 +31,13 @@ import numpy as np
 from imagehash_app.config import LibrarySettings
 from imagehash_app.core.catalog import Catalog, FolderRow, ModelRow
 from imagehash_app.core.errors import CancelledError, IncompatibleModelError
-from imagehash_app.core.files import FileInfo, KnownFile, diff_scan, walk_images
+from imagehash_app.core.files import (
+    FileInfo,
+    KnownFile,
+    diff_scan,
+    folder_error_reason,
+    walk_images,
+)
 from imagehash_app.core.hashing.base import FitThread, Hasher
 from imagehash_app.core.hashing.fit_process import FitProcess
 from imagehash_app.core.model_store import (
@@ -47,6 +53,7 @@ from imagehash_app.core.reservoir import (
     reservoir_features,
     reservoir_remove,
 )
+from imagehash_app.core.stored_paths import StoredPath, display, to_db
 
 StopFn = Callable[[], bool]
 GROWTH_FACTOR = 4  # retrain when the library has grown this much since the last training
@@ -196,31 +203,40 @@ class Indexer:
                     (f.id,),
                 )
         known: dict[Path, KnownFile] = {}
-        folder_of: dict[Path, FolderRow] = {}
         for f in online:
-            folder_of[f.path] = f
-            for iid, rel, size, mtime, fp in self.cat.conn.execute(
-                "SELECT id, rel_path, size, mtime_ns, fingerprint FROM images WHERE folder_id = ?",
-                (f.id,),
-            ):
+            for iid, rel, size, mtime, fp in self.cat.images_of_folder(f.id):
                 path = f.path / rel
                 known[path] = KnownFile(iid, path, size, mtime, fp)
         found: list[tuple[FolderRow, FileInfo]] = []
+        unreadable: dict[int, list[tuple[str, str]]] = {f.id: [] for f in folders}
+        blocked: list[Path] = []
         last = time.perf_counter()
         for f in online:
-            for info in walk_images(f.path, self.settings.exclude_patterns):
+            def note(path: Path, exc: OSError, f: FolderRow = f) -> None:
+                rel = "" if path == f.path else path.relative_to(f.path).as_posix()
+                unreadable[f.id].append((rel, folder_error_reason(exc)))
+                blocked.append(path)
+
+            for info in walk_images(f.path, self.settings.exclude_patterns, on_error=note):
                 found.append((f, info))
                 if time.perf_counter() - last > SCAN_REPORT_EVERY:
                     last = time.perf_counter()
-                    yield IndexProgress("scan", len(found), 0, message=f"Scanning {f.path}")
+                    yield IndexProgress("scan", len(found), 0, message=f"Scanning {display(f.path)}")
                     if self._stopping():
                         return
+        # Photos in a folder that could not be listed are not gone: they wait, offline, for a
+        # scan that can read them (their codes stay searchable).
+        unreachable = [
+            k.id for p, k in known.items() if any(p.is_relative_to(b) for b in blocked)
+        ]
+        if blocked:
+            known = {p: k for p, k in known.items() if not any(p.is_relative_to(b) for b in blocked)}
         owner = {info.path: f for f, info in found}
         diff = diff_scan(known, (info for _, info in found))
 
-        def place(info: FileInfo) -> tuple[int, str]:
+        def place(info: FileInfo) -> tuple[int, StoredPath]:
             f = owner[info.path]
-            return f.id, info.path.relative_to(f.path).as_posix()
+            return f.id, to_db(info.path.relative_to(f.path).as_posix())
 
         with self.cat.transaction() as conn:
             gone = [k.id for k in diff.deleted] + [old.id for old, _ in diff.changed]
@@ -243,11 +259,17 @@ class Indexer:
                 "VALUES (?, ?, ?, ?, 'pending')",
                 [(*place(info), info.size, info.mtime_ns) for info in diff.new],
             )
+            conn.executemany(
+                "UPDATE images SET status = 'offline' WHERE id = ?", [(i,) for i in unreachable]
+            )
+            for folder_id, entries in unreadable.items():
+                self.cat.set_unreadable(folder_id, entries)
         self.changed = bool(gone)
         yield IndexProgress(
             "scan", len(found), len(found), len(found) / max(time.perf_counter() - started, 1e-9), 0.0,
             f"{len(found)} files: {len(diff.new)} new, {len(diff.changed)} changed, "
-            f"{len(diff.moved)} moved, {len(diff.deleted)} deleted, {len(offline)} folders offline.",
+            f"{len(diff.moved)} moved, {len(diff.deleted)} deleted, {len(offline)} folders offline"
+            + (f", {len(blocked)} could not be read." if blocked else "."),
         )
 
     # --- embed ---------------------------------------------------------------------------------
@@ -276,17 +298,14 @@ class Indexer:
     def embed(self) -> Iterator[IndexProgress]:
         """Embed every pending image; returns how many were embedded."""
         self._requeue_orphans()
-        pending = self.cat.conn.execute(
-            "SELECT i.id, f.path, i.rel_path FROM images i JOIN folders f ON f.id = i.folder_id "
-            "WHERE i.status = 'pending' ORDER BY i.id"
-        ).fetchall()
+        pending = self.cat.pending_paths()
         if not pending:
             return 0
         from imagehash_app.core.embedding import iter_embeddings
 
         backbone = self.get_backbone()
         self._check_weights(backbone)
-        ids_by_path = {Path(fp) / rel: iid for iid, fp, rel in pending}
+        ids_by_path = {path: iid for iid, path in pending}
         paths = list(ids_by_path)
         total, done, embedded = len(paths), 0, 0
         hasher_state = self._active_hasher(backbone)

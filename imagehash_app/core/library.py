@@ -21,10 +21,12 @@ import numpy as np
 from imagehash_app.config import IDENTITY_FIELDS, LibrarySettings, default_library_dir
 from imagehash_app.core.catalog import CATALOG_FILE, STATUSES, Catalog, ModelRow
 from imagehash_app.core.errors import ImageDecodeError, ImagehashError
+from imagehash_app.core.files import query_problem
 from imagehash_app.core.indexer import Indexer, IndexProgress, StopFn
 from imagehash_app.core.locking import LOCK_FILE, OWNER_FILE, WriterLock
 from imagehash_app.core.model_store import GRAPH_DIR, remove_orphans, version_path
 from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_remove, shrink_reservoir
+from imagehash_app.core.stored_paths import b64, display
 
 __all__ = [
     "FolderInfo", "IndexProgress", "Library", "LibraryStatus", "SearchResponse", "SearchResult",
@@ -75,6 +77,8 @@ class LibraryStatus:
     disk_bytes: int
     folders: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # things the person should act on
+    # folders the last scan could not list: {"path", "path_b64", "reason"}
+    unreadable: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -273,16 +277,12 @@ class Library:
             for f in self._cat.folders():
                 if path == f.path or path.is_relative_to(f.path):
                     return self._folder_info(f.id)
-            with self._cat.transaction() as conn:
+            with self._cat.transaction():
                 row = self._cat.add_folder(path)
                 for f in self._cat.folders():
                     if f.id != row.id and f.path.is_relative_to(path):
                         prefix = f.path.relative_to(path).as_posix() + "/"
-                        conn.execute(
-                            "UPDATE images SET folder_id = ?, rel_path = ? || rel_path "
-                            "WHERE folder_id = ?",
-                            (row.id, prefix, f.id),
-                        )
+                        self._cat.move_folder_images(f.id, row.id, prefix)
                         self._cat.delete_folder(f.id)
             return self._folder_info(row.id)
 
@@ -373,8 +373,9 @@ class Library:
         if not paths:
             return []
         for p in paths:
-            if not p.is_file():
-                raise ImagehashError(f"Cannot search with {p}: there is no such file.")
+            problem = query_problem(p)
+            if problem:
+                raise ImagehashError(problem)
         if not self._searchable():  # nothing to compare with: no backbone run (nor download)
             return [SearchResponse(q, []) for q in paths]
         features, _, failures = self.embed(paths)
@@ -507,11 +508,16 @@ class Library:
                 },
                 disk_bytes=disk,
                 folders=[
-                    {"path": str(f.path), "indexed": f.indexed, "pending": f.pending,
-                     "skipped": f.skipped, "offline": f.offline, "online": f.online}
+                    {"path": str(f.path), "path_b64": b64(f.path), "indexed": f.indexed,
+                     "pending": f.pending, "skipped": f.skipped, "offline": f.offline,
+                     "online": f.online}
                     for f in self.folders()
                 ],
                 warnings=self._warnings(),
+                unreadable=[
+                    {"path": str(p), "path_b64": b64(p), "reason": reason}
+                    for p, reason in cat.unreadable()
+                ],
             )
 
     def _warnings(self) -> list[str]:
@@ -519,7 +525,7 @@ class Library:
         if exposed_to_others(self.path):
             out.append(
                 f"Other users of this computer can read this library (it holds every photo's "
-                f"path); make it private with: chmod 700 {self.path}"
+                f"path); make it private with: chmod 700 {display(self.path)}"
             )
         return out
 

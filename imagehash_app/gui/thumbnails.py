@@ -37,7 +37,8 @@ class ThumbnailCache:
             st = path.stat()
         except OSError:
             return None
-        key = f"{path}|{st.st_size}|{st.st_mtime_ns}|{self.size}".encode()
+        # The path's own bytes: a name that is not UTF-8 cannot be str.encode()d.
+        key = os.fsencode(path) + f"|{st.st_size}|{st.st_mtime_ns}|{self.size}".encode()
         digest = hashlib.sha1(key, usedforsecurity=False).hexdigest()
         return self.directory / digest[:2] / f"{digest}.jpg"
 

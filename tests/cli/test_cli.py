@@ -35,10 +35,10 @@ def test_search_json_one_object_per_query_best_first(indexed, capsys) -> None:
     assert len(lines) == 2
     for query, line in zip(queries, lines, strict=True):
         obj = json.loads(line)
-        assert set(obj) == {"query", "results"} and obj["query"] == str(query)
+        assert set(obj) == {"query", "query_b64", "results"} and obj["query"] == str(query)
         assert len(obj["results"]) == 3
         for r in obj["results"]:
-            assert set(r) == {"path", "score", "hamming"}
+            assert set(r) == {"path", "path_b64", "score", "hamming"}
             assert Path(r["path"]).is_absolute()
             assert isinstance(r["score"], float) and isinstance(r["hamming"], int)
         assert obj["results"][0]["path"] == str(query) and obj["results"][0]["hamming"] == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import os
 import sqlite3
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 from imagehash_app.core import catalog as catalog_mod
 from imagehash_app.core.catalog import SCHEMA_VERSION, Catalog
 from imagehash_app.core.errors import ImagehashError
+from imagehash_app.core.stored_paths import b64, display, from_db, to_db
 
 TABLES = {"folders", "images", "models", "codes", "reservoir", "meta"}
 
@@ -104,3 +107,69 @@ def test_readers_see_commits_and_cannot_write(tmp_path: Path) -> None:
         reader.conn.execute("INSERT INTO meta VALUES ('a', 'b')")
     reader.close()
     writer.close()
+
+
+ODD = os.fsdecode(b"/photos/caf\xe9/b\xff.jpg")  # Latin-1 bytes: not UTF-8
+
+
+def test_stored_paths_are_text_when_utf8_and_exact_bytes_otherwise() -> None:
+    assert to_db("/photos/été.jpg") == "/photos/été.jpg"
+    assert to_db(Path(ODD)) == b"/photos/caf\xe9/b\xff.jpg"
+    assert from_db(to_db(ODD)) == ODD and from_db("/a") == "/a"
+    assert display(ODD) == "/photos/caf\ufffd/b\ufffd.jpg"
+    assert base64.b64decode(b64(ODD)) == b"/photos/caf\xe9/b\xff.jpg"
+
+
+def test_odd_paths_round_trip_through_the_catalogue(tmp_path: Path) -> None:
+    cat = Catalog.open(tmp_path / "catalog.sqlite3")
+    folder_path = Path(os.fsdecode(b"/photos/caf\xe9"))
+    with cat.transaction():
+        folder = cat.add_folder(folder_path)
+        plain = cat.add_folder(Path("/photos/plain"))
+        assert cat.add_folder(folder_path).id == folder.id  # one stored form: found again
+        ids = [
+            cat.conn.execute(
+                "INSERT INTO images(folder_id, rel_path, size, mtime_ns, status, reason) "
+                "VALUES (?, ?, 1, 1, 'skipped', 'empty file')", (f.id, to_db(rel)),
+            ).lastrowid
+            for f, rel in ((folder, os.fsdecode(b"b\xff.jpg")), (plain, "a.jpg"))
+        ]
+        with pytest.raises(sqlite3.IntegrityError):  # UNIQUE holds for BLOB paths too
+            cat.conn.execute(
+                "INSERT INTO images(folder_id, rel_path, size, mtime_ns, status) "
+                "VALUES (?, ?, 1, 1, 'pending')", (folder.id, to_db(os.fsdecode(b"b\xff.jpg"))),
+            )
+        cat.set_unreadable(folder.id, [(os.fsdecode(b"sub\xfe"), "permission denied")])
+    odd_file = Path(ODD)
+    assert [f.path for f in cat.folders()] == [folder_path, Path("/photos/plain")]
+    assert cat.folder_by_path(folder_path).id == folder.id
+    assert cat.paths_of(ids) == {ids[0]: odd_file, ids[1]: Path("/photos/plain/a.jpg")}
+    assert cat.image_id_for(odd_file) == ids[0]
+    assert cat.skipped() == [(odd_file, "empty file"), (Path("/photos/plain/a.jpg"), "empty file")]
+    assert cat.unreadable() == [(folder_path / os.fsdecode(b"sub\xfe"), "permission denied")]
+    with cat.transaction():  # the folder's photos handed to a parent keep exact paths
+        parent = cat.add_folder(Path("/photos"))
+        cat.move_folder_images(folder.id, parent.id, os.fsdecode(b"caf\xe9") + "/")
+    assert cat.paths_of(ids[:1]) == {ids[0]: odd_file}
+    assert cat.conn.execute(
+        "SELECT rel_path FROM images WHERE id = ?", (ids[0],)
+    ).fetchone()[0] == b"caf\xe9/b\xff.jpg"
+    cat.close()
+
+
+def test_schema_2_catalogue_migrates_keeping_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for script in catalog_mod.MIGRATIONS[:2]:
+        conn.executescript(script)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute("INSERT INTO folders(path, added) VALUES ('/p', 1.0)")
+    conn.execute(
+        "INSERT INTO images(folder_id, rel_path, size, mtime_ns, status) "
+        "VALUES (1, 'x/été.jpg', 3, 4, 'indexed')"
+    )
+    conn.close()
+    cat = Catalog.open(path)
+    assert cat.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert cat.paths_of([1]) == {1: Path("/p/x/été.jpg")} and cat.unreadable() == []
+    cat.close()

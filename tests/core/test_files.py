@@ -5,7 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from imagehash_app.core.files import KnownFile, diff_scan, fingerprint, walk_images
+from imagehash_app.core.files import (
+    KnownFile,
+    diff_scan,
+    fingerprint,
+    folder_error_reason,
+    query_problem,
+    walk_images,
+)
 
 
 def touch(path: Path, data: bytes = b"x") -> Path:
@@ -89,3 +96,73 @@ def test_diff_scan_same_size_different_content_is_not_a_move(tmp_path: Path) -> 
     diff = diff_scan(known, walk_images(tmp_path))
     assert [i.path for i in diff.new] == [other]
     assert [k.id for k in diff.deleted] == [7] and not diff.moved
+
+
+def test_walk_yields_names_that_are_not_utf8(tmp_path: Path) -> None:
+    folder = Path(os.fsdecode(os.fsencode(tmp_path) + b"/d\xfe"))
+    bad = Path(os.fsdecode(os.fsencode(folder) + b"/b\xffd.jpg"))
+    touch(bad)
+    touch(tmp_path / "a.jpg")
+    assert [i.path for i in walk_images(tmp_path)] == [tmp_path / "a.jpg", bad]
+
+
+def test_walk_reports_folders_it_cannot_list(tmp_path: Path, monkeypatch) -> None:
+    touch(tmp_path / "ok" / "a.jpg")
+    touch(tmp_path / "locked" / "b.jpg")
+    real = os.scandir
+
+    def scandir(path):
+        if Path(path) == tmp_path / "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    errors: list[tuple[Path, str]] = []
+    found = list(walk_images(tmp_path, on_error=lambda p, e: errors.append((p, folder_error_reason(e)))))
+    assert [i.path for i in found] == [tmp_path / "ok" / "a.jpg"]
+    assert errors == [(tmp_path / "locked", "permission denied")]
+    assert folder_error_reason(OSError(5, "Input/output error")) == "input/output error"
+
+
+def test_links_out_of_the_folder_are_not_followed(tmp_path: Path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    touch(outside / "o.jpg")
+    touch(root / "r.jpg")
+    (root / "dir_out").symlink_to(outside, target_is_directory=True)
+    (root / "file_out.jpg").symlink_to(outside / "o.jpg")
+    (root / "dotdot").symlink_to(root / ".." / "outside", target_is_directory=True)
+    assert rels(root) == ["r.jpg"]
+
+
+def test_links_inside_the_folder_are_followed_once_real_paths_first(tmp_path: Path) -> None:
+    touch(tmp_path / "z" / "deep.jpg")
+    touch(tmp_path / "x.jpg")
+    touch(tmp_path / ".hidden" / "h.jpg")
+    (tmp_path / "a_link").symlink_to(tmp_path / "z", target_is_directory=True)  # sorts first
+    (tmp_path / "b.jpg").symlink_to(tmp_path / "x.jpg")
+    (tmp_path / "c.jpg").symlink_to(tmp_path / "b.jpg")  # a link to a link: still x.jpg
+    (tmp_path / "shown").symlink_to(tmp_path / ".hidden", target_is_directory=True)
+    (tmp_path / "fifo.jpg").symlink_to(tmp_path / "pipe")
+    os.mkfifo(tmp_path / "pipe")
+    # The real paths win over the links that sort before them; a link to a hidden folder inside
+    # the folder is the user's choice and is followed.
+    assert rels(tmp_path) == ["x.jpg", "z/deep.jpg", "shown/h.jpg"]
+
+
+def test_the_root_given_through_a_link_still_bounds_the_walk(tmp_path: Path) -> None:
+    touch(tmp_path / "real" / "a.jpg")
+    (tmp_path / "real" / "self.jpg").symlink_to(tmp_path / "real" / "a.jpg")
+    (tmp_path / "via").symlink_to(tmp_path / "real", target_is_directory=True)
+    assert rels(tmp_path / "via") == ["a.jpg"]
+
+
+def test_query_problem_names_what_the_path_is(tmp_path: Path) -> None:
+    photo = touch(tmp_path / "a.jpg")
+    os.mkfifo(tmp_path / "pipe.jpg")
+    assert query_problem(photo) is None
+    assert "is a folder, not a photo" in query_problem(tmp_path)
+    assert "is not a regular file" in query_problem(tmp_path / "pipe.jpg")
+    assert "is not a regular file" in query_problem(Path("/dev/null"))
+    assert "there is no such file" in query_problem(tmp_path / "gone.jpg")
+    odd = Path(os.fsdecode(os.fsencode(tmp_path) + b"/gone\xff.jpg"))
+    assert "gone\ufffd.jpg" in query_problem(odd)

@@ -149,3 +149,15 @@ def test_many_emits_do_not_exhaust_true():
     for i in range(5000):
         pinger.ping.emit(i)
     assert abs(sys.getrefcount(True) - before) < 50
+
+
+def test_thumbnail_of_a_photo_whose_name_is_not_utf8(tmp_path, make_photo):
+    import os
+
+    from imagehash_app.gui.thumbnails import ThumbnailCache
+
+    path = Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.jpg"))
+    make_photo(3).save(path)
+    cache = ThumbnailCache(tmp_path / "thumbs", size=64)
+    assert cache.cache_file(path) is not None
+    assert not cache.load(path).isNull() and cache.cache_file(path).exists()
