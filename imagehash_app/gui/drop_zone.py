@@ -17,6 +17,8 @@ from PySide6.QtGui import QColor, QImage, QPainter, QPaintEvent, QPalette, QPen,
 from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from imagehash_app.core.images import IMAGE_SUFFIXES
+from imagehash_app.core.stored_paths import display
+from imagehash_app.gui.local_urls import path_of
 
 
 @dataclass
@@ -32,9 +34,7 @@ class DropPayload:
 
 
 def _local_path(url: QUrl) -> Path | None:
-    if url.isLocalFile():
-        return Path(url.toLocalFile())
-    return None
+    return path_of(url)
 
 
 def _paths_from_text(text: str) -> list[Path]:
@@ -46,7 +46,7 @@ def _paths_from_text(text: str) -> list[Path]:
             continue
         url = QUrl(line)
         if url.isLocalFile():
-            paths.append(Path(url.toLocalFile()))
+            paths.append(path_of(url))
         elif line.startswith(("/", "~")) or (len(line) > 2 and line[1] == ":"):
             paths.append(Path(line).expanduser())
     return paths
@@ -136,8 +136,8 @@ class QueryPane(QWidget):
         self._pixmap = None
         self._image_area.setPixmap(QPixmap())
         self._image_area.setText("…")
-        self._caption.setText(caption or path.name)
-        self._caption.setToolTip(str(path))
+        self._caption.setText(caption or display(path.name))
+        self._caption.setToolTip(display(path))
         self.update()
 
     def set_caption(self, text: str) -> None:

@@ -25,6 +25,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from imagehash_app.core.stored_paths import display
+
 
 def counts_text(folder: Any) -> str:
     """e.g. "1,204 indexed · 3 pending · 2 skipped" (zero counts other than indexed are left out)."""
@@ -86,9 +88,9 @@ class FoldersPanel(QWidget):
         warn_icon = self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning)
         for folder in folders:
             path = Path(folder.path)
-            item = QTreeWidgetItem([f"{path.name or path}\n{counts_text(folder)}"])
+            item = QTreeWidgetItem([f"{display(path.name or path)}\n{counts_text(folder)}"])
             item.setData(0, Qt.ItemDataRole.UserRole, path)
-            item.setToolTip(0, str(path))
+            item.setToolTip(0, display(path))
             item.setIcon(0, folder_icon if folder.online else warn_icon)
             self.tree.addTopLevelItem(item)
             if path == selected:
@@ -137,8 +139,8 @@ class SkippedDialog(QDialog):
         self.tree.setRootIsDecorated(False)
         self.tree.setSortingEnabled(True)
         for path, reason in skipped:
-            item = QTreeWidgetItem([str(path), reason])
-            item.setToolTip(0, str(path))
+            item = QTreeWidgetItem([display(path), reason])
+            item.setToolTip(0, display(path))
             self.tree.addTopLevelItem(item)
         self.tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.tree.header().setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)

@@ -43,6 +43,7 @@ from PySide6.QtWidgets import (
 from imagehash_app.core import training
 from imagehash_app.core.errors import LibraryLockedError, WeightsUnavailableError
 from imagehash_app.core.library import Library
+from imagehash_app.core.stored_paths import display
 from imagehash_app.gui import engine
 from imagehash_app.gui.dialogs.finetune import open_finetune_dialog
 from imagehash_app.gui.drop_zone import DropPayload, QueryPane, can_accept, classify, read_payload
@@ -487,7 +488,7 @@ class MainWindow(QMainWindow):
         if payload.rejected:
             path, reason = payload.rejected[0]
             more = f" (and {len(payload.rejected) - 1} more)" if len(payload.rejected) > 1 else ""
-            self.show_message(f"{path.name or path} cannot be searched: {reason}{more}.", Level.WARNING)
+            self.show_message(f"{display(path.name or path)} cannot be searched: {reason}{more}.", Level.WARNING)
         if payload.folders:
             self.add_folders(payload.folders)
         if payload.images:
@@ -500,7 +501,7 @@ class MainWindow(QMainWindow):
         if self._search_job is not None:
             self._search_job.cancel()  # a newer query makes the older one pointless
         self.stack.setCurrentWidget(self.splitter)
-        caption = paths[0].name if len(paths) == 1 else f"{paths[0].name} and {len(paths) - 1} more"
+        caption = display(paths[0].name) if len(paths) == 1 else f"{display(paths[0].name)} and {len(paths) - 1} more"
         self.query_pane.show_query(paths[0], caption)
         self.thumbs.clear()
         self.thumbs.request(paths[0], priority=100)
@@ -540,7 +541,7 @@ class MainWindow(QMainWindow):
             else "No photos indexed yet: add a folder, then search again."
         )
         for path, reason in outcome.failures:
-            self.show_message(f"{path.name} cannot be searched: {reason}.", Level.WARNING)
+            self.show_message(f"{display(path.name)} cannot be searched: {reason}.", Level.WARNING)
         self.searchFinished.emit(outcome)
 
     @Slot(object)

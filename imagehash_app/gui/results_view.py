@@ -42,6 +42,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from imagehash_app.core.stored_paths import display
+from imagehash_app.gui.local_urls import url_of
 from imagehash_app.gui.thumbnails import ThumbnailLoader
 
 CELL = 176  # thumbnail square, px (logical)
@@ -98,7 +100,7 @@ class ResultsModel(QAbstractListModel):
         item = self._items[index.row()]
         key = str(item.path)
         if role == Qt.ItemDataRole.DisplayRole:
-            return item.path.name
+            return display(item.path.name)
         if role == Qt.ItemDataRole.DecorationRole:
             pixmap = self._pixmaps.get(key)
             if pixmap is None and key not in self._errors:
@@ -231,11 +233,11 @@ class ResultsView(QListView):
 
     def open_photo(self, path: Path) -> None:
         """Open in the system's image viewer."""
-        self.open_url(QUrl.fromLocalFile(str(path)))
+        self.open_url(url_of(path))
 
     def open_folder(self, path: Path) -> None:
         """Open the folder holding the photo in the file manager."""
-        self.open_url(QUrl.fromLocalFile(str(path.parent)))
+        self.open_url(url_of(path.parent))
 
     def copy_path(self, paths: list[Path]) -> None:
         """Put the paths (one per line) on the clipboard."""

@@ -161,3 +161,35 @@ def test_thumbnail_of_a_photo_whose_name_is_not_utf8(tmp_path, make_photo):
     cache = ThumbnailCache(tmp_path / "thumbs", size=64)
     assert cache.cache_file(path) is not None
     assert not cache.load(path).isNull() and cache.cache_file(path).exists()
+
+
+def test_drops_and_opened_results_keep_a_name_that_is_not_utf8(qtbot, tmp_path, make_photo):
+    """Qt's own QUrl <-> path conversion drops such bytes (another file would be searched or
+    opened); the window goes through the URL's percent-encoded form."""
+    import os
+    from urllib.parse import quote_from_bytes
+
+    from imagehash_app.gui.local_urls import path_of, url_of
+    from imagehash_app.gui.results_view import ResultsModel, ResultsView
+    from imagehash_app.gui.thumbnails import ThumbnailCache, ThumbnailLoader
+
+    path = Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9 1.jpg"))
+    make_photo(4, 32).save(path)
+    assert path_of(url_of(path)) == path
+    assert path_of(url_of(tmp_path / "été.jpg")) == tmp_path / "été.jpg"
+
+    dropped = QMimeData()  # as a file manager sends it: text/uri-list, percent-encoded bytes
+    uri = b"file://" + quote_from_bytes(os.fsencode(path)).encode() + b"\r\n"
+    dropped.setData("text/uri-list", uri)
+    assert read_payload(dropped).images == [path]
+    pasted = QMimeData()
+    pasted.setText(uri.decode())
+    assert read_payload(pasted).images == [path]
+
+    view = ResultsView(ResultsModel(ThumbnailLoader(ThumbnailCache(tmp_path / "thumbs"))))
+    qtbot.addWidget(view)
+    opened: list[QUrl] = []
+    view.open_url = opened.append
+    view.open_photo(path)
+    view.open_folder(path)
+    assert [path_of(u) for u in opened] == [path, tmp_path]
