@@ -352,14 +352,16 @@ class Indexer:
     def _active_hasher(self, backbone) -> tuple[ModelRow, object] | None:
         from imagehash_app.core.hashing import load_hasher
 
-        model = self.cat.active_model()
-        if model is None:
-            return None
-        hasher = load_hasher(
-            self.root / model.dir, expect_feature_dim=backbone.feature_dim,
-            expect_backbone=model.backbone,
+        from imagehash_app.core.health import usable_model
+
+        # A version that cannot be loaded is set aside (kept, renamed): it must not block indexing.
+        return usable_model(
+            self.cat, self.root,
+            lambda m: load_hasher(
+                self.root / m.dir, expect_feature_dim=backbone.feature_dim, expect_backbone=m.backbone
+            ),
+            writable=True,
         )
-        return model, hasher
 
     def _store_batch(self, batch, ids_by_path: dict[Path, int], hasher_state) -> None:
         """One transaction: skipped files, indexed rows, reservoir features and codes."""

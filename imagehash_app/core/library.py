@@ -21,7 +21,8 @@ import numpy as np
 
 from imagehash_app.config import IDENTITY_FIELDS, LibrarySettings, default_library_dir
 from imagehash_app.core.catalog import CATALOG_FILE, STATUSES, Catalog, ModelRow
-from imagehash_app.core.errors import ImageDecodeError, ImagehashError
+from imagehash_app.core import health
+from imagehash_app.core.errors import ImageDecodeError, ImagehashError, LibraryDamagedError
 from imagehash_app.core.indexer import Indexer, IndexProgress, StopFn
 from imagehash_app.core.locking import WriterLock
 from imagehash_app.core.model_store import GRAPH_DIR, MODELS_DIR
@@ -75,6 +76,7 @@ class LibraryStatus:
     bytes_per_image: dict[str, float]
     disk_bytes: int
     folders: list[dict[str, Any]] = field(default_factory=list)
+    set_aside: list[dict[str, Any]] = field(default_factory=list)  # hasher versions that broke
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -122,11 +124,16 @@ class Library:
         at creation; for an existing library they must agree on backbone, weights and bits.
         """
         path = Path(path or default_library_dir()).expanduser().resolve()
+        if path.exists() and not path.is_dir():
+            raise ImagehashError(
+                f"{path} is a file, not a library folder; give a folder with --library."
+            )
         if read_only:
             return cls(path, Catalog.open(path / CATALOG_FILE, read_only=True), None)
-        path.mkdir(parents=True, exist_ok=True)
-        lock = WriterLock(path)
-        lock.acquire()
+        with health.translated(path):
+            path.mkdir(parents=True, exist_ok=True)
+            lock = WriterLock(path)
+            lock.acquire()
         try:
             cat = Catalog.open(path / CATALOG_FILE)
             if cat.get_meta("settings") is None:
@@ -281,14 +288,20 @@ class Library:
     def _index(
         self, targets: list[FolderInfo] | None, should_stop: StopFn | None
     ) -> Iterator[IndexProgress]:
-        cat = Catalog.open(self.path / CATALOG_FILE)
-        try:
-            wanted = {t.id for t in targets} if targets is not None else None
-            folders = [f for f in cat.folders() if wanted is None or f.id in wanted]
-            indexer = Indexer(cat, self.path, self.settings, self.backbone, should_stop)
-            yield from indexer.run(folders)
-        finally:
-            cat.close()
+        with health.translated(self.path):
+            cat = Catalog.open(self.path / CATALOG_FILE)
+            try:
+                before = cat.conn.total_changes
+                health.drop_broken_rows(cat)
+                health.usable_model(cat, self.path, _load_model(self.path), writable=True)
+                wanted = {t.id for t in targets} if targets is not None else None
+                folders = [f for f in cat.folders() if wanted is None or f.id in wanted]
+                indexer = Indexer(cat, self.path, self.settings, self.backbone, should_stop)
+                yield from indexer.run(folders)
+                if cat.conn.total_changes != before or not (self.path / health.BACKUP_FILE).exists():
+                    health.make_backup(cat.conn, self.path)
+            finally:
+                cat.close()
 
     def _get_backbone(self):
         """Old name of `backbone()`, still used by the window's engine module."""
@@ -363,7 +376,8 @@ class Library:
                 own: list[int | None] = [None] * len(features)
             else:
                 own = [self._cat.image_id_for(Path(p).expanduser().resolve()) for p in query_paths]
-            return self._search(features, top_k, own)
+            with health.translated(self.path):
+                return self._search(features, top_k, own)
 
     def _state(self) -> _SearchState | None:
         """Codes, index and hasher of the active model; reloaded when the catalogue changed."""
@@ -376,13 +390,21 @@ class Library:
             self._search_state = None
             return None
         from imagehash_app.core.codes import words_for
-        from imagehash_app.core.hashing import load_hasher
         from imagehash_app.core.search import CandidateIndex
 
         if state is not None and state.model.id == model.id:
             hasher = state.hasher
         else:
-            hasher = load_hasher(self.path / model.dir, expect_backbone=model.backbone)
+            usable = health.usable_model(
+                self._cat, self.path, _load_model(self.path), writable=not self.read_only
+            )
+            if usable is None:
+                raise LibraryDamagedError(
+                    f"The hasher of the library at {self.path} cannot be loaded; run "
+                    f"`imagehash-app --library {self.path} index` to set it aside and train a new one."
+                )
+            model, hasher = usable
+            token = self._cat.change_token()
         ids, codes = self._cat.load_codes(model.id, words_for(model.bits))
         graph = self.path / GRAPH_DIR / f"{model.id}.hnsw"
         with contextlib.suppress(OSError):
@@ -435,7 +457,7 @@ class Library:
             return self._cat.skipped()
 
     def status(self) -> LibraryStatus:
-        with self._mutex:
+        with self._mutex, health.translated(self.path):
             cat, s = self._cat, self.settings
             counts = cat.status_counts()
             model = cat.active_model()
@@ -469,7 +491,23 @@ class Library:
                      "skipped": f.skipped, "offline": f.offline, "online": f.online}
                     for f in self.folders()
                 ],
+                set_aside=_set_aside_records(cat),
             )
+
+
+def _set_aside_records(cat: Catalog) -> list[dict[str, Any]]:
+    try:
+        records = cat.get_json(health.SET_ASIDE_KEY, [])
+    except ValueError:
+        return []
+    return records if isinstance(records, list) else []
+
+
+def _load_model(root: Path):
+    """Loader of a registered hasher version, for `health.usable_model`."""
+    from imagehash_app.core.hashing import load_hasher
+
+    return lambda m: load_hasher(root / m.dir, expect_backbone=m.backbone)
 
 
 def _position(ids: np.ndarray, image_id: int | None) -> int | None:
