@@ -138,14 +138,19 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     """`mode=ro`, or `immutable=1` when SQLite cannot make the WAL's `-shm` (a read-only folder or
     mount once the writer's `-wal`/`-shm` are gone): search must still work there."""
     uri = path.resolve().as_uri()
-    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+    conn = None
     try:
+        conn = sqlite3.connect(
+            f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
         conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
         return conn
     except sqlite3.OperationalError:  # not a damaged file (that is a DatabaseError): the -shm
-        conn.close()
-    conn = sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None, check_same_thread=False)
-    return conn
+        if conn is not None:
+            conn.close()
+    return sqlite3.connect(
+        f"{uri}?immutable=1", uri=True, isolation_level=None, check_same_thread=False
+    )
 
 
 class Catalog:

@@ -50,16 +50,13 @@ def first_line(exc: BaseException) -> str:
 def damaged_error(library: Path, detail: str) -> LibraryDamagedError:
     """The sentence for a damaged catalogue, with the way out this library has."""
     lib = Path(library)
-    rebuild = f"rebuild it from your photos with `imagehash-app --library {lib} repair --rebuild`"
+    cmd = f"imagehash-app --library {lib} repair"
     if (lib / BACKUP_FILE).is_file():
-        way = (f"restore its last backup with `imagehash-app --library {lib} repair "
-               f"--restore-backup` or {rebuild}")
+        way = (f"restore its last backup with `{cmd} --restore-backup` or rebuild it from your "
+               f"photos with `{cmd} --rebuild` (both keep the damaged file)")
     else:
-        way = rebuild
-    return LibraryDamagedError(
-        f"The catalogue of the library at {lib} is damaged ({detail}); {way} "
-        "(the damaged file is kept)."
-    )
+        way = f"rebuild it from your photos with `{cmd} --rebuild` (it keeps the damaged file)"
+    return LibraryDamagedError(f"The catalogue of the library at {lib} is damaged ({detail}); {way}.")
 
 
 def translate(

@@ -351,7 +351,6 @@ class Indexer:
 
     def _active_hasher(self, backbone) -> tuple[ModelRow, object] | None:
         from imagehash_app.core.hashing import load_hasher
-
         from imagehash_app.core.health import usable_model
 
         # A version that cannot be loaded is set aside (kept, renamed): it must not block indexing.

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from imagehash_app.config import IDENTITY_FIELDS, LibrarySettings, default_library_dir
-from imagehash_app.core.catalog import CATALOG_FILE, STATUSES, Catalog, ModelRow
 from imagehash_app.core import health
+from imagehash_app.core.catalog import CATALOG_FILE, STATUSES, Catalog, ModelRow
 from imagehash_app.core.errors import ImageDecodeError, ImagehashError, LibraryDamagedError
 from imagehash_app.core.indexer import Indexer, IndexProgress, StopFn
 from imagehash_app.core.locking import WriterLock
@@ -293,7 +293,13 @@ class Library:
             try:
                 before = cat.conn.total_changes
                 health.drop_broken_rows(cat)
+                aside = len(_set_aside_records(cat))
                 health.usable_model(cat, self.path, _load_model(self.path), writable=True)
+                for m in _set_aside_records(cat)[aside:]:
+                    yield IndexProgress("scan", 0, 0, message=(
+                        f"Set aside hasher {m['dir']}, which cannot be loaded (kept as "
+                        f"{m['kept_as'] or 'nothing'}); the library goes on without it."
+                    ))
                 wanted = {t.id for t in targets} if targets is not None else None
                 folders = [f for f in cat.folders() if wanted is None or f.id in wanted]
                 indexer = Indexer(cat, self.path, self.settings, self.backbone, should_stop)
