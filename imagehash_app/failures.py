@@ -80,7 +80,7 @@ def explain(exc: BaseException, library: Path | None = None) -> tuple[str, int]:
                 translated = None
         if translated is None and is_disk_full(exc):
             translated = DiskFullError(
-                "The disk is full; free some space and run the command again "
+                "The disk is full; free some space and try again "
                 "(work finished so far is kept)."
             )
         err = translated or exc

@@ -74,7 +74,7 @@ def is_disk_full(exc: BaseException | None) -> bool:
 def disk_full(where: object, exc: BaseException | None = None) -> DiskFullError:
     """The one sentence for a full disk while writing to `where`."""
     err = DiskFullError(
-        f"The disk holding {where} is full; free some space and run the command again "
+        f"The disk holding {where} is full; free some space and try again "
         "(work finished so far is kept)."
     )
     err.__cause__ = exc

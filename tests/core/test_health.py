@@ -68,10 +68,9 @@ def test_sqlite_full_inside_a_transaction_is_reported_as_a_full_disk(tmp_path: P
         cat.set_meta("kept", "yes")
     pages = cat.conn.execute("PRAGMA page_count").fetchone()[0]
     cat.conn.execute(f"PRAGMA max_page_count = {pages + 2}")
-    with pytest.raises(DiskFullError) as info:
-        with cat.transaction():
-            for i in range(2000):
-                cat.set_meta(f"k{i}", "x" * 500)
+    with pytest.raises(DiskFullError) as info, cat.transaction():
+        for i in range(2000):
+            cat.set_meta(f"k{i}", "x" * 500)
     assert "full" in str(info.value) and "cannot rollback" not in str(info.value)
     assert not cat.conn.in_transaction
     assert cat.get_meta("kept") == "yes" and cat.get_meta("k0") is None
@@ -81,10 +80,9 @@ def test_sqlite_full_inside_a_transaction_is_reported_as_a_full_disk(tmp_path: P
 
 def test_a_failing_block_is_rolled_back_and_its_error_kept(tmp_path: Path) -> None:
     cat = _catalog(tmp_path)
-    with pytest.raises(KeyError, match="mine"):
-        with cat.transaction():
-            cat.set_meta("a", "1")
-            raise KeyError("mine")
+    with pytest.raises(KeyError, match="mine"), cat.transaction():
+        cat.set_meta("a", "1")
+        raise KeyError("mine")
     assert cat.get_meta("a") is None
     cat.close()
 
