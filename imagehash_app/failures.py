@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import sqlite3
 import sys
 import traceback
 from pathlib import Path
@@ -20,6 +21,7 @@ from imagehash_app.core.errors import (
     DiskFullError,
     ImagehashError,
     LibraryDamagedError,
+    disk_full,
     is_disk_full,
 )
 
@@ -62,28 +64,47 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _translate_raw(exc: BaseException, library: Path | None) -> ImagehashError | None:
+    """Name a low-level error the engine did not: a full disk where the file was (an export, a
+    cache), else as the library's when it concerns the library (SQLite, a file inside it)."""
+    from imagehash_app.core.health import translate
+
+    where = getattr(exc, "filename", None) if isinstance(exc, OSError) else None
+    if is_disk_full(exc):
+        if where:
+            return disk_full(Path(str(where)).parent, exc)
+        if library is None or not isinstance(exc, (OSError, sqlite3.Error)):
+            return DiskFullError(
+                "The disk is full; free some space and try again (work finished so far is kept)."
+            )
+    if library is None or not isinstance(exc, Exception):
+        return None
+    if isinstance(exc, OSError) and where and not _inside(Path(str(where)), library):
+        return None
+    try:
+        return translate(exc, library)
+    except Exception:  # noqa: BLE001 (explaining must never fail)
+        return None
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(Path(folder).resolve())
+    except (OSError, ValueError):
+        return False
+
+
 def explain(exc: BaseException, library: Path | None = None) -> tuple[str, int]:
     """(one sentence, exit code) for `exc`; low-level errors are named through the engine's
     `health.translate` when they concern the library."""
-    from imagehash_app.core.health import first_line, translate
+    from imagehash_app.core.health import first_line
 
     if isinstance(exc, KeyboardInterrupt):
         return ("interrupted; the library is consistent, run the command again to continue.",
                 EXIT_INTERRUPTED)
     err: BaseException = exc
     if not isinstance(exc, ImagehashError):
-        translated = None
-        if library is not None and isinstance(exc, Exception):
-            try:
-                translated = translate(exc, library)
-            except Exception:  # noqa: BLE001 (explaining must never fail)
-                translated = None
-        if translated is None and is_disk_full(exc):
-            translated = DiskFullError(
-                "The disk is full; free some space and try again "
-                "(work finished so far is kept)."
-            )
-        err = translated or exc
+        err = _translate_raw(exc, library) or exc
     if isinstance(err, DiskFullError) or (isinstance(err, ImagehashError) and is_disk_full(err)):
         return _one_line(str(err)), EXIT_DISK_FULL
     if isinstance(err, LibraryDamagedError):

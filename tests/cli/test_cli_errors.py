@@ -420,3 +420,19 @@ def test_real_enospc_indexing_into_a_full_tmpfs(photos, capsys, tmp_path) -> Non
         assert run(capsys, "--library", str(lib), "index", str(many.root))[0] == 0
         code, out, _ = run(capsys, "--library", str(lib), "search", str(many.originals[0]), "--top", "1")
         assert code == 0 and str(many.originals[0]) in out
+
+
+def test_disk_full_outside_the_library_names_that_place(lib, capsys, monkeypatch, tmp_path) -> None:
+    """An export (or any file the user chose) on a full disk: exit 4, naming where it was."""
+    from imagehash_app.core.library import Library
+
+    out = tmp_path / "exports" / "result.json"
+
+    def full(self):
+        raise OSError(errno.ENOSPC, "No space left on device", str(out))
+
+    monkeypatch.setattr(Library, "status", full)
+    code, _, err = run(capsys, "--library", str(lib), "status")
+    line = one_sentence(err)
+    assert code == EXIT_DISK_FULL and f"disk holding {out.parent} is full" in line
+    assert str(lib) not in line.split("details in")[0]

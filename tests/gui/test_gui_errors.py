@@ -53,3 +53,24 @@ def test_excepthook_turns_an_escaped_exception_into_a_sentence(monkeypatch: pyte
     assert len(shown) == 2 and all("failed unexpectedly" in t and "\n" not in t for t in shown)
     log = (_log_dir / "imagehash-app.log").read_text()
     assert "slot broke" in log and "ZeroDivisionError" in log
+
+
+def test_thumbnail_cache_on_a_full_disk_keeps_the_thumbnail_and_no_half_file(tmp_path, monkeypatch, make_photo) -> None:
+    import errno
+
+    from PIL import Image
+
+    from imagehash_app.gui.thumbnails import ThumbnailCache
+
+    photo = tmp_path / "p.jpg"
+    make_photo(1).save(photo)
+    cache = ThumbnailCache(tmp_path / "thumbs")
+
+    def full(self, fp, *args, **kwargs):
+        Path(fp).write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full)
+    image = cache.load(photo)
+    assert not image.isNull()
+    assert not [p for p in (tmp_path / "thumbs").rglob("*") if p.is_file()]
