@@ -133,7 +133,11 @@ class Library:
         with health.translated(path):
             path.mkdir(parents=True, exist_ok=True)
             lock = WriterLock(path)
-            lock.acquire()
+            try:
+                lock.acquire()
+            except OSError:  # taken, but its owner note could not be written (a full disk)
+                lock.release()
+                raise
         try:
             cat = Catalog.open(path / CATALOG_FILE)
             if cat.get_meta("settings") is None:
