@@ -436,3 +436,20 @@ def test_disk_full_outside_the_library_names_that_place(lib, capsys, monkeypatch
     line = one_sentence(err)
     assert code == EXIT_DISK_FULL and f"disk holding {out.parent} is full" in line
     assert str(lib) not in line.split("details in")[0]
+
+
+def test_usage_errors_are_argparse_exit_2(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["search"])
+    assert info.value.code == 2 and "Traceback" not in capsys.readouterr().err
+
+
+def test_interrupted_is_130_and_one_sentence(lib, capsys, monkeypatch) -> None:
+    from imagehash_app.core.library import Library
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Library, "status", interrupted)
+    code, _, err = run(capsys, "--library", str(lib), "status")
+    assert code == 130 and "interrupted" in one_sentence(err)
