@@ -1,7 +1,8 @@
 """Command-line face of the engine: argparse sub-commands over `core.library`, no logic of its own.
 
-Every ImagehashError becomes its message on stderr and exit status 1 (2 for usage errors), never a
-traceback. With no sub-command the window opens.
+Every failure becomes one sentence on stderr and an exit code (failures.py: 1 bad input, 2 usage,
+3 damaged library, 4 disk full, 130 interrupted), its details in the log file; never a traceback.
+With no sub-command the window opens.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from imagehash_app import cli_eval, cli_models
+from imagehash_app import cli_eval, cli_models, failures
 from imagehash_app.config import default_library_dir
 from imagehash_app.core.errors import ImagehashError
 from imagehash_app.core.stored_paths import b64, display
+from imagehash_app.failures import EXIT_ERROR, EXIT_INTERRUPTED
 
-EXIT_ERROR = 1
-EXIT_INTERRUPTED = 130
+__all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "build_parser", "main"]
 
 
 class ProgressPrinter:
@@ -175,6 +176,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     lines += [f"Warning:   {w}" for w in s.warnings]
     for reason, n in s.skipped_reasons.items():
         lines.append(f"  skipped: {n} {reason}")
+    for m in s.set_aside:
+        kept = f"kept as {m.get('kept_as')}" if m.get("kept_as") else "its files were missing"
+        lines.append(f"Set aside: hasher {m.get('dir')} could not be loaded ({kept}): {m.get('reason')}")
     lines.append("Folders:" if s.folders else "Folders:   none (imagehash-app index PATH adds one)")
     for f in s.folders:
         state = "" if f["online"] else "  [offline]"
@@ -208,6 +212,43 @@ def cmd_folders(args: argparse.Namespace) -> int:
             else:
                 lib.remove_folder(Path(p))
                 print(f"removed {display(Path(p).expanduser().resolve())}")
+    return 0
+
+
+def cmd_repair(args: argparse.Namespace) -> int:
+    """Mend a damaged catalogue: put the last backup back, or start afresh with the folders list
+    and index the photos again. The damaged catalogue is kept, renamed."""
+    from imagehash_app.core import health
+    from imagehash_app.core.locking import WriterLock
+
+    path = _library_path(args)
+    if not path.is_dir() or not any(
+        (path / name).exists() for name in (health.CATALOG_FILE, health.BACKUP_FILE)
+    ):
+        raise ImagehashError(f"There is no library at {path} to repair; check --library.")
+    lock = WriterLock(path)
+    lock.acquire()
+    try:
+        with health.translated(path):
+            if args.restore_backup:
+                kept = health.restore_backup(path)
+                folders: list[str] = []
+            else:
+                kept, folders = health.rebuild_catalog(path)
+    finally:
+        lock.release()
+    print(f"The damaged catalogue is kept as {kept}.")
+    if args.restore_backup:
+        print("Restored the last backup; run `imagehash-app index` to add photos changed since.")
+        return 0
+    print(f"Started a new catalogue with {len(folders)} folder(s); indexing them again.")
+    with _open(args) as lib:
+        printer = ProgressPrinter()
+        try:
+            for ev in lib.index():
+                printer.update(ev)
+        finally:
+            printer.close()
     return 0
 
 
@@ -283,26 +324,43 @@ def build_parser() -> argparse.ArgumentParser:
         fp.add_argument("paths", nargs="+", metavar="PATH")
         fp.set_defaults(func=cmd_folders)
 
+    p = sub.add_parser(
+        "repair", help="mend a damaged catalogue: restore its backup, or rebuild it from the photos"
+    )
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--restore-backup", action="store_true",
+                     help="put back the copy made after the last index run that changed the library")
+    how.add_argument("--rebuild", action="store_true",
+                     help="start a new catalogue with the same folders and settings and index them")
+    p.set_defaults(func=cmd_repair)
+
     cli_eval.add_parser(sub)
     cli_models.add_parsers(sub)
     return parser
 
 
+def _library_path(args: argparse.Namespace) -> Path:
+    return Path(args.library or default_library_dir()).expanduser().absolute()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; every failure reaches the person as one sentence and an exit code."""
     multiprocessing.freeze_support()  # decode workers in a frozen (PyInstaller) build
+    failures.log_warnings()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # usage errors: argparse's message and exit status 2
     func = getattr(args, "func", None)
     try:
         if func is None:
             return cmd_gui(args)
         return func(args)
-    except ImagehashError as exc:
-        print(f"imagehash-app: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("imagehash-app: interrupted; the library is consistent, run the command again "
-              "to continue.", file=sys.stderr)
-        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
+    except (Exception, KeyboardInterrupt) as exc:
+        try:
+            library = _library_path(args)
+        except Exception:  # noqa: BLE001
+            library = None
+        message, code = failures.report(exc, library)
+        print(f"imagehash-app: {message}", file=sys.stderr)
+        return code

@@ -30,3 +30,11 @@ def library_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "library"
     monkeypatch.setenv(LIBRARY_ENV, str(path))
     return path
+
+
+@pytest.fixture(autouse=True)
+def _log_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Failure details go to a throwaway log folder, never the user's (IMAGEHASH_APP_LOG_DIR)."""
+    path = tmp_path / "logs"
+    monkeypatch.setenv("IMAGEHASH_APP_LOG_DIR", str(path))
+    return path

@@ -152,6 +152,25 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """`mode=ro`, or `immutable=1` when SQLite cannot make the WAL's `-shm` (a read-only folder or
+    mount once the writer's `-wal`/`-shm` are gone): search must still work there."""
+    uri = path.resolve().as_uri()
+    conn = None
+    try:
+        conn = sqlite3.connect(
+            f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:  # not a damaged file (that is a DatabaseError): the -shm
+        if conn is not None:
+            conn.close()
+    return sqlite3.connect(
+        f"{uri}?immutable=1", uri=True, isolation_level=None, check_same_thread=False
+    )
+
+
 class Catalog:
     """One connection to a library's catalogue. Not shared between threads."""
 
@@ -162,18 +181,40 @@ class Catalog:
 
     @classmethod
     def open(cls, path: Path, *, read_only: bool = False) -> Catalog:
-        """Open (and create or migrate, when writable) the catalogue file at `path`."""
+        """Open (and create or migrate, when writable) the catalogue file at `path`.
+
+        A file that is not a sound SQLite database raises LibraryDamagedError (with the way out);
+        a full disk raises DiskFullError. Read-only, a WAL database whose `-shm` cannot be created
+        (a read-only folder or mount) is opened immutable, so search still works.
+        """
         path = Path(path)
-        if read_only:
-            if not path.exists():
-                raise ImagehashError(
-                    f"There is no library at {path.parent}. Index a folder first: "
-                    f"imagehash-app --library {path.parent} index PATH"
-                )
-            conn = sqlite3.connect(
-                f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
-                check_same_thread=False,
+        try:
+            return cls._open(path, read_only)
+        except ImagehashError:
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            from imagehash_app.core.health import translate
+
+            raise translate(exc, path.parent, opening=True) from exc
+
+    @classmethod
+    def _open(cls, path: Path, read_only: bool) -> Catalog:
+        from imagehash_app.core.health import BACKUP_FILE, damaged_error
+
+        if read_only and not path.exists():
+            raise ImagehashError(
+                f"There is no library at {path.parent}. Index a folder first: "
+                f"imagehash-app --library {path.parent} index PATH"
             )
+        if path.exists() and not path.is_file():
+            raise damaged_error(path.parent, "the catalogue is not a file")
+        # An empty file is where a new catalogue starts, unless the library had one (a backup).
+        if path.is_file() and path.stat().st_size == 0 and (
+            read_only or (path.parent / BACKUP_FILE).exists()
+        ):
+            raise damaged_error(path.parent, "the catalogue file is empty")
+        if read_only:
+            conn = _connect_read_only(path)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -209,13 +250,31 @@ class Catalog:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One atomic unit of work: all of it is stored, or none of it."""
-        self.conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                # SQLite may have rolled back already (SQLITE_FULL, SQLITE_CORRUPT): a ROLLBACK
+                # then fails with "no transaction is active" and would hide the real error.
+                if self.conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self.conn.execute("ROLLBACK")
+                raise
+            try:
+                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self.conn.execute("ROLLBACK")
+                raise
+        except (sqlite3.Error, OSError) as exc:
+            from imagehash_app.core.health import translate
+
+            err = translate(exc, self.path.parent)
+            if err is None:
+                raise
+            raise err from exc
 
     def change_token(self) -> tuple[int, int]:
         """Changes when anyone (this connection or another) commits: cache invalidation key."""
@@ -419,6 +478,9 @@ class Catalog:
         rows = self.conn.execute(
             "SELECT image_id, code FROM codes WHERE model_id = ? ORDER BY image_id", (model_id,)
         ).fetchall()
+        # A row of the wrong length (a damaged catalogue) is left out; the next index run drops it
+        # and codes the photo again (health.drop_broken_rows).
+        rows = [r for r in rows if isinstance(r[1], bytes) and len(r[1]) == 8 * words]
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         blob = b"".join(r[1] for r in rows)
         codes = np.frombuffer(blob, dtype="<u8").astype(np.uint64).reshape(len(rows), words)
@@ -465,6 +527,10 @@ class Catalog:
         rows = self.conn.execute(
             f"SELECT r.image_id, r.feature FROM reservoir r {where} ORDER BY r.image_id"
         ).fetchall()
+        if rows:  # rows of another length than most (a damaged catalogue) are left out
+            lengths = [len(r[1]) if isinstance(r[1], bytes) else -1 for r in rows]
+            common = max(set(lengths), key=lengths.count)
+            rows = [r for r, n in zip(rows, lengths, strict=True) if n == common and n % 2 == 0]
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         if not rows:
             return ids, np.zeros((0, 0), dtype=np.float32)

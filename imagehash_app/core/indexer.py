@@ -370,15 +370,16 @@ class Indexer:
 
     def _active_hasher(self, backbone) -> tuple[ModelRow, object] | None:
         from imagehash_app.core.hashing import load_hasher
+        from imagehash_app.core.health import usable_model
 
-        model = self.cat.active_model()
-        if model is None:
-            return None
-        hasher = load_hasher(
-            version_path(self.root, model.dir), expect_feature_dim=backbone.feature_dim,
-            expect_backbone=model.backbone,
+        # A version that cannot be loaded is set aside (kept, renamed): it must not block indexing.
+        return usable_model(
+            self.cat, self.root,
+            lambda m: load_hasher(
+                version_path(self.root, m.dir), expect_feature_dim=backbone.feature_dim, expect_backbone=m.backbone
+            ),
+            writable=True,
         )
-        return model, hasher
 
     def _store_batch(self, batch, ids_by_path: dict[Path, int], hasher_state) -> None:
         """One transaction: skipped files, indexed rows, reservoir features and codes."""

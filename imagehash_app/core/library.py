@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from imagehash_app.config import IDENTITY_FIELDS, LibrarySettings, default_library_dir
+from imagehash_app.core import health
 from imagehash_app.core.catalog import CATALOG_FILE, STATUSES, Catalog, ModelRow
-from imagehash_app.core.errors import ImageDecodeError, ImagehashError
+from imagehash_app.core.errors import ImageDecodeError, ImagehashError, LibraryDamagedError
 from imagehash_app.core.files import query_problem
 from imagehash_app.core.indexer import Indexer, IndexProgress, StopFn
 from imagehash_app.core.locking import LOCK_FILE, OWNER_FILE, WriterLock
@@ -79,6 +80,7 @@ class LibraryStatus:
     warnings: list[str] = field(default_factory=list)  # things the person should act on
     # folders the last scan could not list: {"path", "path_b64", "reason"}
     unreadable: list[dict[str, str]] = field(default_factory=list)
+    set_aside: list[dict[str, Any]] = field(default_factory=list)  # hasher versions that broke
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -180,9 +182,14 @@ class Library:
             if path.exists() and not path.is_dir():
                 raise ImagehashError(f"{path} is a file, not a library folder.")
             return cls(path, Catalog.open(path / CATALOG_FILE, read_only=True), None)
-        _prepare_location(path)
-        lock = WriterLock(path)
-        lock.acquire()
+        with health.translated(path):
+            _prepare_location(path)
+            lock = WriterLock(path)
+            try:
+                lock.acquire()
+            except OSError:  # taken, but its owner note could not be written (a full disk)
+                lock.release()
+                raise
         try:
             cat = Catalog.open(path / CATALOG_FILE)
             if cat.get_meta("settings") is None:
@@ -317,14 +324,26 @@ class Library:
     def _index(
         self, targets: list[FolderInfo] | None, should_stop: StopFn | None
     ) -> Iterator[IndexProgress]:
-        cat = Catalog.open(self.path / CATALOG_FILE)
-        try:
-            wanted = {t.id for t in targets} if targets is not None else None
-            folders = [f for f in cat.folders() if wanted is None or f.id in wanted]
-            indexer = Indexer(cat, self.path, self.settings, self.backbone, should_stop)
-            yield from indexer.run(folders)
-        finally:
-            cat.close()
+        with health.translated(self.path):
+            cat = Catalog.open(self.path / CATALOG_FILE)
+            try:
+                before = cat.conn.total_changes
+                health.drop_broken_rows(cat)
+                aside = len(_set_aside_records(cat))
+                health.usable_model(cat, self.path, _load_model(self.path), writable=True)
+                for m in _set_aside_records(cat)[aside:]:
+                    yield IndexProgress("scan", 0, 0, message=(
+                        f"Set aside hasher {m['dir']}, which cannot be loaded (kept as "
+                        f"{m['kept_as'] or 'nothing'}); the library goes on without it."
+                    ))
+                wanted = {t.id for t in targets} if targets is not None else None
+                folders = [f for f in cat.folders() if wanted is None or f.id in wanted]
+                indexer = Indexer(cat, self.path, self.settings, self.backbone, should_stop)
+                yield from indexer.run(folders)
+                if cat.conn.total_changes != before or not (self.path / health.BACKUP_FILE).exists():
+                    health.make_backup(cat.conn, self.path)
+            finally:
+                cat.close()
 
     def backbone(self):
         """The library's backbone, loaded once and shared by indexing and search."""
@@ -398,7 +417,8 @@ class Library:
                 own: list[int | None] = [None] * len(features)
             else:
                 own = [self._cat.image_id_for(Path(p).expanduser().resolve()) for p in query_paths]
-            return self._search(features, top_k, own)
+            with health.translated(self.path):
+                return self._search(features, top_k, own)
 
     def _searchable(self) -> bool:
         with self._mutex:
@@ -416,15 +436,21 @@ class Library:
             self._search_state = None
             return None
         from imagehash_app.core.codes import words_for
-        from imagehash_app.core.hashing import load_hasher
         from imagehash_app.core.search import CandidateIndex
 
         if state is not None and state.model.id == model.id:
             hasher = state.hasher
         else:
-            hasher = load_hasher(
-                version_path(self.path, model.dir), expect_backbone=model.backbone
+            usable = health.usable_model(
+                self._cat, self.path, _load_model(self.path), writable=not self.read_only
             )
+            if usable is None:
+                raise LibraryDamagedError(
+                    f"The hasher of the library at {self.path} cannot be loaded; run "
+                    f"`imagehash-app --library {self.path} index` to set it aside and train a new one."
+                )
+            model, hasher = usable
+            token = self._cat.change_token()
         ids, codes = self._cat.load_codes(model.id, words_for(model.bits))
         # Readers load a saved graph but never write one: a read-only command changes nothing.
         graph = self.path / GRAPH_DIR / f"{model.id}.hnsw"
@@ -478,7 +504,7 @@ class Library:
             return self._cat.skipped()
 
     def status(self) -> LibraryStatus:
-        with self._mutex:
+        with self._mutex, health.translated(self.path):
             cat, s = self._cat, self.settings
             counts = cat.status_counts()
             model = cat.active_model()
@@ -518,6 +544,7 @@ class Library:
                     {"path": str(p), "path_b64": b64(p), "reason": reason}
                     for p, reason in cat.unreadable()
                 ],
+                set_aside=_set_aside_records(cat),
             )
 
     def _warnings(self) -> list[str]:
@@ -541,6 +568,21 @@ class Library:
                     "`imagehash-app index` to train it"
                 )
             return "no photo of the library matched"
+
+
+def _set_aside_records(cat: Catalog) -> list[dict[str, Any]]:
+    try:
+        records = cat.get_json(health.SET_ASIDE_KEY, [])
+    except ValueError:
+        return []
+    return records if isinstance(records, list) else []
+
+
+def _load_model(root: Path):
+    """Loader of a registered hasher version, for `health.usable_model`."""
+    from imagehash_app.core.hashing import load_hasher
+
+    return lambda m: load_hasher(version_path(root, m.dir), expect_backbone=m.backbone)
 
 
 def _position(ids: np.ndarray, image_id: int | None) -> int | None:

@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from imagehash_app.core.catalog import Catalog, ModelRow
-from imagehash_app.core.errors import ImagehashError
+from imagehash_app.core.errors import IncompatibleModelError
 
 MODELS_DIR = "models"
 GRAPH_DIR = "graph"
@@ -36,8 +36,9 @@ _GRAPH_NAME = re.compile(r"([0-9]{1,18})\.hnsw(?:\.json|\.tmp)?")
 log = logging.getLogger(__name__)
 
 
-class UnsafeLibraryPathError(ImagehashError):
-    """The catalogue names a model folder that is not one the app makes inside the library."""
+class UnsafeLibraryPathError(IncompatibleModelError):
+    """The catalogue names a model folder that is not one the app makes inside the library: such
+    a version cannot be loaded (and is set aside by a writer, its folder left alone)."""
 
 
 class SavableHasher(Protocol):

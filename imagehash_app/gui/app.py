@@ -10,8 +10,10 @@ from PySide6.QtCore import QCoreApplication, Qt, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QStyleFactory
 
+from imagehash_app import failures
 from imagehash_app.config import default_library_dir
 from imagehash_app.gui.icons import app_icon
+from imagehash_app.gui.messages import Level, install_excepthook
 
 ORG = "imagehash_app"
 APP = "imagehash-app"
@@ -51,6 +53,8 @@ def run(library_path: Path | None = None, open_paths: list[Path] | None = None) 
 
     app = create_application()
     window = MainWindow(Path(library_path) if library_path else default_library_dir())
+    install_excepthook(lambda text: window.show_message(text, Level.ERROR))
+    failures.log_warnings()
     window.show()
     if open_paths:
         QTimer.singleShot(0, lambda: window.handle_payload(classify([Path(p) for p in open_paths])))

@@ -313,7 +313,7 @@ class MainWindow(QMainWindow):
         elif isinstance(exc, WeightsUnavailableError):
             self.show_message(str(exc), Level.ERROR, "Choose weights file…", "weights")
         else:
-            self.show_message(describe(exc, doing), Level.ERROR)
+            self.show_message(describe(exc, doing, self.library_path), Level.ERROR)
 
     def _enter_read_only(self, exc: LibraryLockedError) -> None:
         first = not self.read_only

@@ -1,27 +1,32 @@
 """Errors turned into sentences for a person, and the inline bar that shows them.
 
 The window never shows a traceback. Engine errors (`ImagehashError`) already carry a message written
-for a person; the few OS-level failures a desktop user meets (full disk, vanished folder, permission)
-are translated here. The bar is inline rather than a modal dialog so that background work can report
+for a person; other failures get the same sentence as on the command line (imagehash_app/failures.py)
+with their details in the same log file, and an exception no slot caught reaches the excepthook. The bar is inline rather than a modal dialog so that background work can report
 without stealing focus, and so tests can read it.
 """
 
 from __future__ import annotations
 
-import errno
-import sqlite3
+import sys
+import threading
+from collections.abc import Callable
 from enum import Enum
+from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPalette
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QStyle, QToolButton, QWidget
 
+from imagehash_app import failures
 from imagehash_app.core.errors import (
     ImageDecodeError,
-    ImagehashError,
     LibraryLockedError,
     WeightsUnavailableError,
+    is_disk_full,
 )
+
+__all__ = ["Level", "MessageBar", "describe", "install_excepthook", "is_disk_full"]
 
 
 class Level(Enum):
@@ -30,33 +35,24 @@ class Level(Enum):
     ERROR = "error"
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    """True for ENOSPC and SQLite's "database or disk is full"."""
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
-
-
-def describe(exc: BaseException, doing: str = "") -> str:
-    """One or two sentences saying what happened and what to do."""
+def describe(exc: BaseException, doing: str = "", library: Path | None = None) -> str:
+    """One sentence saying what happened and what to do: the command line's sentence (see
+    imagehash_app/failures.py), its details logged to the same log file."""
     prefix = f"Could not {doing}: " if doing else ""
-    if is_disk_full(exc):
-        return (
-            f"{prefix}the disk is full. Free some space, then re-scan (Library ▸ Re-scan all); "
-            "work done so far is kept."
-        )
     if isinstance(exc, ImageDecodeError):
         where = f"{exc.path}" if exc.path is not None else "The file"
         return f"{where} cannot be searched: {exc.reason}."
-    if isinstance(exc, LibraryLockedError | WeightsUnavailableError | ImagehashError):
+    if isinstance(exc, LibraryLockedError | WeightsUnavailableError):
         return f"{prefix}{exc}"
-    if isinstance(exc, FileNotFoundError):
-        return f"{prefix}{exc.filename or 'a file'} disappeared (moved, deleted or on an unplugged drive)."
-    if isinstance(exc, PermissionError):
-        return f"{prefix}permission denied for {exc.filename or 'a file'}."
-    if isinstance(exc, OSError):
-        return f"{prefix}{exc.strerror or exc}."
-    return f"{prefix}an unexpected error happened ({type(exc).__name__}: {exc})."
+    if not is_disk_full(exc) and library is None:
+        if isinstance(exc, FileNotFoundError):
+            return f"{prefix}{exc.filename or 'a file'} disappeared (moved, deleted or on an unplugged drive)."
+        if isinstance(exc, PermissionError):
+            return f"{prefix}permission denied for {exc.filename or 'a file'}."
+    message, _code = failures.report(exc, library, context=f"window: {doing}")
+    if prefix and message[1:2].islower():  # "Could not index: the disk ..."
+        message = message[:1].lower() + message[1:]
+    return f"{prefix}{message}"
 
 
 class MessageBar(QFrame):
@@ -132,3 +128,25 @@ class MessageBar(QFrame):
 def palette_is_dark(palette: QPalette) -> bool:
     """Whether the active palette is a dark one (window darker than its text)."""
     return palette.color(QPalette.ColorRole.Window).lightness() < palette.color(QPalette.ColorRole.WindowText).lightness()
+
+
+def install_excepthook(show: Callable[[str], None]) -> None:
+    """Route exceptions that escape Qt slots and threads to `show` as one sentence (details to the
+    log) instead of a traceback on stderr."""
+
+    def hook(exc_type, exc, tb) -> None:
+        if exc is None:
+            exc = exc_type()
+        if tb is not None and exc.__traceback__ is None:
+            exc = exc.with_traceback(tb)
+        if isinstance(exc, KeyboardInterrupt):
+            sys.__excepthook__(exc_type, exc, tb)
+            return
+        try:
+            show(describe(exc))
+        except Exception:  # noqa: BLE001 (the window may be gone; never recurse)
+            message, _ = failures.explain(exc)
+            print(f"imagehash-app: {message}", file=sys.stderr)
+
+    sys.excepthook = hook
+    threading.excepthook = lambda args: hook(args.exc_type, args.exc_value, args.exc_traceback)

@@ -55,11 +55,14 @@ class ThumbnailCache:
         thumb = make_thumbnail(path, self.size)
         if cached is not None:
             # A full disk or read-only library only costs us the cache, never the thumbnail.
-            with contextlib.suppress(OSError):
+            tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+            try:
                 cached.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cached.with_suffix(f".{os.getpid()}.tmp")
                 thumb.save(tmp, "JPEG", quality=85)
                 os.replace(tmp, cached)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()  # no half-written file left behind
         data = thumb.tobytes("raw", "RGB")
         image = QImage(data, thumb.width, thumb.height, 3 * thumb.width, QImage.Format.Format_RGB888)
         return image.copy()  # own the pixels: `data` dies with this frame

@@ -216,3 +216,26 @@ def test_no_results_say_why(indexed, photos, tmp_path, capsys) -> None:
     assert cli.main(["--library", str(empty), "folders", "add", str(photos.root)]) == 0
     assert cli.main(["--library", str(empty), "search", str(photos.originals[0])]) == 0
     assert "has no indexed photos yet" in capsys.readouterr().out
+
+
+def test_warnings_of_libraries_go_to_the_log_not_the_terminal(indexed, photos, monkeypatch, capsys) -> None:
+    """Pillow warns about odd files ("possibly corrupt EXIF data"): details for the log."""
+    import warnings
+
+    from PIL import Image
+
+    from imagehash_app import failures
+
+    real_open = Image.open
+
+    def warning_open(*args, **kwargs):
+        warnings.warn("Possibly corrupt EXIF data.", UserWarning, stacklevel=2)
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", warning_open)
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # restored after the test
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert cli.main(["--library", str(indexed), "search", str(photos.originals[0])]) == 0
+    assert "corrupt EXIF" not in capsys.readouterr().err
+    assert "UserWarning: Possibly corrupt EXIF data." in failures.log_path().read_text()
