@@ -126,7 +126,14 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     with _open(args, read_only=True) as lib:
-        responses = lib.search([Path(p) for p in args.images], top_k=args.top)
+        # Printed batch by batch as they come: memory stays flat however many queries.
+        for batch in lib.iter_search([Path(p) for p in args.images], top_k=args.top):
+            _print_responses(batch, args)
+            sys.stdout.flush()
+    return 0
+
+
+def _print_responses(responses, args: argparse.Namespace) -> None:
     for resp in responses:
         if args.json:
             print(json.dumps({
@@ -142,7 +149,6 @@ def cmd_search(args: argparse.Namespace) -> int:
                 print("  (no results: the library has no indexed photos yet)")
             for rank, r in enumerate(resp.results, 1):
                 print(f"  {rank:>3}  {r.score:7.4f}  {r.hamming:>4}  {r.path}")
-    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:

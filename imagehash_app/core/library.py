@@ -27,6 +27,11 @@ from imagehash_app.core.locking import WriterLock
 from imagehash_app.core.model_store import GRAPH_DIR, MODELS_DIR
 from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_remove, shrink_reservoir
 
+# Queries embedded and searched together: one batch's features, candidates and responses are
+# what a search holds at once, however many queries it was given (2 000 queries grew memory by
+# 224 MB with one batch on a 300-photo tiny-backbone library; docs in tests/core/test_memory_bounds).
+QUERY_BATCH = 64
+
 __all__ = [
     "FolderInfo", "IndexProgress", "Library", "LibraryStatus", "SearchResponse", "SearchResult",
 ]
@@ -343,12 +348,30 @@ class Library:
         for p in paths:
             if not p.is_file():
                 raise ImagehashError(f"Cannot search with {p}: there is no such file.")
-        features, _, failures = self.embed(paths)
-        if failures:
-            path, reason = failures[0]
-            raise ImageDecodeError(f"cannot search with this file: {reason}", path)
-        hits = self.search_features(features, top_k, query_paths=paths)
-        return [SearchResponse(q, r) for q, r in zip(paths, hits, strict=True)]
+        return [response for batch in self._search_batches(paths, top_k) for response in batch]
+
+    def iter_search(
+        self, images: Sequence[Path], top_k: int = 20
+    ) -> Iterator[list[SearchResponse]]:
+        """`search`, streamed: the responses of each `QUERY_BATCH` queries as soon as they are
+        ready, so that memory does not grow with the number of queries. A file that cannot be
+        searched with raises when its batch comes, after the earlier batches' responses."""
+        paths = list(images)
+        for start in range(0, len(paths), QUERY_BATCH):
+            yield self.search(paths[start : start + QUERY_BATCH], top_k)
+
+    def _search_batches(
+        self, paths: Sequence[Path], top_k: int
+    ) -> Iterator[list[SearchResponse]]:
+        """Embed and search `QUERY_BATCH` queries at a time (checked, resolved paths)."""
+        for start in range(0, len(paths), QUERY_BATCH):
+            batch = paths[start : start + QUERY_BATCH]
+            features, _, failures = self.embed(batch)
+            if failures:
+                path, reason = failures[0]
+                raise ImageDecodeError(f"cannot search with this file: {reason}", path)
+            hits = self.search_features(features, top_k, query_paths=batch)
+            yield [SearchResponse(q, r) for q, r in zip(batch, hits, strict=True)]
 
     def search_features(
         self, features: np.ndarray, top_k: int = 20, query_paths: Sequence[Path] | None = None
@@ -358,12 +381,19 @@ class Library:
         `query_paths`, when given, lets a query that is a library photo come first.
         """
         features = np.atleast_2d(np.asarray(features, dtype=np.float32))
-        with self._mutex:
-            if query_paths is None:
-                own: list[int | None] = [None] * len(features)
-            else:
-                own = [self._cat.image_id_for(Path(p).expanduser().resolve()) for p in query_paths]
-            return self._search(features, top_k, own)
+        out: list[list[SearchResult]] = []
+        for start in range(0, len(features), QUERY_BATCH):  # bounded scratch per batch
+            batch = features[start : start + QUERY_BATCH]
+            with self._mutex:
+                if query_paths is None:
+                    own: list[int | None] = [None] * len(batch)
+                else:
+                    own = [
+                        self._cat.image_id_for(Path(p).expanduser().resolve())
+                        for p in query_paths[start : start + QUERY_BATCH]
+                    ]
+                out += self._search(batch, top_k, own)
+        return out
 
     def _state(self) -> _SearchState | None:
         """Codes, index and hasher of the active model; reloaded when the catalogue changed."""
