@@ -27,10 +27,14 @@ from imagehash_app.core.locking import WriterLock
 from imagehash_app.core.model_store import GRAPH_DIR, MODELS_DIR
 from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_remove, shrink_reservoir
 
-# Queries embedded and searched together: one batch's features, candidates and responses are
-# what a search holds at once, however many queries it was given (2 000 queries grew memory by
-# 224 MB with one batch on a 300-photo tiny-backbone library; docs in tests/core/test_memory_bounds).
+# Queries embedded and searched together: one batch's features, candidates and responses are what
+# a search holds at once, however many queries it is given. Searching all at once held 2 MB a query
+# with mobilenet_v2 (2 000 queries peaked 4.4 GB above 20 on a 300-photo library).
 QUERY_BATCH = 64
+# Queries through the backbone at once: the network's working memory grows with its batch (ONNX
+# Runtime, mobilenet_v2: about 18 MB a photo), and a search is a few photos, not an index run.
+# With 8, 2 000 queries peaked 6 MB above 20 queries; with the library's batch size (32), 233 MB.
+QUERY_EMBED_BATCH = 8
 
 __all__ = [
     "FolderInfo", "IndexProgress", "Library", "LibraryStatus", "SearchResponse", "SearchResult",
@@ -327,7 +331,7 @@ class Library:
         feats: list[np.ndarray] = [np.zeros((0, backbone.feature_dim), np.float32)]
         ok: list[Path] = []
         failures: list[tuple[Path, str]] = []
-        batch_size = max(1, min(len(paths), self.settings.batch_size))
+        batch_size = max(1, min(len(paths), self.settings.batch_size, QUERY_EMBED_BATCH))
         # In this process: a query must not wait behind an index run's photos in the decode pool.
         for batch in iter_embeddings(
             paths, backbone, batch_size=batch_size, workers=1, processes=False
