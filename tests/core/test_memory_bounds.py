@@ -305,29 +305,31 @@ def peak(n):
     return growth(before)
 
 peak(20)  # warm up: backbone, hasher, codes
-print(json.dumps({"20": peak(20), "2000": peak(2000)}))
+print(json.dumps({"few": peak(20), "many": peak(len(queries))}))
 """
 
 
 @linux_only
-def test_search_with_2000_queries_grows_memory_less_than_100mb_over_20(tmp_path: Path) -> None:
-    """Before streaming, 2 000 queries grew peak RSS by 224 MB more than 20 did on this library
-    (300 photos, tiny backbone: 2 x 200 candidates x 64 floats a query; 2 MB a query with
-    mobilenet_v2's 1280). Query files are 10 photos behind 2 000 symbolic links."""
+def test_search_memory_does_not_grow_with_the_number_of_queries(tmp_path: Path) -> None:
+    """1 000 queries peak less than 100 MB above 20 (the issue's bound for 2 000, which takes
+    twice as long; by hand, 2 000 vs 20 on a 300-photo library: +218 MB before, +5 MB after).
+    Before streaming, this library (400 photos, tiny backbone, 400 candidates reranked: 2 x 400 x
+    64 floats a query) peaked 218 MB higher for 1 000 queries. Query files are 10 photos
+    behind symbolic links."""
     photos = tmp_path / "photos"
     photos.mkdir()
-    for i in range(300):  # more photos than rerank_depth (200): every query reranks 200
+    for i in range(400):  # as many photos as candidates: every query reranks 400
         make_photo(i, (64, 48)).save(photos / f"{i:04d}.jpg", quality=90)
     settings = LibrarySettings(
-        backbone="tiny", weights="none", bits=32, device="cpu", batch_size=32, threads=2
+        backbone="tiny", weights="none", bits=32, device="cpu", batch_size=32, threads=2,
+        rerank_depth=400,
     )
-    assert settings.rerank_depth == 200
     with Library.open(tmp_path / "lib", settings=settings) as lib:
         for _ in lib.index([photos]):
             pass
     queries = tmp_path / "queries"
     queries.mkdir()
-    for i in range(2000):
+    for i in range(1000):
         (queries / f"q{i:05d}.jpg").symlink_to(photos / f"{i % 10:04d}.jpg")
     out = _run(_SEARCH, tmp_path / "lib", queries)
-    assert out["2000"] - out["20"] < 100 * MB, out
+    assert out["many"] - out["few"] < 100 * MB, out
