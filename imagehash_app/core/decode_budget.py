@@ -67,12 +67,17 @@ class PixelBudget:
     def __init__(self, total: int = DECODE_BUDGET_PIXELS) -> None:
         if total < 1:
             raise ValueError(f"a pixel budget must be positive, got {total}")
-        ctx = spawn_context()
         self.total = int(total)
-        self._turn = ctx.Lock()  # the one waiter that may take pixels next
-        self._cond = ctx.Condition(ctx.Lock())
-        self._free = ctx.Value("q", self.total, lock=False)
-        self._peak = ctx.Value("q", 0, lock=False)  # most pixels held at once (for tests, reports)
+        try:
+            ctx = spawn_context()
+            self._turn = ctx.Lock()  # the one waiter that may take pixels next
+            self._cond = ctx.Condition(ctx.Lock())
+            self._free = ctx.Value("q", self.total, lock=False)
+            self._peak = ctx.Value("q", 0, lock=False)  # most held at once (tests, reports)
+        except OSError:  # no shared memory or semaphores (some sandboxes): this process only
+            self._turn = threading.Lock()
+            self._cond = threading.Condition()
+            self._free, self._peak = _Count(self.total), _Count(0)
 
     @property
     def held(self) -> int:
@@ -108,6 +113,13 @@ class PixelBudget:
             with self._cond:
                 self._free.value += need
                 self._cond.notify_all()
+
+
+class _Count:
+    """A counter with `multiprocessing.Value`'s interface, for a budget of one process."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
 
 
 _lock = threading.Lock()

@@ -29,6 +29,7 @@ from imagehash_app.core import search as search_mod
 from imagehash_app.core.codes import pack_signs
 from imagehash_app.core.decode_budget import PixelBudget
 from imagehash_app.core.embedding import _decode_chunk, _spawn_pool
+from imagehash_app.core.errors import ImageDecodeError
 from imagehash_app.core.images import make_thumbnail
 from imagehash_app.core.library import Library
 from imagehash_app.core.preprocess import Preprocessing
@@ -141,6 +142,27 @@ def test_a_request_that_fits_waits_behind_an_earlier_large_one() -> None:
     assert order == ["large", "small"]
 
 
+def test_without_shared_memory_the_budget_still_bounds_this_process(monkeypatch) -> None:
+    def no_semaphores():
+        raise OSError("no /dev/shm")
+
+    monkeypatch.setattr(decode_budget, "spawn_context", no_semaphores)
+    budget = PixelBudget(10)
+    assert isinstance(budget._free, decode_budget._Count)  # the in-process fallback
+    got = threading.Event()
+
+    def second() -> None:
+        with budget.hold(6):
+            got.set()
+
+    with budget.hold(6):
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        assert not got.wait(0.1)  # 6 + 6 > 10: it waits
+    waiter.join(5)
+    assert got.is_set() and budget.peak == 6 and budget.held == 0
+
+
 # --- decoding under the budget -----------------------------------------------------------------
 _DECODE = """
 import json, sys
@@ -214,7 +236,7 @@ def test_thumbnails_hold_the_budget_and_big_jpegs_decode_reduced(
     assert make_thumbnail(jpg, 256).size == (256, 192)
     assert budget.peak == 300 * 225  # draft mode: decoded at 1/8
     budget.reset_peak()
-    with pytest.raises(Exception, match="too large"):
+    with pytest.raises(ImageDecodeError, match="too large"):
         huge = tmp_path / "huge.png"
         Image.new("1", (12_000, 8_000)).save(huge)  # 96 MP, over Pillow's limit: refused unread
         make_thumbnail(huge, 256)
