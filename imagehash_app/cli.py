@@ -128,8 +128,10 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     with _open(args, read_only=True) as lib:
-        responses = lib.search([Path(p) for p in args.images], top_k=args.top)
-        _print_responses(lib, responses, args)
+        # Printed batch by batch as they come: memory stays flat however many queries.
+        for batch in lib.iter_search([Path(p) for p in args.images], top_k=args.top):
+            _print_responses(lib, batch, args)
+            sys.stdout.flush()
     return 0
 
 

@@ -12,6 +12,11 @@ catalogue, and beside 16 decoding threads, which hold the GIL for Pillow's Pytho
 too little of it (a batch's forward pass took 181 ms instead of 12.5); processes measured 8-14%
 faster there, and with 8 photos per task (fewer, larger messages for the one parent thread that
 receives them) the pipeline reached 90% of D (docs/results-indexing.md).
+
+Threads and processes decode under one pixel budget (`decode_budget`): a photo's decoded pixels
+are held from the full decode until its crop is made, so however many workers run, the pixels
+decoded at once stay under `DECODE_BUDGET_PIXELS`. Processes get the parent's budget when they
+start; a pool replaced after a crash gets a fresh one.
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
+from imagehash_app.core import decode_budget
 from imagehash_app.core.child_process import exit_with_parent, spawn_context
+from imagehash_app.core.decode_budget import PixelBudget
 from imagehash_app.core.errors import ImageDecodeError
 from imagehash_app.core.files import fingerprint_of_file
-from imagehash_app.core.images import decode_photo, load_rgb, reason_for_os_error
+from imagehash_app.core.images import decoding, reason_for_os_error
 from imagehash_app.core.preprocess import Preprocessing
 
 PREFETCH_BATCHES = 2  # batches decoded ahead of the one being embedded
@@ -67,8 +74,8 @@ class EmbeddedBatch:
 
 def decode_for(path: Path, backbone) -> np.ndarray:
     """Decode one file (draft mode at the backbone's size) and preprocess it to float (3, H, W)."""
-    img = load_rgb(path, min_side=backbone.min_side)
-    return backbone.preprocess(img)
+    with decoding(Path(path), backbone.min_side) as (img, _):
+        return backbone.preprocess(img)
 
 
 def decode_pixels(path: Path, prep: Preprocessing, min_side: int) -> tuple[np.ndarray, PhotoFacts]:
@@ -76,10 +83,11 @@ def decode_pixels(path: Path, prep: Preprocessing, min_side: int) -> tuple[np.nd
     try:
         with open(path, "rb") as fh:
             fp = fingerprint_of_file(fh)
-            img, (width, height) = decode_photo(path, min_side, fh)
+            with decoding(path, min_side, fh) as (img, (width, height)):
+                crop = prep.crop_uint8(img)  # inside: the full pixels count until reduced
     except OSError as exc:  # opening or hashing (the decoder maps its own errors)
         raise ImageDecodeError(reason_for_os_error(exc), path) from exc
-    return prep.crop_uint8(img), PhotoFacts(fp, width, height)
+    return crop, PhotoFacts(fp, width, height)
 
 
 def _decode_task(
@@ -114,14 +122,19 @@ def wants_processes(backbone) -> bool:
     return backbone.device != "cpu"
 
 
-def _decode_process_start() -> None:
+def _decode_process_start(budget: PixelBudget) -> None:
     exit_with_parent()
+    decode_budget.use(budget)  # the parent's: one budget for all the decoders
     if hasattr(os, "nice"):  # not on Windows; raising one's own niceness is always allowed
         os.nice(DECODE_NICENESS)
 
 
-def _spawn_pool(workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(workers, mp_context=spawn_context(), initializer=_decode_process_start)
+def _spawn_pool(workers: int, budget: PixelBudget) -> ProcessPoolExecutor:
+    """A pool of decode processes that share `budget`."""
+    return ProcessPoolExecutor(
+        workers, mp_context=spawn_context(), initializer=_decode_process_start,
+        initargs=(budget,),
+    )
 
 
 class _ProcessPools:
@@ -140,7 +153,9 @@ class _ProcessPools:
             if self._pool is None or fresh or self._size != workers:
                 if self._pool is not None:
                     self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = _spawn_pool(workers)
+                # After a crash, a fresh budget: a process killed holding pixels never returns them.
+                budget = decode_budget.renew() if fresh else decode_budget.budget()
+                self._pool = _spawn_pool(workers, budget)
                 self._size = workers
             return self._pool
 
@@ -187,7 +202,9 @@ class DecodeWorkers:
     def _alone(self, path: Path, prep: Preprocessing, min_side: int):
         """Decode `path` by itself in a one-process pool: if that breaks, this photo is the cause."""
         if self._isolation is None:
-            self._isolation = _spawn_pool(1)
+            # Its own budget, so that a crash here leaks nothing from the shared one; the one
+            # photo it decodes may come on top of the shared budget while the pool runs.
+            self._isolation = _spawn_pool(1, PixelBudget(decode_budget.budget().total))
         try:
             return self._isolation.submit(_decode_task, path, prep, min_side).result()
         except BrokenProcessPool:

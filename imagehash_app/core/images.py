@@ -3,20 +3,28 @@
 Photos are decoded only as large as the backbone needs: JPEG files use Pillow's draft mode, which
 scales in the DCT domain (1/2, 1/4, 1/8) while decoding, so a 12 MP photo is never decoded at full
 size when 224 px are wanted. EXIF orientation is applied after the (cheap) reduced decode.
+
+Every full decode first takes its decoded pixel count (read from the header, after draft mode) from
+the process-wide pixel budget (`decode_budget`), and gives it back when the caller is done with the
+pixels: `decoding()` for callers that reduce the image inside the block (the backbone's crop, a
+thumbnail); `load_rgb` / `decode_photo` give it back when they return the decoded image.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
 import struct
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from imagehash_app.core import decode_budget
 from imagehash_app.core.errors import ImageDecodeError
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
@@ -119,16 +127,21 @@ def _bomb_reason(exc: Exception) -> str:
     return "too large"
 
 
-def _decode(path: Path, img: Image.Image, min_side: int | None) -> Image.Image:
-    """Decode the first frame at the smallest size that keeps the shorter side >= min_side."""
+def _draft(img: Image.Image, min_side: int | None) -> None:
+    """Let a JPEG decode at the smallest DCT scale that keeps the shorter side >= min_side."""
+    if min_side is not None and img.format == "JPEG":
+        # draft() keeps both sides >= the requested box, so the shorter side stays >= min_side.
+        img.draft("RGB", (min_side, min_side))
+
+
+def _decode(path: Path, img: Image.Image) -> Image.Image:
+    """Decode the first frame (at the size `decoded_pixels` set) to RGB, EXIF orientation applied."""
     try:
-        if min_side is not None and img.format == "JPEG":
-            # draft() keeps both sides >= the requested box, so the shorter side stays >= min_side.
-            img.draft("RGB", (min_side, min_side))
         if getattr(img, "is_animated", False):
             img.seek(0)
         img.load()
-        img = ImageOps.exif_transpose(img)
+        # In place: without an Orientation tag Pillow would return a full copy of the pixels.
+        ImageOps.exif_transpose(img, in_place=True)
         if img.mode != "RGB":
             img = _to_rgb(img)
         return img
@@ -142,6 +155,17 @@ def _decode(path: Path, img: Image.Image, min_side: int | None) -> Image.Image:
         raise ImageDecodeError("unreadable: permission denied", path) from exc
     except (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error) as exc:
         raise ImageDecodeError("corrupt or truncated", path) from exc
+
+
+def decoded_pixels(path: Path, img: Image.Image, min_side: int | None) -> int:
+    """Pixels a full decode of opened `img` will hold: its header size, after draft mode (a JPEG
+    then decodes at the smallest DCT scale whose shorter side stays >= min_side)."""
+    try:
+        _draft(img, min_side)
+    except (OSError, ValueError) as exc:
+        raise ImageDecodeError("corrupt or truncated", path) from exc
+    w, h = img.size
+    return w * h
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -169,22 +193,35 @@ def load_rgb(path: Path | str, min_side: int | None = None) -> Image.Image:
 def decode_photo(
     path: Path, min_side: int | None = None, fh: BinaryIO | None = None
 ) -> tuple[Image.Image, tuple[int, int]]:
-    """`load_rgb`, plus the stored (width, height) from the header; reads `fh` when given."""
+    """`load_rgb`, plus the stored (width, height) from the header; reads `fh` when given. The
+    budget is held while decoding only: prefer `decoding()` when the image is reduced next."""
+    with decoding(path, min_side, fh) as (img, size):
+        return img, size
+
+
+@contextlib.contextmanager
+def decoding(
+    path: Path, min_side: int | None = None, fh: BinaryIO | None = None
+) -> Iterator[tuple[Image.Image, tuple[int, int]]]:
+    """`decode_photo` as a block that holds the image's pixels in the decode budget until it ends:
+    reduce the image inside it. Raises ImageDecodeError like `load_rgb`."""
     img = _open(path, fh)
     size = img.size  # before draft() shrinks it
-    with img:
-        return _decode(path, img, min_side), size
+    with img, decode_budget.budget().hold(decoded_pixels(path, img, min_side)):
+        yield _decode(path, img), size
 
 
 def make_thumbnail(path: Path | str, size: int) -> Image.Image:
-    """An RGB thumbnail whose longer side is `size`, decoded with draft mode (fast for big JPEGs)."""
+    """An RGB thumbnail whose longer side is `size`, decoded with draft mode (fast for big JPEGs)
+    under the decode budget."""
     path = Path(path)
     img = _open(path)
     with img:
         w, h = img.size
         # Ask draft for the size that makes the longer side >= size.
         scale = size / max(w, h, 1)
-        need = max(1, int(min(w, h) * scale + 0.999))
-        rgb = _decode(path, img, need if scale < 1 else None)
-    rgb.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        need = max(1, int(min(w, h) * scale + 0.999)) if scale < 1 else None
+        with decode_budget.budget().hold(decoded_pixels(path, img, need)):
+            rgb = _decode(path, img)
+            rgb.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     return rgb

@@ -29,6 +29,15 @@ from imagehash_app.core.model_store import GRAPH_DIR, remove_orphans, version_pa
 from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_remove, shrink_reservoir
 from imagehash_app.core.stored_paths import b64, display
 
+# Queries embedded and searched together: one batch's features, candidates and responses are what
+# a search holds at once, however many queries it is given. Searching all at once held 2 MB a query
+# with mobilenet_v2 (2 000 queries peaked 4.4 GB above 20 on a 300-photo library).
+QUERY_BATCH = 64
+# Queries through the backbone at once: the network's working memory grows with its batch (ONNX
+# Runtime, mobilenet_v2: about 18 MB a photo), and a search is a few photos, not an index run.
+# With 8, 2 000 queries peaked 6 MB above 20 queries; with the library's batch size (32), 233 MB.
+QUERY_EMBED_BATCH = 8
+
 __all__ = [
     "FolderInfo", "IndexProgress", "Library", "LibraryStatus", "SearchResponse", "SearchResult",
 ]
@@ -373,7 +382,7 @@ class Library:
         feats: list[np.ndarray] = [np.zeros((0, backbone.feature_dim), np.float32)]
         ok: list[Path] = []
         failures: list[tuple[Path, str]] = []
-        batch_size = max(1, min(len(paths), self.settings.batch_size))
+        batch_size = max(1, min(len(paths), self.settings.batch_size, QUERY_EMBED_BATCH))
         # In this process: a query must not wait behind an index run's photos in the decode pool.
         for batch in iter_embeddings(
             paths, backbone, batch_size=batch_size, workers=1, processes=False
@@ -397,12 +406,35 @@ class Library:
                 raise ImagehashError(problem)
         if not self._searchable():  # nothing to compare with: no backbone run (nor download)
             return [SearchResponse(q, []) for q in paths]
-        features, _, failures = self.embed(paths)
-        if failures:
-            path, reason = failures[0]
-            raise ImageDecodeError(f"cannot search with this file: {reason}", path)
-        hits = self.search_features(features, top_k, query_paths=paths)
-        return [SearchResponse(q, r) for q, r in zip(paths, hits, strict=True)]
+        return [response for batch in self._search_batches(paths, top_k) for response in batch]
+
+    def iter_search(
+        self, images: Sequence[Path], top_k: int = 20
+    ) -> Iterator[list[SearchResponse]]:
+        """`search`, streamed: the responses of each `QUERY_BATCH` queries as soon as they are
+        ready, so that memory does not grow with the number of queries. Every path is checked
+        first (a folder, a FIFO, a missing file); a file that cannot be decoded raises when its
+        batch comes, after the earlier batches' responses."""
+        paths = [Path(p).expanduser().resolve() for p in images]
+        for p in paths:
+            problem = query_problem(p)
+            if problem:
+                raise ImagehashError(problem)
+        for start in range(0, len(paths), QUERY_BATCH):
+            yield self.search(paths[start : start + QUERY_BATCH], top_k)
+
+    def _search_batches(
+        self, paths: Sequence[Path], top_k: int
+    ) -> Iterator[list[SearchResponse]]:
+        """Embed and search `QUERY_BATCH` queries at a time (checked, resolved paths)."""
+        for start in range(0, len(paths), QUERY_BATCH):
+            batch = paths[start : start + QUERY_BATCH]
+            features, _, failures = self.embed(batch)
+            if failures:
+                path, reason = failures[0]
+                raise ImageDecodeError(f"cannot search with this file: {reason}", path)
+            hits = self.search_features(features, top_k, query_paths=batch)
+            yield [SearchResponse(q, r) for q, r in zip(batch, hits, strict=True)]
 
     def search_features(
         self, features: np.ndarray, top_k: int = 20, query_paths: Sequence[Path] | None = None
@@ -412,13 +444,20 @@ class Library:
         `query_paths`, when given, lets a query that is a library photo come first.
         """
         features = np.atleast_2d(np.asarray(features, dtype=np.float32))
-        with self._mutex:
-            if query_paths is None:
-                own: list[int | None] = [None] * len(features)
-            else:
-                own = [self._cat.image_id_for(Path(p).expanduser().resolve()) for p in query_paths]
-            with health.translated(self.path):
-                return self._search(features, top_k, own)
+        out: list[list[SearchResult]] = []
+        for start in range(0, len(features), QUERY_BATCH):  # bounded scratch per batch
+            batch = features[start : start + QUERY_BATCH]
+            with self._mutex:
+                if query_paths is None:
+                    own: list[int | None] = [None] * len(batch)
+                else:
+                    own = [
+                        self._cat.image_id_for(Path(p).expanduser().resolve())
+                        for p in query_paths[start : start + QUERY_BATCH]
+                    ]
+                with health.translated(self.path):
+                    out += self._search(batch, top_k, own)
+        return out
 
     def _searchable(self) -> bool:
         with self._mutex:

@@ -3,7 +3,9 @@
 Decoding a photo takes milliseconds to a second, so the results grid asks for thumbnails lazily (only
 for the cells it paints) and a small `QThreadPool` makes them with `core.images.make_thumbnail`. The
 cache key includes the file's size and mtime, so an edited photo gets a fresh thumbnail; the cache is
-rebuildable and may be deleted at any time. `QImage` (not `QPixmap`) crosses threads, as Qt requires.
+rebuildable and may be deleted at any time. `make_thumbnail` decodes JPEGs reduced (draft mode) and
+holds every decode in the engine's pixel budget (`core.decode_budget`), shared with indexing and
+search: a grid of huge PNGs cannot add its own gigabytes beside an index run. `QImage` (not `QPixmap`) crosses threads, as Qt requires.
 """
 
 from __future__ import annotations
