@@ -110,16 +110,18 @@ class HeadHasher(Hasher):
         elif self.params["init"] not in ("itq", "random"):
             raise ValueError(f"init must be 'itq' or 'random', got {self.params['init']!r}")
         # The decoder's linear path starts as the least-squares back-projection of the first codes.
-        self._init_decoder_linear(V)
-
-    def _init_decoder_linear(self, V: np.ndarray) -> None:
-        """Decoder's linear path := least-squares map from the current codes to PCA coordinates V."""
         with torch.no_grad():
             signs = np.where(
                 self.encoder_(torch.from_numpy(V / self.scale_)).numpy() > 0, 1.0, -1.0
             )
-            A = fit_linear_decoder(signs, V, np.zeros(V.shape[1]))
-            self.decoder_.linear.weight.copy_(torch.from_numpy(A.T.copy()))
+        self._init_decoder_linear(signs, V)
+
+    def _init_decoder_linear(self, signs: np.ndarray, V: np.ndarray) -> None:
+        """Decoder's linear path := the least-squares map from ±1 codes to PCA coordinates V."""
+        A = fit_linear_decoder(signs, V, np.zeros(V.shape[1]))
+        with torch.no_grad():
+            weight = self.decoder_.linear.weight
+            weight.copy_(torch.from_numpy(A.T.copy()).to(weight.device))
             self.decoder_.linear.bias.zero_()
 
     def _build_networks(self, p: int) -> None:
