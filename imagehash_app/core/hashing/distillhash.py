@@ -42,7 +42,7 @@ from imagehash_app.core.hashing.unsupervised_head import COMMON_DEFAULTS, Unsupe
 DEFAULTS: dict[str, Any] = {
     **COMMON_DEFAULTS,
     "distill_keep": 0.5,
-    "negative_quantile": 0.5,
+    "negative_quantile": 0.8,
     "omega_factor": 0.5,
     "w_quant": 0.1,
 }

@@ -21,7 +21,12 @@ import numpy as np
 import torch
 
 from imagehash_app.core.hashing.base import ProgressFn, StopFn, check_stop, report
-from imagehash_app.core.hashing.head import (  # noqa: F401  (exact_knn: part of this module's API)
+
+# Decoder, Encoder, exact_knn, warmup_cosine and _seeded are imported from here by other modules
+# and tests (from before the head had a module of its own).
+from imagehash_app.core.hashing.head import (  # noqa: F401
+    Decoder,
+    Encoder,
     FeatureSpace,
     HeadHasher,
     adamw_warmup_cosine,
@@ -30,7 +35,9 @@ from imagehash_app.core.hashing.head import (  # noqa: F401  (exact_knn: part of
     neighbour_batches,
     rank_targets,
     seeded,
+    warmup_cosine,
 )
+from imagehash_app.core.hashing.head import seeded as _seeded  # noqa: F401
 from imagehash_app.core.hashing.losses import (
     balance_loss,
     decorrelation_loss,
