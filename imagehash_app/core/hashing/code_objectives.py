@@ -55,12 +55,7 @@ def pair_nll(
     far more dissimilar pairs. ``weights`` (same shape) weigh the pairs within each mean."""
     nll = F.softplus(logits) - labels * logits
     w = valid.float() if weights is None else weights * valid.float()
-    parts = []
-    for side in (labels > 0.5, labels <= 0.5):
-        ws = w * side.float()
-        if float(ws.sum()) > 0:
-            parts.append((nll * ws).sum() / ws.sum())
-    return torch.stack(parts).mean() if parts else logits.new_zeros(())
+    return _sides_mean(nll, labels, w)
 
 
 def priority_pair_loss(
@@ -72,13 +67,18 @@ def priority_pair_loss(
     confidence, similar and dissimilar pairs apart as in :func:`pair_nll`."""
     log_p = torch.where(labels > 0.5, F.logsigmoid(logits), F.logsigmoid(-logits))
     focus = (1.0 - log_p.exp()).clamp_min(0.0).pow(gamma)
-    per = -focus * log_p
+    return _sides_mean(-focus * log_p, labels, weights)
+
+
+def _sides_mean(per: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Weighted mean of ``per`` over the similar pairs and over the dissimilar ones, then the mean
+    of the two (a side without weight is left out; no pair at all gives 0)."""
     parts = []
     for side in (labels > 0.5, labels <= 0.5):
         ws = weights * side.float()
         if float(ws.sum()) > 0:
             parts.append((per * ws).sum() / ws.sum())
-    return torch.stack(parts).mean() if parts else logits.new_zeros(())
+    return torch.stack(parts).mean() if parts else per.new_zeros(())
 
 
 @torch.no_grad()

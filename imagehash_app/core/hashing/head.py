@@ -27,6 +27,23 @@ from imagehash_app.core.hashing.base import Hasher, StopFn, check_stop, fit_line
 from imagehash_app.core.hashing.baselines import itq_rotation, pca_basis
 from imagehash_app.core.hashing.losses import listwise_kl
 
+# The head's parameters, shared by every method that trains it (each adds its own).
+HEAD_DEFAULTS: dict[str, Any] = {
+    "input_dim": 256,  # PCA coordinates the networks see
+    "hidden": 256,  # encoder hidden width
+    "decoder_hidden": 512,
+    "neighbours_per_query": 2,  # true neighbours added to each query's candidate list per step
+    "batch_size": 512,
+    "epochs": 30,
+    "lr": 3e-3,
+    "weight_decay": 1e-4,
+    "tau_x": 0.02,  # temperature of the target (feature) softmax
+    "tau_dec": 0.02,  # temperature of the decoder's asymmetric ranking softmax
+    "w_dec_rank": 1.0,
+    "init": "itq",  # "itq": linear path starts as PCA-ITQ; "random": plain random init
+    "itq_iterations": 50,
+}
+
 
 class Encoder(nn.Module):
     """z = linear(u) + MLP(u); u are scaled PCA coordinates, sign(z) is the code."""
@@ -129,6 +146,14 @@ class HeadHasher(Hasher):
         self.decoder_ = Decoder(
             self.bits, int(self.params["decoder_hidden"]), p, float(self.params["tau_dec"])
         )
+
+    def _record_fit_time(self, total: float, seconds: dict[str, float]) -> None:
+        """Keep the fit's time and where it went (``seconds`` by part) in the metadata."""
+        self.meta["metrics"] = {
+            **self.meta.get("metrics", {}),
+            "fit_seconds": round(total, 2),
+            "fit_parts_s": {k: round(v, 3) for k, v in seconds.items()},
+        }
 
     # -- encode / decode -------------------------------------------------------------------
     def project(self, X: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ import torch
 
 from imagehash_app.core.hashing.base import ProgressFn, StopFn, check_stop, report
 from imagehash_app.core.hashing.head import (
+    HEAD_DEFAULTS,
     FeatureSpace,
     HeadHasher,
     adamw_warmup_cosine,
@@ -39,21 +41,9 @@ from imagehash_app.core.hashing.head import (
 )
 
 COMMON_DEFAULTS: dict[str, Any] = {
-    "input_dim": 256,  # PCA coordinates the networks see
-    "hidden": 256,  # encoder hidden width
-    "decoder_hidden": 512,
+    **HEAD_DEFAULTS,
     "neighbours": 20,  # k of the local structure (kNN lists)
-    "neighbours_per_query": 2,  # neighbours added to the batch per query
-    "batch_size": 512,
-    "epochs": 30,
     "decoder_epochs": 10,
-    "lr": 3e-3,
-    "weight_decay": 1e-4,
-    "tau_x": 0.02,  # temperature of the decoder's ranking target
-    "tau_dec": 0.02,
-    "w_dec_rank": 1.0,
-    "init": "itq",  # "itq": linear path starts as PCA-ITQ; "random": plain random init
-    "itq_iterations": 50,
 }
 
 
@@ -104,11 +94,7 @@ class UnsupervisedHeadHasher(HeadHasher):
                 self._release()
         total = time.perf_counter() - started
         seconds["decoder"] = total - sum(seconds.values())
-        self.meta["metrics"] = {
-            **self.meta.get("metrics", {}),
-            "fit_seconds": round(total, 2),
-            "fit_parts_s": {k: round(v, 3) for k, v in seconds.items()},
-        }
+        self._record_fit_time(total, seconds)
         return self
 
     # -- what each method gives ------------------------------------------------------------
@@ -128,77 +114,71 @@ class UnsupervisedHeadHasher(HeadHasher):
         """Drop what :meth:`_prepare` kept (the fitted hasher keeps only its networks)."""
 
     # -- the two stages --------------------------------------------------------------------
-    def _train_encoder(
+    def _train_stage(
         self,
-        fs: FeatureSpace,
+        module: torch.nn.Module,
+        batch_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        after_step: Callable[[], None],
         knn: torch.Tensor,
-        epochs: int,
-        dec_epochs: int,
+        epochs: range,
+        total_epochs: int,
         gen: torch.Generator,
         progress: ProgressFn | None,
         should_stop: StopFn | None,
         started: float,
     ) -> None:
+        """Train ``module`` for ``epochs`` (numbered within ``total_epochs`` for the reports) on
+        ``batch_loss(queries, their neighbours)``, AdamW with warm-up and cosine decay."""
         prm = self.params
-        n = fs.X.shape[0]
+        n = knn.shape[0]
         bs = max(1, min(int(prm["batch_size"]), n))
-        steps = max(1, math.ceil(n / bs)) * max(epochs, 0)
+        steps = max(1, math.ceil(n / bs)) * max(len(epochs), 0)
         opt, sched = adamw_warmup_cosine(
-            list(self.encoder_.parameters()), float(prm["lr"]), float(prm["weight_decay"]), steps
+            list(module.parameters()), float(prm["lr"]), float(prm["weight_decay"]), steps
         )
         m = int(prm["neighbours_per_query"])
-        self.encoder_.train()
-        for epoch in range(epochs):
+        module.train()
+        for epoch in epochs:
             total, count = 0.0, 0
             for batch, nb in neighbour_batches(n, bs, knn, m, gen, should_stop):
-                loss = self._batch_loss(fs, knn, torch.cat([batch, nb.reshape(-1)]))
+                loss = batch_loss(batch, nb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 sched.step()
-                self._after_step()
+                after_step()
                 total += float(loss.detach()) * batch.shape[0]
                 count += batch.shape[0]
-            report(progress, epoch + 1, epochs + dec_epochs, total / max(count, 1), started)
-        self.encoder_.eval()
+            report(progress, epoch + 1, total_epochs, total / max(count, 1), started)
+        module.eval()
+
+    def _train_encoder(
+        self, fs: FeatureSpace, knn: torch.Tensor, epochs: int, dec_epochs: int, *args: Any
+    ) -> None:
+        """The method's objective on batches of queries and their neighbours."""
+
+        def loss(batch: torch.Tensor, nb: torch.Tensor) -> torch.Tensor:
+            return self._batch_loss(fs, knn, torch.cat([batch, nb.reshape(-1)]))
+
+        self._train_stage(
+            self.encoder_, loss, self._after_step, knn, range(epochs), epochs + dec_epochs, *args
+        )
 
     def _train_decoder(
-        self,
-        fs: FeatureSpace,
-        knn: torch.Tensor,
-        epochs: int,
-        dec_epochs: int,
-        gen: torch.Generator,
-        progress: ProgressFn | None,
-        should_stop: StopFn | None,
-        started: float,
+        self, fs: FeatureSpace, knn: torch.Tensor, epochs: int, dec_epochs: int, *args: Any
     ) -> None:
-        """URPH's decoder, trained on the frozen codes of the training items."""
-        prm = self.params
-        n = fs.X.shape[0]
+        """URPH's decoder terms, trained on the frozen codes of the training items."""
         with torch.no_grad():
             codes = torch.where(self.encoder_(fs.U) > 0, 1.0, -1.0)
         self._init_decoder_linear(codes.cpu().numpy(), (fs.U * self.scale_).cpu().numpy())
-        bs = max(1, min(int(prm["batch_size"]), n))
-        steps = max(1, math.ceil(n / bs)) * max(dec_epochs, 0)
-        opt, sched = adamw_warmup_cosine(
-            list(self.decoder_.parameters()), float(prm["lr"]), float(prm["weight_decay"]), steps
+        tau, w_rank = float(self.params["tau_x"]), float(self.params["w_dec_rank"])
+
+        def loss(batch: torch.Tensor, nb: torch.Tensor) -> torch.Tensor:
+            target, mask = rank_targets(fs.X, batch, nb, tau)
+            code = codes[torch.cat([batch, nb.reshape(-1)])]
+            return decoder_loss(self.decoder_, code, fs, batch, nb, target, mask, 1.0, w_rank)
+
+        self._train_stage(
+            self.decoder_, loss, lambda: None, knn, range(epochs, epochs + dec_epochs),
+            epochs + dec_epochs, *args,
         )
-        m = int(prm["neighbours_per_query"])
-        self.decoder_.train()
-        for epoch in range(dec_epochs):
-            total, count = 0.0, 0
-            for batch, nb in neighbour_batches(n, bs, knn, m, gen, should_stop):
-                target, mask = rank_targets(fs.X, batch, nb, float(prm["tau_x"]))
-                code = codes[torch.cat([batch, nb.reshape(-1)])]
-                loss = decoder_loss(
-                    self.decoder_, code, fs, batch, nb, target, mask, 1.0, float(prm["w_dec_rank"])
-                )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += float(loss.detach()) * batch.shape[0]
-                count += batch.shape[0]
-            report(progress, epochs + epoch + 1, epochs + dec_epochs, total / max(count, 1), started)
-        self.decoder_.eval()

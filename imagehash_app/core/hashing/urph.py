@@ -25,6 +25,7 @@ from imagehash_app.core.hashing.base import ProgressFn, StopFn, check_stop, repo
 # Decoder, Encoder, exact_knn, warmup_cosine and _seeded are imported from here by other modules
 # and tests (from before the head had a module of its own).
 from imagehash_app.core.hashing.head import (  # noqa: F401
+    HEAD_DEFAULTS,
     Decoder,
     Encoder,
     FeatureSpace,
@@ -46,25 +47,13 @@ from imagehash_app.core.hashing.losses import (
 )
 
 DEFAULTS: dict[str, Any] = {
-    "input_dim": 256,  # PCA coordinates the networks see
-    "hidden": 256,  # encoder hidden width
-    "decoder_hidden": 512,
+    **HEAD_DEFAULTS,
     "neighbours": 50,  # K of the ground-truth top-K lists
-    "neighbours_per_query": 2,  # true neighbours added to each query's candidate list per step
-    "batch_size": 512,
-    "epochs": 30,
-    "lr": 3e-3,
-    "weight_decay": 1e-4,
-    "tau_x": 0.02,  # temperature of the target (feature) softmax
     "code_scale": 12.0,  # code logits = code_scale * h_q . h_c / bits
-    "tau_dec": 0.02,  # temperature of the decoder's asymmetric ranking softmax
     "w_quant": 0.05,
     "w_balance": 0.1,
     "w_decor": 0.1,
     "w_recon": 1.0,
-    "w_dec_rank": 1.0,
-    "init": "itq",  # "itq": linear path starts as PCA-ITQ; "random": plain random init
-    "itq_iterations": 50,
 }
 
 
@@ -116,11 +105,7 @@ class URPHHasher(HeadHasher):
                 self.decoder_.cpu().eval()
         total = time.perf_counter() - started
         seconds["train"] = total - seconds["init"] - seconds["neighbours"]
-        self.meta["metrics"] = {
-            **self.meta.get("metrics", {}),
-            "fit_seconds": round(total, 2),
-            "fit_parts_s": {k: round(v, 3) for k, v in seconds.items()},
-        }
+        self._record_fit_time(total, seconds)
         if init_from is not None:
             self.meta["warm_start"] = init_from.meta.get("created")
         return self
