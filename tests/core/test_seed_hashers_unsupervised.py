@@ -33,6 +33,7 @@ from imagehash_app.core.hashing.similarity_signals import (
     smooth_guidance,
     wta_codes,
     wta_permutations,
+    wta_levels,
     wta_similarity,
     wta_target,
 )
@@ -72,9 +73,14 @@ def test_wta_codes_and_similarity_match_slow_reference() -> None:
     for i, j in itertools.product(range(6), range(6)):
         agree = sum(int(codes[i, h]) == int(codes[j, h]) for h in range(5)) / 5
         assert float(sim[i, j]) == pytest.approx(agree)
-    # Chance agreement (1 / window) is "unrelated" (0), full agreement 1.
-    t = wta_target(torch.tensor([1 / 3, 1.0, 0.0]), 3)
-    assert t.tolist() == pytest.approx([0.0, 1.0, -0.5])
+    # The background agreement is "unrelated" (0), the nearest neighbours' is 1; clipped.
+    t = wta_target(torch.tensor([0.3, 0.6, 0.9, 0.0]), 0.3, 0.6)
+    assert t.tolist() == pytest.approx([0.0, 1.0, 1.0, -1.0])
+    # Levels: items 2k and 2k+1 share their codes and are each other's neighbour.
+    twins = torch.randint(3, (5, 40), generator=g).repeat_interleave(2, dim=0)
+    knn = (torch.arange(10) ^ 1)[:, None]
+    background, near = wta_levels(twins, knn, 3, 4000, g)
+    assert near == 1.0 and background == pytest.approx(1 / 3 + 2 / 3 / 9, abs=0.03)
 
 
 def test_cross_correlation_and_cosine_quantization_match_slow_reference() -> None:

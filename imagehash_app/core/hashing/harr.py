@@ -5,9 +5,12 @@ Only the abstract was at hand (the seed and the published summaries); the terms 
 
 1. **Similarity structure from Winner-Take-All hashes.** ``wta_hashes`` WTA hashes of the raw
    features (each: the arg-max over a random window of ``wta_window`` coordinates); two items'
-   similarity is the share of hashes they agree on, rescaled so that chance agreement (1/window)
-   is 0 and full agreement 1 (:func:`~.similarity_signals.wta_target`). Window and count are our
-   choice (K = 4 is the usual WTA window).
+   similarity is the share of hashes they agree on, rescaled so that the mean agreement of random
+   pairs is 0 and that of k-nearest-neighbour pairs 1 (:func:`~.similarity_signals.wta_target`).
+   Rescaling from chance (1/window) to full agreement instead was measured worse on flowers5
+   (mAP 0.289 against ITQ's 0.344 at 32 bits): the targets all lay near 0 and the codes lost the
+   ITQ start's structure. Window, count and the rescaling are our choice (K = 4, the usual WTA
+   window).
 2. **Similarity-preserving code learning** under that structure: the cosine between two items'
    relaxed codes is regressed on it (:func:`~.code_objectives.similarity_mse`), weight ``w_sim``.
 3. **Bit-correlation reduction**: the cross-correlation matrix between the codes of a batch under
@@ -36,7 +39,9 @@ from imagehash_app.core.hashing.code_objectives import (
 )
 from imagehash_app.core.hashing.head import FeatureSpace
 from imagehash_app.core.hashing.similarity_signals import (
+    BACKGROUND_PAIRS,
     wta_codes,
+    wta_levels,
     wta_permutations,
     wta_similarity,
     wta_target,
@@ -68,6 +73,7 @@ class HARRHasher(UnsupervisedHeadHasher):
         windows = wta_permutations(fs.X.shape[1], int(self.params["wta_hashes"]), window, gen)
         self._window = int(windows.shape[1])
         self._wta = wta_codes(fs.X, windows)
+        self._levels = wta_levels(self._wta, knn, self._window, BACKGROUND_PAIRS, gen)
         self._P = torch.from_numpy(self.P_).to(fs.X.device)
 
     def _release(self) -> None:
@@ -77,7 +83,7 @@ class HARRHasher(UnsupervisedHeadHasher):
         self, fs: FeatureSpace, knn: torch.Tensor, items: torch.Tensor
     ) -> torch.Tensor:
         prm = self.params
-        target = wta_target(wta_similarity(self._wta[items], self._window), self._window)
+        target = wta_target(wta_similarity(self._wta[items], self._window), *self._levels)
         h1 = torch.tanh(self.encoder_(self._view(fs, knn, items)))
         h2 = torch.tanh(self.encoder_(self._view(fs, knn, items)))
         loss = float(prm["w_sim"]) * 0.5 * (similarity_mse(h1, target) + similarity_mse(h2, target))

@@ -44,11 +44,25 @@ def wta_similarity(codes: torch.Tensor, window: int) -> torch.Tensor:
     return hot @ hot.T / codes.shape[1]
 
 
-def wta_target(similarity: torch.Tensor, window: int) -> torch.Tensor:
-    """WTA agreement rescaled to a code-cosine target: chance agreement (1 / window, unrelated
-    items) -> 0, full agreement -> 1, clipped to [-1, 1]."""
-    chance = 1.0 / window
-    return ((similarity - chance) / (1.0 - chance)).clamp(-1.0, 1.0)
+def wta_target(similarity: torch.Tensor, background: float, near: float) -> torch.Tensor:
+    """WTA agreement rescaled to a code-cosine target: the background agreement (unrelated items)
+    -> 0, the mean agreement of nearest neighbours (``near``) -> 1, clipped to [-1, 1]."""
+    return ((similarity - background) / max(near - background, 1e-6)).clamp(-1.0, 1.0)
+
+
+def wta_levels(
+    codes: torch.Tensor, knn: torch.Tensor, window: int, pairs: int, gen: torch.Generator
+) -> tuple[float, float]:
+    """Mean WTA agreement of random pairs (the background) and of kNN pairs (near)."""
+    n = codes.shape[0]
+    i = torch.randint(n, (pairs,), generator=gen).to(codes.device)
+    j = (i + torch.randint(1, max(n, 2), (pairs,), generator=gen).to(codes.device)) % n
+    background = float((codes[i] == codes[j]).float().mean()) if n > 1 else 1.0 / window
+    if not knn.shape[1]:
+        return background, 1.0
+    t = torch.randint(knn.shape[1], (pairs,), generator=gen).to(codes.device)
+    near = float((codes[i] == codes[knn[i, t]]).float().mean())
+    return background, max(near, background + 1e-3)
 
 
 # -- local structure ----------------------------------------------------------------------------
