@@ -32,8 +32,8 @@ from imagehash_app.core.hashing.similarity_signals import (
     shared_neighbour_confidence,
     smooth_guidance,
     wta_codes,
-    wta_permutations,
     wta_levels,
+    wta_permutations,
     wta_similarity,
     wta_target,
 )
@@ -262,9 +262,10 @@ def test_uncertainty_weights_match_reference() -> None:
 
 def test_knn_relation_is_symmetric_membership() -> None:
     knn = tiny_knn(7, 2, 4)
-    items = torch.tensor([6, 0, 2, 5])
+    knn[3, 1] = -1  # a placeholder (a pair distillation dropped) relates nothing
+    items = torch.tensor([6, 0, 2, 5, 0, 3, 1])  # a query may come back as another's neighbour
     rel = knn_relation(items, knn)
-    for a, b in itertools.product(range(4), repeat=2):
+    for a, b in itertools.product(range(len(items)), repeat=2):
         i, j = int(items[a]), int(items[b])
         assert bool(rel[a, b]) == (j in knn[i].tolist() or i in knn[j].tolist())
 

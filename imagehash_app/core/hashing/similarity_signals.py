@@ -66,10 +66,21 @@ def wta_levels(
 
 
 # -- local structure ----------------------------------------------------------------------------
-def knn_relation(items: torch.Tensor, knn: torch.Tensor) -> torch.Tensor:
-    """(B, B) bool: item j is among item i's nearest neighbours or i among j's."""
-    near = (knn[items][:, :, None] == items[None, None, :]).any(dim=1)
-    return near | near.T
+def knn_relation(items: torch.Tensor, lists: torch.Tensor) -> torch.Tensor:
+    """(B, B) bool: item j is in item i's list (``lists`` (n, k), e.g. nearest neighbours; -1
+    entries are placeholders) or i in j's. O(B k) through a lookup of batch positions; items may
+    repeat."""
+    uniq, inverse = torch.unique(items, return_inverse=True)
+    where = torch.full((lists.shape[0],), -1, dtype=torch.long, device=items.device)
+    where[uniq] = torch.arange(uniq.shape[0], device=items.device)
+    listed = lists[uniq]  # (U, k)
+    loc = torch.where(listed >= 0, where[listed.clamp_min(0)], torch.full_like(listed, -1))
+    rows = torch.arange(uniq.shape[0], device=items.device)[:, None].expand_as(loc)
+    hit = loc >= 0
+    near = torch.zeros((uniq.shape[0], uniq.shape[0]), dtype=torch.bool, device=items.device)
+    near[rows[hit], loc[hit]] = True
+    near = near | near.T
+    return near[inverse][:, inverse]
 
 
 def shared_neighbour_confidence(knn: torch.Tensor, block: int = 4096) -> torch.Tensor:
