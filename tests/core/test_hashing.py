@@ -21,6 +21,11 @@ FAST = {
     },
     "itq": {"iterations": 5},
     "lsh": {},
+    **{
+        method: {"epochs": 2, "decoder_epochs": 1, "hidden": 16, "decoder_hidden": 16,
+                 "batch_size": 64, "itq_iterations": 5}
+        for method in ("harr", "distillhash", "dsg", "dmuh")
+    },
 }
 
 

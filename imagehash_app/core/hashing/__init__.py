@@ -23,6 +23,10 @@ METHODS: dict[str, tuple[str, str]] = {
     "urph": ("imagehash_app.core.hashing.urph", "URPHHasher"),
     "itq": ("imagehash_app.core.hashing.baselines", "ITQHasher"),
     "lsh": ("imagehash_app.core.hashing.baselines", "LSHHasher"),
+    "harr": ("imagehash_app.core.hashing.harr", "HARRHasher"),
+    "distillhash": ("imagehash_app.core.hashing.distillhash", "DistillHashHasher"),
+    "dsg": ("imagehash_app.core.hashing.dsg", "DSGHasher"),
+    "dmuh": ("imagehash_app.core.hashing.dmuh", "DMUHHasher"),
 }
 
 __all__ = ["METHODS", "Hasher", "TrainProgress", "hasher_class", "load_hasher", "make_hasher"]
