@@ -17,10 +17,25 @@ when it trains on the library's GPU, in a process of its own started ahead (hash
 photos embedded meanwhile get their codes of the new version from the reservoir when it is
 switched in. Training never lets the reservoir drop a photo before the new
 version has coded it: the run waits for the fit first.
+
+A kill never changes the answers: a resumed run ends with the same versions, codes and results as
+a run never interrupted. Photos are embedded in id order, in batches counted from the first
+pending one, so a resumed run's batches are the uninterrupted run's remaining ones, and the
+policy is asked at the same points (also before the first batch, in case a kill came between a
+batch and its decision). A fit that falls due is recorded (`PENDING_FIT_KEY`: method, the exact
+reservoir snapshot, the version's name) before it starts, and a resumed run trains that one first,
+not one on the larger library it then sees. When a fit beside the run is still going where its own
+version would already be due for retraining, the run waits for it, so that when a fit ends (a
+matter of timing) never changes what is trained next. `tests/core/test_resume.py` kills the
+process at each point; `benchmarks/sweep_kill.py` does it at random ones.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import re
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +48,7 @@ from imagehash_app.config import LibrarySettings
 from imagehash_app.core.catalog import Catalog, FolderRow, ModelRow
 from imagehash_app.core.errors import CancelledError, IncompatibleModelError
 from imagehash_app.core.files import FileInfo, KnownFile, diff_scan, walk_images
+from imagehash_app.core.hashing import METHODS
 from imagehash_app.core.hashing.base import FitThread, Hasher
 from imagehash_app.core.hashing.fit_process import FitProcess
 from imagehash_app.core.model_store import (
@@ -43,6 +59,8 @@ from imagehash_app.core.model_store import (
 )
 from imagehash_app.core.reservoir import (
     FEATURE_DTYPE,
+    changed_since_fit,
+    clear_changed,
     reservoir_add,
     reservoir_features,
     reservoir_remove,
@@ -51,6 +69,21 @@ from imagehash_app.core.reservoir import (
 StopFn = Callable[[], bool]
 GROWTH_FACTOR = 4  # retrain when the library has grown this much since the last training
 SCAN_REPORT_EVERY = 0.5  # seconds between scan progress events
+PENDING_FIT_KEY = "fit_pending"  # meta key (JSON): a fit that fell due, until its version is active
+_VERSION_NAME = re.compile(r"[a-z]+-[0-9a-f]{12}")  # a recorded fit's folder name under models/
+# Tests only: "POINT" or "POINT:N" kills this process (SIGKILL) the Nth time it passes POINT.
+TEST_KILL_ENV = "IMAGEHASH_APP_TEST_KILL_AT"
+_kill_passes: dict[str, int] = {}
+
+
+def _kill_point(point: str) -> None:
+    """Where kill -9 tests stop the process (tests/core/test_resume.py); nothing otherwise."""
+    wanted = os.environ.get(TEST_KILL_ENV)
+    if not wanted or wanted.partition(":")[0] != point:
+        return
+    _kill_passes[point] = _kill_passes.get(point, 0) + 1
+    if _kill_passes[point] >= int(wanted.partition(":")[2] or 1):
+        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
 
 
 @dataclass(frozen=True)
@@ -116,12 +149,24 @@ def plan_training(
 @dataclass
 class _Fit:
     """A hasher version being trained on a snapshot of the reservoir (`ids`) beside the run; the
-    job returns the fitted hasher and the snapshot's codes."""
+    job returns the fitted hasher and the snapshot's codes. `name`: its folder under models/."""
 
     method: str
     why: str
     ids: np.ndarray
     job: FitThread | FitProcess
+    name: str
+
+    def due_after(
+        self, population: int, sampled: int, settings: LibrarySettings, upcoming: int
+    ) -> bool:
+        """Whether the policy would retrain with this version already active: then the run
+        waits for it, so that how long it took never changes the next decision."""
+        version = ModelRow(0, self.method, settings.bits, "", "", 0.0, True, "", len(self.ids), "")
+        return plan_training(
+            population, sampled, version, settings, end_of_run=False, changed=False,
+            upcoming=upcoming,
+        ) is not None
 
 
 class Indexer:
@@ -144,16 +189,21 @@ class Indexer:
         self.settings = settings
         self.get_backbone = get_backbone
         self.should_stop = should_stop
-        self.changed = False  # embedded or removed anything: the ITQ fallback is refit
         self._spare_fit: FitProcess | None = None  # started ahead, waiting for its job
 
     def _stopping(self) -> bool:
         return bool(self.should_stop and self.should_stop())
 
+    @property
+    def changed(self) -> bool:
+        """Photos were embedded or removed since the last fit: the ITQ fallback is refit."""
+        return changed_since_fit(self.cat)
+
     # --- the whole run -------------------------------------------------------------------------
     def run(self, folders: Sequence[FolderRow]) -> Iterator[IndexProgress]:
         started = time.perf_counter()
         yield from self.scan(folders)
+        _kill_point("scanned")
         if self._stopping():
             yield IndexProgress("done", 0, 0, message="Stopped during the scan.")
             return
@@ -243,7 +293,6 @@ class Indexer:
                 "VALUES (?, ?, ?, ?, 'pending')",
                 [(*place(info), info.size, info.mtime_ns) for info in diff.new],
             )
-        self.changed = bool(gone)
         yield IndexProgress(
             "scan", len(found), len(found), len(found) / max(time.perf_counter() - started, 1e-9), 0.0,
             f"{len(found)} files: {len(diff.new)} new, {len(diff.changed)} changed, "
@@ -274,13 +323,17 @@ class Indexer:
                 )
 
     def embed(self) -> Iterator[IndexProgress]:
-        """Embed every pending image; returns how many were embedded."""
+        """Embed every pending image; returns how many were embedded. A fit recorded by a run
+        that was killed is trained first (beside the batches, as it was then)."""
         self._requeue_orphans()
+        decided = self._recorded_fit()
         pending = self.cat.conn.execute(
             "SELECT i.id, f.path, i.rel_path FROM images i JOIN folders f ON f.id = i.folder_id "
             "WHERE i.status = 'pending' ORDER BY i.id"
         ).fetchall()
         if not pending:
+            if decided is not None:
+                yield from self._train_recorded(decided)
             return 0
         from imagehash_app.core.embedding import iter_embeddings
 
@@ -289,7 +342,6 @@ class Indexer:
         ids_by_path = {Path(fp) / rel: iid for iid, fp, rel in pending}
         paths = list(ids_by_path)
         total, done, embedded = len(paths), 0, 0
-        hasher_state = self._active_hasher(backbone)
         started = time.perf_counter()
         yield _progress("embed", 0, total, started, f"Indexing {total} photos")
         batches = iter_embeddings(
@@ -299,6 +351,16 @@ class Indexer:
         fit: _Fit | None = None
         self._prepare_fit_process(total)
         try:
+            if decided is not None:
+                fit = self._launch_fit(decided, background=True)
+                yield IndexProgress(
+                    "train", 0, 0, message=f"{self._fit_message(fit)}; indexing goes on meanwhile"
+                )
+            hasher_state = self._active_hasher(backbone)
+            # Before the first batch too: a kill may have come between a batch and its decision.
+            fit, hasher_state = yield from self._between_batches(
+                fit, hasher_state, min(self.settings.batch_size, total)
+            )
             for batch in batches:
                 if fit is not None and self._outgrows_reservoir(len(batch.paths)):
                     # The fit's snapshot must stay the whole library: finish it before the
@@ -306,25 +368,13 @@ class Indexer:
                     hasher_state = yield from self._finish_fit(fit, waited_for=True)
                     fit = None
                 self._store_batch(batch, ids_by_path, hasher_state)
+                _kill_point("batch")
                 done += len(batch.paths) + len(batch.failures)
                 embedded += len(batch.paths)
-                self.changed = self.changed or bool(batch.paths)
-                message = ""
-                if fit is not None and fit.job.done():
-                    hasher_state = self._activate(fit)
-                    message = f"Now searching with the new {fit.method} hasher."
-                    fit = None
-                yield _progress("embed", done, total, started, message)
-                if fit is None and done < total and not self._stopping():
-                    plan = self._plan(
-                        end_of_run=False, upcoming=min(self.settings.batch_size, total - done)
-                    )
-                    if plan is not None:
-                        fit = self._start_fit(*plan, background=True)
-                        yield IndexProgress(
-                            "train", 0, 0,
-                            message=f"{self._fit_message(fit)}; indexing goes on meanwhile",
-                        )
+                upcoming = 0 if self._stopping() else min(self.settings.batch_size, total - done)
+                fit, hasher_state = yield from self._between_batches(
+                    fit, hasher_state, upcoming, _progress("embed", done, total, started)
+                )
             if fit is not None and not self._stopping():
                 yield from self._finish_fit(fit, waited_for=True)
                 fit = None
@@ -335,6 +385,36 @@ class Indexer:
                     job.cancel()
             self._spare_fit = None
         return embedded
+
+    def _between_batches(
+        self, fit: _Fit | None, hasher_state, upcoming: int, event: IndexProgress | None = None
+    ) -> Iterator[IndexProgress]:
+        """After a batch (`event`, yielded with a word when a new version is switched in): wait
+        for a fit whose version would already be due for retraining, switch in a finished one,
+        then ask the policy (when `upcoming` photos are still to come). Returns (fit,
+        hasher_state)."""
+        message = ""
+        population, sampled = self.cat.population(), self.cat.reservoir_count()
+        if (
+            fit is not None and not fit.job.done() and upcoming
+            and fit.due_after(population, sampled, self.settings, upcoming)
+        ):
+            hasher_state = yield from self._finish_fit(fit, waited_for=True)
+            fit = None
+        if fit is not None and fit.job.done():
+            hasher_state = self._activate(fit)
+            message = f"Now searching with the new {fit.method} hasher."
+            fit = None
+        if event is not None:
+            yield dataclasses.replace(event, message=message)
+        if fit is None and upcoming and not self._stopping():
+            plan = self._plan(end_of_run=False, upcoming=upcoming)
+            if plan is not None:
+                fit = self._start_fit(*plan, background=True)
+                yield IndexProgress(
+                    "train", 0, 0, message=f"{self._fit_message(fit)}; indexing goes on meanwhile"
+                )
+        return fit, hasher_state
 
     def _check_weights(self, backbone) -> None:
         """Codes of one library must come from one set of backbone weights."""
@@ -438,30 +518,83 @@ class Indexer:
             self._spare_fit = FitProcess(device, self.should_stop)
 
     def _start_fit(self, method: str, why: str, *, background: bool = False) -> _Fit:
-        """Snapshot the reservoir and start fitting `method` on it: a fit that runs beside
-        embedding and trains on a GPU goes to a process of its own, any other to a thread."""
+        """Record the fit that fell due, then start it (`_launch_fit`)."""
+        active = self.cat.active_model()
+        with self.cat.transaction():
+            ids, X = self.cat.load_reservoir()
+            decision = {
+                "method": method, "why": why, "ids": ids.tolist(), "seed": self.settings.seed,
+                "name": f"{method}-{uuid.uuid4().hex[:12]}", "active": active.id if active else None,
+            }
+            self.cat.set_json(PENDING_FIT_KEY, decision)
+            clear_changed(self.cat)
+        return self._launch_fit(decision, X, background=background)
+
+    def _recorded_fit(self) -> dict | None:
+        """The fit a killed (or stopped) run recorded and never switched in, if it can still be
+        trained exactly: the version active then still is, and every photo of its snapshot is
+        still in the reservoir. Otherwise the record is dropped and the policy decides anew."""
+        decision = self.cat.get_json(PENDING_FIT_KEY)
+        if decision is None:
+            return None
+        active = self.cat.active_model()
+        try:
+            ids = [int(i) for i in decision["ids"]]
+            usable = (
+                decision["active"] == (active.id if active else None)
+                and decision["method"] in METHODS
+                and _VERSION_NAME.fullmatch(str(decision["name"])) is not None
+                and self.cat.get_meta(FINETUNE_PENDING_KEY) is None
+                and len(self.cat.reservoir_ids(ids)) == len(ids) > 0
+            )
+        except (KeyError, TypeError, ValueError):
+            usable = False
+        if not usable:
+            with self.cat.transaction():
+                self.cat.conn.execute("DELETE FROM meta WHERE key = ?", (PENDING_FIT_KEY,))
+            return None
+        return decision
+
+    def _train_recorded(self, decision: dict) -> Iterator[IndexProgress]:
+        """Train a recorded fit and switch to it, waiting for it (nothing left to embed)."""
+        fit = self._launch_fit(decision)
+        yield IndexProgress("train", 0, 0, message=self._fit_message(fit))
+        yield from self._finish_fit(fit)
+
+    def _launch_fit(
+        self, decision: dict, X: np.ndarray | None = None, *, background: bool = False
+    ) -> _Fit:
+        """Start fitting a recorded decision on its snapshot (`X`: its features, read from the
+        reservoir when not given): a fit that runs beside embedding and trains on a GPU goes to
+        a process of its own, any other to a thread."""
         from imagehash_app.core.backbone import training_device
         from imagehash_app.core.hashing import make_hasher
 
-        ids, X = self.cat.load_reservoir()
+        method, why, name = str(decision["method"]), str(decision["why"]), str(decision["name"])
+        ids = np.asarray(decision["ids"], dtype=np.int64)
+        if X is None:
+            feats = reservoir_features(self.cat, ids.tolist())
+            X = np.stack([feats[int(i)] for i in ids])
         params = self.settings.hasher_params.get(method, {})
         hasher = make_hasher(method, self.settings.bits, X.shape[1], **params)
         hasher.meta["backbone"] = self.settings.backbone
         hasher.meta["library_reason"] = why
         device = training_device(self.settings.device) if hasher.trains_on_device else "cpu"
-        seed = self.settings.seed
-        self.changed = False
+        seed = int(decision.get("seed", self.settings.seed))
         if background and self._fits_in_process(device):
             child, self._spare_fit = self._spare_fit, None
             child = child or FitProcess(device, self.should_stop)
-            return _Fit(method, why, ids, child.start(hasher, X, seed=seed))
-        extra = {"device": device} if hasher.trains_on_device else {}
+            fit = _Fit(method, why, ids, child.start(hasher, X, seed=seed), name)
+        else:
+            extra = {"device": device} if hasher.trains_on_device else {}
 
-        def fit(progress, should_stop) -> tuple[Hasher, np.ndarray]:
-            hasher.fit(X, progress=progress, should_stop=should_stop, seed=seed, **extra)
-            return hasher, hasher.encode(X)
+            def work(progress, should_stop) -> tuple[Hasher, np.ndarray]:
+                hasher.fit(X, progress=progress, should_stop=should_stop, seed=seed, **extra)
+                return hasher, hasher.encode(X)
 
-        return _Fit(method, why, ids, FitThread(fit, self.should_stop))
+            fit = _Fit(method, why, ids, FitThread(work, self.should_stop), name)
+        _kill_point("due")
+        return fit
 
     @staticmethod
     def _fit_message(fit: _Fit) -> str:
@@ -493,17 +626,20 @@ class Indexer:
         transaction, so a kill never leaves a half-registered model. Raises the fit's error.
         Returns the new active version and its hasher, for the batches still to come."""
         hasher, codes = fit.job.result()
-        name = f"{fit.method}-{uuid.uuid4().hex[:12]}"
-        hasher.save(self.root / MODELS_DIR / name)
+        hasher.save(self.root / MODELS_DIR / fit.name)  # a killed run's try is overwritten
+        _kill_point("saved")
         weights_id = self.cat.get_meta("weights_id", "") or ""
         with self.cat.transaction():
             model_id = self.cat.add_model(
                 fit.method, self.settings.bits, self.settings.backbone, weights_id,
-                f"{MODELS_DIR}/{name}", len(fit.ids), fit.why,
+                f"{MODELS_DIR}/{fit.name}", len(fit.ids), fit.why,
             )
             self.cat.put_codes(model_id, fit.ids, codes)
+            _kill_point("encode")
             self._encode_reservoir_missing(model_id, lambda: hasher)
             self.cat.set_active_model(model_id)
+            self.cat.conn.execute("DELETE FROM meta WHERE key = ?", (PENDING_FIT_KEY,))
+        _kill_point("activated")
         prune_models(self.cat, self.root, KEEP_MODELS)
         return self.cat.active_model(), hasher
 
