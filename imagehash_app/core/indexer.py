@@ -33,8 +33,10 @@ process at each point; `benchmarks/sweep_kill.py` does it at random ones.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
+import shutil
 import signal
 import time
 import uuid
@@ -534,11 +536,13 @@ class Indexer:
         """The fit a killed (or stopped) run recorded and never switched in, if it can still be
         trained exactly: the version active then still is, and every photo of its snapshot is
         still in the reservoir. Otherwise the record is dropped and the policy decides anew."""
-        decision = self.cat.get_json(PENDING_FIT_KEY)
-        if decision is None:
+        raw = self.cat.get_meta(PENDING_FIT_KEY)
+        if raw is None:
             return None
         active = self.cat.active_model()
+        decision = None
         try:
+            decision = json.loads(raw)
             ids = [int(i) for i in decision["ids"]]
             usable = (
                 decision["active"] == (active.id if active else None)
@@ -552,6 +556,10 @@ class Indexer:
         if not usable:
             with self.cat.transaction():
                 self.cat.conn.execute("DELETE FROM meta WHERE key = ?", (PENDING_FIT_KEY,))
+            name = str(decision.get("name", "")) if isinstance(decision, dict) else ""
+            registered = {Path(m.dir).name for m in self.cat.models()}
+            if _VERSION_NAME.fullmatch(name) and name not in registered:
+                shutil.rmtree(self.root / MODELS_DIR / name, ignore_errors=True)  # its killed try
             return None
         return decision
 

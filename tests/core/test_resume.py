@@ -1,0 +1,164 @@
+"""A kill never changes the answers: `index` killed (-9) at each point of a run that trains its
+first hashers beside embedding, then run again, leaves the library an uninterrupted run leaves:
+the same versions trained on the same photos, byte-equal codes, reservoir and top-10 answers.
+
+The run (48 photos, batches of 4, train_min 8, a reservoir of 40): URPH falls due at 8 photos
+(trained beside the batches), again at 32 (4x growth), then the reservoir fills at 40 (the run
+waits for the fit) and starts replacing. The process is killed where the indexer says
+(IMAGEHASH_APP_TEST_KILL_AT, see indexer.py) — a real SIGKILL, so nothing is flushed or rolled
+back by Python — and the next `index` runs as a person types it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from photos import PhotoSet, make_photo_folder
+
+from imagehash_app import cli
+from imagehash_app.config import LibrarySettings
+from imagehash_app.core.indexer import PENDING_FIT_KEY, TEST_KILL_ENV
+from imagehash_app.core.library import Library
+
+ROOT = Path(__file__).resolve().parents[2]
+SETTINGS = LibrarySettings(
+    backbone="tiny", weights="none", bits=32, device="cpu", batch_size=4, threads=1,
+    train_min=8, reservoir_size=40,
+    hasher_params={"urph": {"epochs": 2, "hidden": 16, "decoder_hidden": 16}},
+)
+
+
+def answers(lib_dir: Path, photos: PhotoSet) -> dict:
+    """Everything a kill could change: versions, codes, reservoir, images, top-10 of each photo."""
+    conn = sqlite3.connect(lib_dir / "catalog.sqlite3")
+    try:
+        assert conn.execute("PRAGMA quick_check").fetchone() == ("ok",)
+        state = {
+            "models": conn.execute(
+                "SELECT id, method, train_size, active, note FROM models ORDER BY id"
+            ).fetchall(),
+            "codes": conn.execute(
+                "SELECT c.model_id, i.rel_path, c.code FROM codes c JOIN images i "
+                "ON i.id = c.image_id ORDER BY c.model_id, i.rel_path"
+            ).fetchall(),
+            "reservoir": conn.execute(
+                "SELECT i.rel_path, r.slot, r.feature FROM reservoir r JOIN images i "
+                "ON i.id = r.image_id ORDER BY r.slot"
+            ).fetchall(),
+            "images": conn.execute(
+                "SELECT id, rel_path, status, fingerprint FROM images ORDER BY id"
+            ).fetchall(),
+            "pending fit": conn.execute(
+                "SELECT value FROM meta WHERE key = ?", (PENDING_FIT_KEY,)
+            ).fetchall(),
+        }
+    finally:
+        conn.close()
+    with Library.open(lib_dir, read_only=True) as lib:
+        state["top10"] = [
+            [r.path.relative_to(photos.root).as_posix() for r in resp.results]
+            for resp in lib.search(photos.all, top_k=10)
+        ]
+    return state
+
+
+def index(lib_dir: Path, photos: PhotoSet) -> None:
+    assert cli.main(["--library", str(lib_dir), "index", str(photos.root)]) == 0
+
+
+def new_library(lib_dir: Path, settings: LibrarySettings = SETTINGS) -> None:
+    Library.open(lib_dir, settings=settings).close()
+
+
+def index_killed_at(lib_dir: Path, photos: PhotoSet, point: str) -> None:
+    """`index` in a process of its own, killed (SIGKILL) at `point`; fails if it never got there."""
+    env = {**os.environ, TEST_KILL_ENV: point, "PYTHONPATH": str(ROOT)}
+    child = subprocess.run(
+        [sys.executable, "-m", "imagehash_app", "--library", str(lib_dir), "index", str(photos.root)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert child.returncode == -signal.SIGKILL, f"never reached {point}: {child.stderr[-2000:]}"
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> PhotoSet:
+    return make_photo_folder(tmp_path_factory.mktemp("resume") / "photos", groups=10, unrelated=8)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory, photos: PhotoSet) -> dict:
+    lib_dir = tmp_path_factory.mktemp("uninterrupted") / "lib"
+    new_library(lib_dir)
+    index(lib_dir, photos)
+    state = answers(lib_dir, photos)
+    assert len(photos.all) == 48
+    assert [(m[1], m[2], m[3]) for m in state["models"]] == [("urph", 8, 0), ("urph", 32, 1)]
+    assert len(state["reservoir"]) == 40 and state["pending fit"] == []
+    assert sum(1 for c in state["codes"] if c[0] == state["models"][-1][0]) == 48
+    return state
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        "scanned",  # the scan committed, nothing embedded
+        "batch:1",  # mid-embed, before any fit is due
+        "due:1",  # the first fit just fell due and is running beside the batches
+        "saved:1",  # its version's files written, not yet registered
+        "encode:1",  # registering it: the snapshot's codes written, the transaction still open
+        "activated:1",  # switched in, older versions not yet pruned
+        "due:2",  # the 4x-growth retraining running
+        "batch:11",  # past the reservoir's size: photos replace others in the sample
+    ],
+)
+def test_a_kill_never_changes_the_answers(
+    tmp_path: Path, photos: PhotoSet, uninterrupted: dict, point: str
+) -> None:
+    lib_dir = tmp_path / "lib"
+    new_library(lib_dir)
+    index_killed_at(lib_dir, photos, point)
+    index(lib_dir, photos)
+    resumed = answers(lib_dir, photos)
+    for key, expected in uninterrupted.items():
+        assert resumed[key] == expected, f"{key} differs after a kill at {point}"
+
+
+def test_a_fit_killed_twice_is_still_the_one_that_fell_due(
+    tmp_path: Path, photos: PhotoSet, uninterrupted: dict
+) -> None:
+    """Killed while the first fit runs, then again while the resumed run trains it again."""
+    lib_dir = tmp_path / "lib"
+    new_library(lib_dir)
+    index_killed_at(lib_dir, photos, "due:1")
+    index_killed_at(lib_dir, photos, "saved:1")
+    index(lib_dir, photos)
+    assert answers(lib_dir, photos) == uninterrupted
+
+
+def test_a_recorded_fit_the_library_outgrew_is_dropped(tmp_path: Path) -> None:
+    """Photos of its snapshot deleted before the resume: no exact fit is possible, so the record
+    and its version's folder go, and the policy decides anew on the library as it is."""
+    photos = make_photo_folder(tmp_path / "photos", groups=2, unrelated=2)
+    lib_dir = tmp_path / "lib"
+    new_library(lib_dir, dataclasses.replace(SETTINGS, train_min=1000))
+    index_killed_at(lib_dir, photos, "saved:1")  # the end-of-run ITQ fit, its files written
+    conn = sqlite3.connect(lib_dir / "catalog.sqlite3")
+    (name,) = conn.execute(
+        "SELECT json_extract(value, '$.name') FROM meta WHERE key = ?", (PENDING_FIT_KEY,)
+    ).fetchone()
+    conn.close()
+    assert (lib_dir / "models" / name).is_dir()
+    photos.unrelated[0].unlink()
+    index(lib_dir, photos)
+    conn = sqlite3.connect(lib_dir / "catalog.sqlite3")
+    trained = conn.execute("SELECT method, train_size, active FROM models").fetchall()
+    conn.close()
+    assert trained == [("itq", len(photos.all) - 1, 1)]
+    assert not (lib_dir / "models" / name).exists()
