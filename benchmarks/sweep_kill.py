@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image
 
 from imagehash_app.config import LibrarySettings
-from imagehash_app.core.indexer import TEST_KILL_ENV
+from imagehash_app.core.kill_points import TEST_KILL_ENV
 from imagehash_app.core.library import Library
 
 ROOT = Path(__file__).resolve().parents[1]

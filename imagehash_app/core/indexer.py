@@ -34,10 +34,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import shutil
-import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -53,6 +51,7 @@ from imagehash_app.core.files import FileInfo, KnownFile, diff_scan, walk_images
 from imagehash_app.core.hashing import METHODS
 from imagehash_app.core.hashing.base import FitThread, Hasher
 from imagehash_app.core.hashing.fit_process import FitProcess
+from imagehash_app.core.kill_points import kill_point
 from imagehash_app.core.model_store import (
     FINETUNE_PENDING_KEY,
     KEEP_MODELS,
@@ -73,19 +72,6 @@ GROWTH_FACTOR = 4  # retrain when the library has grown this much since the last
 SCAN_REPORT_EVERY = 0.5  # seconds between scan progress events
 PENDING_FIT_KEY = "fit_pending"  # meta key (JSON): a fit that fell due, until its version is active
 _VERSION_NAME = re.compile(r"[a-z]+-[0-9a-f]{12}")  # a recorded fit's folder name under models/
-# Tests only: "POINT" or "POINT:N" kills this process (SIGKILL) the Nth time it passes POINT.
-TEST_KILL_ENV = "IMAGEHASH_APP_TEST_KILL_AT"
-_kill_passes: dict[str, int] = {}
-
-
-def _kill_point(point: str) -> None:
-    """Where kill -9 tests stop the process (tests/core/test_resume.py); nothing otherwise."""
-    wanted = os.environ.get(TEST_KILL_ENV)
-    if not wanted or wanted.partition(":")[0] != point:
-        return
-    _kill_passes[point] = _kill_passes.get(point, 0) + 1
-    if _kill_passes[point] >= int(wanted.partition(":")[2] or 1):
-        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
 
 
 @dataclass(frozen=True)
@@ -205,7 +191,7 @@ class Indexer:
     def run(self, folders: Sequence[FolderRow]) -> Iterator[IndexProgress]:
         started = time.perf_counter()
         yield from self.scan(folders)
-        _kill_point("scanned")
+        kill_point("scanned")
         if self._stopping():
             yield IndexProgress("done", 0, 0, message="Stopped during the scan.")
             return
@@ -370,7 +356,7 @@ class Indexer:
                     hasher_state = yield from self._finish_fit(fit, waited_for=True)
                     fit = None
                 self._store_batch(batch, ids_by_path, hasher_state)
-                _kill_point("batch")
+                kill_point("batch")
                 done += len(batch.paths) + len(batch.failures)
                 embedded += len(batch.paths)
                 upcoming = 0 if self._stopping() else min(self.settings.batch_size, total - done)
@@ -601,7 +587,7 @@ class Indexer:
                 return hasher, hasher.encode(X)
 
             fit = _Fit(method, why, ids, FitThread(work, self.should_stop), name)
-        _kill_point("due")
+        kill_point("due")
         return fit
 
     @staticmethod
@@ -635,7 +621,7 @@ class Indexer:
         Returns the new active version and its hasher, for the batches still to come."""
         hasher, codes = fit.job.result()
         hasher.save(self.root / MODELS_DIR / fit.name)  # a killed run's try is overwritten
-        _kill_point("saved")
+        kill_point("saved")
         weights_id = self.cat.get_meta("weights_id", "") or ""
         with self.cat.transaction():
             model_id = self.cat.add_model(
@@ -643,11 +629,11 @@ class Indexer:
                 f"{MODELS_DIR}/{fit.name}", len(fit.ids), fit.why,
             )
             self.cat.put_codes(model_id, fit.ids, codes)
-            _kill_point("encode")
+            kill_point("encode")
             self._encode_reservoir_missing(model_id, lambda: hasher)
             self.cat.set_active_model(model_id)
             self.cat.conn.execute("DELETE FROM meta WHERE key = ?", (PENDING_FIT_KEY,))
-        _kill_point("activated")
+        kill_point("activated")
         prune_models(self.cat, self.root, KEEP_MODELS)
         return self.cat.active_model(), hasher
 

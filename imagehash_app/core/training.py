@@ -40,6 +40,7 @@ from imagehash_app.core.catalog import CATALOG_FILE, Catalog, ModelRow
 from imagehash_app.core.codes import words_for
 from imagehash_app.core.errors import CancelledError, ImagehashError
 from imagehash_app.core.hashing.base import META_FILE, fit_in_thread
+from imagehash_app.core.kill_points import kill_point
 from imagehash_app.core.model_store import FINETUNE_PENDING_KEY as PENDING_KEY
 from imagehash_app.core.model_store import KEEP_MODELS, MODELS_DIR, prune_models
 from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_features
@@ -288,6 +289,7 @@ def _register(
     transaction; a kill before the commit leaves only an orphan folder (removed at next open)."""
     name = f"{hasher.method}-{uuid.uuid4().hex[:12]}"
     hasher.save(root / MODELS_DIR / name)
+    kill_point("finetune-saved")
     codes = hasher.encode(res_X)
     weights_id = cat.get_meta("weights_id", "") or ""
     with cat.transaction():
@@ -509,6 +511,7 @@ def _reencode_and_swap(
         got, codes, n_exact = encode_for(cat, root, target, new_hasher, batch, sources, embedded)
         with cat.transaction():
             cat.put_codes(target.id, got, codes)
+        kill_point("reencoded")
         exact += n_exact
         approx += len(got) - n_exact
         done += len(batch)

@@ -24,7 +24,8 @@ from photos import PhotoSet, make_photo_folder
 
 from imagehash_app import cli
 from imagehash_app.config import LibrarySettings
-from imagehash_app.core.indexer import PENDING_FIT_KEY, TEST_KILL_ENV
+from imagehash_app.core.indexer import PENDING_FIT_KEY
+from imagehash_app.core.kill_points import TEST_KILL_ENV
 from imagehash_app.core.library import Library
 
 ROOT = Path(__file__).resolve().parents[2]
