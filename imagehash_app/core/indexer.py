@@ -338,13 +338,13 @@ class Indexer:
         )
         fit: _Fit | None = None
         self._prepare_fit_process(total)
+        hasher_state = self._active_hasher(backbone)
         try:
             if decided is not None:
                 fit = self._launch_fit(decided, background=True)
                 yield IndexProgress(
                     "train", 0, 0, message=f"{self._fit_message(fit)}; indexing goes on meanwhile"
                 )
-            hasher_state = self._active_hasher(backbone)
             # Before the first batch too: a kill may have come between a batch and its decision.
             fit, hasher_state = yield from self._between_batches(
                 fit, hasher_state, min(self.settings.batch_size, total)

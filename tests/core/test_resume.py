@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -94,11 +95,16 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> PhotoSet:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory, photos: PhotoSet) -> dict:
+def uninterrupted_dir(tmp_path_factory: pytest.TempPathFactory, photos: PhotoSet) -> Path:
     lib_dir = tmp_path_factory.mktemp("uninterrupted") / "lib"
     new_library(lib_dir)
     index(lib_dir, photos)
-    state = answers(lib_dir, photos)
+    return lib_dir
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(uninterrupted_dir: Path, photos: PhotoSet) -> dict:
+    state = answers(uninterrupted_dir, photos)
     assert len(photos.all) == 48
     assert [(m[1], m[2], m[3]) for m in state["models"]] == [("urph", 8, 0), ("urph", 32, 1)]
     assert len(state["reservoir"]) == 40 and state["pending fit"] == []
@@ -163,3 +169,86 @@ def test_a_recorded_fit_the_library_outgrew_is_dropped(tmp_path: Path) -> None:
     conn.close()
     assert trained == [("itq", len(photos.all) - 1, 1)]
     assert not (lib_dir / "models" / name).exists()
+
+
+FINETUNE_CHILD = """
+import sys
+from pathlib import Path
+from imagehash_app.core import training
+from imagehash_app.core.library import Library
+with Library.open(Path(sys.argv[1])) as lib:
+    for _ in training.finetune(lib, epochs=2, batch_size=2, force=True):
+        pass
+"""
+
+
+def finetune(lib_dir: Path) -> None:
+    from imagehash_app.core import training
+
+    with Library.open(lib_dir) as lib:
+        gen = training.finetune(lib, epochs=2, batch_size=2, force=True)
+        for _ in gen:
+            pass
+
+
+@pytest.fixture(scope="module")
+def finetuned(
+    tmp_path_factory: pytest.TempPathFactory, uninterrupted_dir: Path, photos: PhotoSet
+) -> dict:
+    reference = tmp_path_factory.mktemp("finetuned") / "lib"
+    shutil.copytree(uninterrupted_dir, reference)
+    finetune(reference)
+    state = answers(reference, photos)
+    assert [(m[1], m[3]) for m in state["models"]] == [("urph", 0), ("urph", 1)]
+    assert state["pending fit"] == []
+    return state
+
+
+@pytest.mark.parametrize("point", ["finetune-saved", "reencoded:2"])
+def test_a_killed_finetune_ends_as_an_uninterrupted_one(
+    tmp_path: Path, uninterrupted_dir: Path, photos: PhotoSet, finetuned: dict, point: str
+) -> None:
+    """The 8 photos outside the reservoir are re-encoded 2 per transaction by running the
+    backbone again; killed before the new version is registered or after 2 of those batches,
+    `finetune` run again ends with the versions, codes and answers of one never interrupted."""
+    killed = tmp_path / "killed"
+    shutil.copytree(uninterrupted_dir, killed)
+    env = {**os.environ, TEST_KILL_ENV: point, "PYTHONPATH": str(ROOT)}
+    child = subprocess.run(
+        [sys.executable, "-c", FINETUNE_CHILD, str(killed)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert child.returncode == -signal.SIGKILL, f"never reached {point}: {child.stderr[-2000:]}"
+    finetune(killed)
+    assert answers(killed, photos) == finetuned
+
+
+def test_a_fit_is_the_same_while_another_thread_loads_versions(tmp_path: Path) -> None:
+    """A resumed fit starts as the run loads its active version (and a window may search): the
+    networks' seeded initial weights must not take draws from a version loaded meanwhile."""
+    import threading
+
+    import numpy as np
+
+    from imagehash_app.core.hashing import load_hasher, make_hasher
+
+    X = np.random.default_rng(1).normal(size=(300, 48)).astype(np.float32)
+    params = {"epochs": 1, "hidden": 64, "decoder_hidden": 64}
+    alone = make_hasher("urph", 32, 48, **params).fit(X, seed=3)
+    alone.save(tmp_path / "version")
+    stop = threading.Event()
+
+    def load_versions() -> None:
+        while not stop.is_set():
+            load_hasher(tmp_path / "version")
+
+    loader = threading.Thread(target=load_versions)
+    loader.start()
+    try:
+        beside = [make_hasher("urph", 32, 48, **params).fit(X, seed=3) for _ in range(5)]
+    finally:
+        stop.set()
+        loader.join()
+    for fitted in beside:
+        for key, value in alone.state_dict().items():
+            np.testing.assert_array_equal(fitted.state_dict()[key], value, err_msg=key)

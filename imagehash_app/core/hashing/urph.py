@@ -16,6 +16,7 @@ residual whose last layer starts at zero, so training starts from the ITQ codes.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -140,22 +141,24 @@ class URPHHasher(Hasher):
         epochs = int(p["epochs"] if epochs is None else epochs)
         rng = np.random.default_rng(seed)
         seconds: dict[str, float] = {}  # where the fit's time went, kept in the metadata
+        # Only the networks' initial weights come from torch's global generator (training draws
+        # from its own): seeded, and kept from other threads meanwhile (`_seeded`).
         with _seeded(seed):
             if init_from is not None:
                 self._copy_from(init_from)
             else:
                 self._init_from_data(X, rng, device)
-            seconds["init"] = time.perf_counter() - started
-            dev = torch.device(device)
-            Xt = torch.from_numpy(np.ascontiguousarray(X)).to(dev)
-            knn = exact_knn(Xt, int(p["neighbours"]))
-            seconds["neighbours"] = time.perf_counter() - started - seconds["init"]
-            check_stop(should_stop)
-            try:
-                self._train(Xt, knn, epochs, seed, progress, should_stop, started)
-            finally:
-                self.encoder_.cpu().eval()
-                self.decoder_.cpu().eval()
+        seconds["init"] = time.perf_counter() - started
+        dev = torch.device(device)
+        Xt = torch.from_numpy(np.ascontiguousarray(X)).to(dev)
+        knn = exact_knn(Xt, int(p["neighbours"]))
+        seconds["neighbours"] = time.perf_counter() - started - seconds["init"]
+        check_stop(should_stop)
+        try:
+            self._train(Xt, knn, epochs, seed, progress, should_stop, started)
+        finally:
+            self.encoder_.cpu().eval()
+            self.decoder_.cpu().eval()
         total = time.perf_counter() - started
         seconds["train"] = total - seconds["init"] - seconds["neighbours"]
         self.meta["metrics"] = {
@@ -365,10 +368,11 @@ class URPHHasher(Hasher):
         self.P_ = np.array(tensors["P"], dtype=np.float32)
         self.scale_ = float(np.asarray(tensors["scale"]).reshape(-1)[0])
         p = self.P_.shape[1]
-        self.encoder_ = Encoder(p, int(self.params["hidden"]), self.bits)
-        self.decoder_ = Decoder(
-            self.bits, int(self.params["decoder_hidden"]), p, float(self.params["tau_dec"])
-        )
+        with _GLOBAL_GENERATOR:  # their random init is overwritten, but draws from it
+            self.encoder_ = Encoder(p, int(self.params["hidden"]), self.bits)
+            self.decoder_ = Decoder(
+                self.bits, int(self.params["decoder_hidden"]), p, float(self.params["tau_dec"])
+            )
         for prefix, module in (("encoder.", self.encoder_), ("decoder.", self.decoder_)):
             sub = {
                 k[len(prefix) :]: torch.from_numpy(np.array(v))
@@ -414,9 +418,16 @@ def warmup_cosine(steps: int, warmup: float = 0.1) -> Callable[[int], float]:
     return factor
 
 
+# Held while torch's process-wide generator is seeded or drawn from here: a version loaded on
+# one thread (a search, the indexer's active version) while a fit initialises its networks on
+# another would otherwise take draws from the fit's seeded sequence and change the fit.
+_GLOBAL_GENERATOR = threading.RLock()
+
+
 @contextmanager
 def _seeded(seed: int) -> Iterator[None]:
-    """Seed torch's generator for module init without leaking the state to the caller."""
-    with torch.random.fork_rng(devices=[]):
+    """Seed torch's generator for module init without leaking the state to the caller, and with
+    no other thread drawing from it meanwhile."""
+    with _GLOBAL_GENERATOR, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
