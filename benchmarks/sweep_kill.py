@@ -135,6 +135,13 @@ def compare(got: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def print_row(row: dict[str, Any]) -> None:
+    print(f"{row['round']:>5}  {row['kill']:<14.14} {row['killed']!s:<6} "
+          f"{row.get('check_after_kill', row['quick_check']):<5} {row['same_models']!s:<9} "
+          f"{row['same_codes']:>5}/{row['codes']:<5} {row['same_top10']:>3}/{row['queries']:<3}  "
+          f"{row['identical']}", flush=True)
+
+
 def kill_plan(rounds: int, batches: int, ref_seconds: float, rng: random.Random) -> list[dict]:
     """Every named point once, then kills after random batches or random delays, shuffled."""
     plan = [{"point": p} for p in NAMED_POINTS]
@@ -195,15 +202,16 @@ def main(argv: list[str] | None = None) -> int:
     ref = answers(ref_lib, photos, queries)
     print(f"{len(all_photos)} photos, {len(queries)} queries; uninterrupted run "
           f"{ref_run['seconds']} s, versions {ref['models']}", flush=True)
+    print(f"{'round':>5}  {'kill at':<14} {'killed':<6} {'check':<5} {'versions':<9} "
+          f"{'codes':>11} {'top-10':>7}  identical", flush=True)
     rows: list[dict[str, Any]] = []
     again = new_library("uninterrupted-2")
     run_index(again, photos)
-    rows.append({"round": 0, "kill": "none (a second uninterrupted run)", "killed": False,
+    rows.append({"round": 0, "kill": "none (2nd run)", "killed": False,
                  **compare(answers(again, photos, queries), ref)})
+    print_row(rows[-1])
     batches = -(-len(all_photos) // args.batch_size)
     plan = kill_plan(args.rounds, batches, ref_run["seconds"], random.Random(args.seed))
-    print(f"{'round':>5}  {'kill at':<14} {'killed':<6} {'check':<5} {'versions':<9} "
-          f"{'codes':>11} {'top-10':>7}  identical", flush=True)
     for n, kill in enumerate(plan, 1):
         lib = new_library("killed")
         killed = run_index(lib, photos, kill.get("point"), kill.get("delay"))
@@ -217,11 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             **compare(answers(lib, photos, queries), ref),
         }
         rows.append(row)
-    for row in rows:
-        print(f"{row['round']:>5}  {row['kill']:<14.14} {row['killed']!s:<6} "
-              f"{row.get('check_after_kill', row['quick_check']):<5} {row['same_models']!s:<9} "
-              f"{row['same_codes']:>5}/{row['codes']:<5} {row['same_top10']:>3}/{row['queries']:<3}  "
-              f"{row['identical']}", flush=True)
+        print_row(row)
     kills = rows[1:]
     summary = {
         "photos": len(all_photos), "queries": len(queries), "rounds": len(kills),
