@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from photos import PhotoSet, make_photo_folder
+from photos import PhotoSet, make_photo, make_photo_folder
 
 from imagehash_app import cli
 from imagehash_app.config import LibrarySettings
@@ -169,6 +169,26 @@ def test_a_recorded_fit_the_library_outgrew_is_dropped(tmp_path: Path) -> None:
     conn.close()
     assert trained == [("itq", len(photos.all) - 1, 1)]
     assert not (lib_dir / "models" / name).exists()
+
+
+def test_a_kill_after_the_last_batch_still_refits_the_fallback(tmp_path: Path) -> None:
+    """PCA-ITQ is refit at the end of each run that changed the library: killed right after its
+    last batch, the run that resumes (nothing left to embed) must still refit it."""
+    photos = make_photo_folder(tmp_path / "photos", groups=2, unrelated=2)
+    settings = dataclasses.replace(SETTINGS, train_min=1000)
+    uninterrupted, killed = tmp_path / "uninterrupted", tmp_path / "killed"
+    for lib_dir in (uninterrupted, killed):
+        new_library(lib_dir, settings)
+        index(lib_dir, photos)
+    (photos.root / "later").mkdir()
+    for n in range(4):
+        make_photo(900 + n).save(photos.root / "later" / f"new{n}.jpg")
+    index(uninterrupted, photos)
+    index_killed_at(killed, photos, "batch:1")
+    index(killed, photos)
+    expected = answers(uninterrupted, photos)
+    assert [(m[1], m[2], m[3]) for m in expected["models"]] == [("itq", 10, 0), ("itq", 14, 1)]
+    assert answers(killed, photos) == expected
 
 
 FINETUNE_CHILD = """
