@@ -382,10 +382,10 @@ class Indexer:
         then ask the policy (when `upcoming` photos are still to come). Returns (fit,
         hasher_state)."""
         message = ""
-        population, sampled = self.cat.population(), self.cat.reservoir_count()
         if (
-            fit is not None and not fit.job.done() and upcoming
-            and fit.due_after(population, sampled, self.settings, upcoming)
+            fit is not None and not fit.job.done() and upcoming and fit.due_after(
+                self.cat.population(), self.cat.reservoir_count(), self.settings, upcoming
+            )
         ):
             hasher_state = yield from self._finish_fit(fit, waited_for=True)
             fit = None
@@ -530,6 +530,7 @@ class Indexer:
         try:
             decision = json.loads(raw)
             ids = [int(i) for i in decision["ids"]]
+            decision["seed"] = int(decision.get("seed", self.settings.seed))
             usable = (
                 decision["active"] == (active.id if active else None)
                 and decision["method"] in METHODS
@@ -574,7 +575,7 @@ class Indexer:
         hasher.meta["backbone"] = self.settings.backbone
         hasher.meta["library_reason"] = why
         device = training_device(self.settings.device) if hasher.trains_on_device else "cpu"
-        seed = int(decision.get("seed", self.settings.seed))
+        seed = int(decision["seed"])
         if background and self._fits_in_process(device):
             child, self._spare_fit = self._spare_fit, None
             child = child or FitProcess(device, self.should_stop)

@@ -272,3 +272,34 @@ def test_a_fit_is_the_same_while_another_thread_loads_versions(tmp_path: Path) -
     for fitted in beside:
         for key, value in alone.state_dict().items():
             np.testing.assert_array_equal(fitted.state_dict()[key], value, err_msg=key)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        "not json",
+        '["a list"]',
+        '{"method": "urph", "why": "x", "ids": [1, 2], "seed": "x", "active": null, '
+        '"name": "urph-0123456789ab"}',
+        '{"method": "urph", "why": "x", "ids": [1, 2], "seed": 0, "active": null, '
+        '"name": "../../victim"}',
+    ],
+)
+def test_a_broken_fit_record_is_dropped_and_nothing_outside_is_touched(
+    tmp_path: Path, record: str
+) -> None:
+    """The catalogue is input: a record that is not one the indexer wrote is dropped, and a name
+    that would reach out of models/ is never written to nor deleted."""
+    photos = make_photo_folder(tmp_path / "photos", groups=1, unrelated=2)
+    lib_dir, victim = tmp_path / "lib", tmp_path / "victim"  # models/../../victim
+    new_library(lib_dir)
+    victim.mkdir()
+    (victim / "keep").write_text("mine")
+    conn = sqlite3.connect(lib_dir / "catalog.sqlite3")
+    with conn:
+        conn.execute("INSERT INTO meta(key, value) VALUES (?, ?)", (PENDING_FIT_KEY, record))
+    conn.close()
+    index(lib_dir, photos)
+    state = answers(lib_dir, photos)
+    assert state["pending fit"] == [] and [(m[1], m[3]) for m in state["models"]] == [("itq", 1)]
+    assert (victim / "keep").read_text() == "mine"
