@@ -72,7 +72,9 @@ def index_command(lib: Path, photos: Path) -> list[str]:
 
 def run_index(lib: Path, photos: Path, point: str | None = None, delay: float | None = None) -> dict:
     """`index` in its own process, killed at `point` or after `delay` seconds (if still running)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p
+    )}
     env.pop(TEST_KILL_ENV, None)
     if point:
         env[TEST_KILL_ENV] = point
@@ -165,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, default=60)
     ap.add_argument("--backbone", default="tiny")
     ap.add_argument("--weights", default="none")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda: the backbone and fits on the GPU "
+                    "(fits beside embedding then run in a process of their own)")
     ap.add_argument("--bits", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--train-min", type=int, default=1000)
@@ -184,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     all_photos = sorted(photos.iterdir())
     queries = random.Random(args.seed).sample(all_photos, min(args.queries, len(all_photos)))
     settings = LibrarySettings(
-        backbone=args.backbone, weights=args.weights, bits=args.bits, device="cpu",
+        backbone=args.backbone, weights=args.weights, bits=args.bits, device=args.device,
         batch_size=args.batch_size, train_min=args.train_min, reservoir_size=args.reservoir,
         hasher_params={"urph": {"epochs": args.epochs}},
     )
