@@ -513,6 +513,7 @@ class Indexer:
             decision = {
                 "method": method, "why": why, "ids": ids.tolist(), "seed": self.settings.seed,
                 "name": f"{method}-{uuid.uuid4().hex[:12]}", "active": active.id if active else None,
+                "beside": background,
             }
             self.cat.set_json(PENDING_FIT_KEY, decision)
             clear_changed(self.cat)
@@ -551,8 +552,10 @@ class Indexer:
         return decision
 
     def _train_recorded(self, decision: dict) -> Iterator[IndexProgress]:
-        """Train a recorded fit and switch to it, waiting for it (nothing left to embed)."""
-        fit = self._launch_fit(decision)
+        """Train a recorded fit and switch to it, waiting for it (nothing left to embed). Where it
+        was to run beside the batches, it runs as it would have then (a GPU fit in a process of
+        its own, with the thread pools of one: the same numbers)."""
+        fit = self._launch_fit(decision, background=bool(decision.get("beside")))
         yield IndexProgress("train", 0, 0, message=self._fit_message(fit))
         yield from self._finish_fit(fit)
 

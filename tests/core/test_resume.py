@@ -25,7 +25,7 @@ from photos import PhotoSet, make_photo, make_photo_folder
 
 from imagehash_app import cli
 from imagehash_app.config import LibrarySettings
-from imagehash_app.core.indexer import PENDING_FIT_KEY
+from imagehash_app.core.indexer import PENDING_FIT_KEY, Indexer
 from imagehash_app.core.kill_points import TEST_KILL_ENV
 from imagehash_app.core.library import Library
 
@@ -188,6 +188,31 @@ def test_a_kill_after_the_last_batch_still_refits_the_fallback(tmp_path: Path) -
     index(killed, photos)
     expected = answers(uninterrupted, photos)
     assert [(m[1], m[2], m[3]) for m in expected["models"]] == [("itq", 10, 0), ("itq", 14, 1)]
+    assert answers(killed, photos) == expected
+
+
+def test_a_fit_in_its_own_process_killed_at_the_end_is_trained_there_again(
+    tmp_path: Path, photos: PhotoSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a GPU a fit beside the batches runs in a process of its own (forced here on the CPU).
+    Killed while the run waits for it after the last batch, the resumed run, with nothing left
+    to embed, trains it in such a process too: the same numbers as the run never interrupted."""
+    monkeypatch.setattr(Indexer, "fit_in_process", True)
+    settings = dataclasses.replace(SETTINGS, reservoir_size=1000)  # no wait before the end
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    new_library(reference, settings)
+    index(reference, photos)
+    expected = answers(reference, photos)
+    assert [(m[1], m[2], m[3]) for m in expected["models"]] == [("urph", 8, 0), ("urph", 32, 1)]
+    new_library(killed, settings)
+    index_killed_at(killed, photos, "batch:12")  # the last batch: the 32-photo fit is recorded
+    conn = sqlite3.connect(killed / "catalog.sqlite3")
+    recorded = conn.execute(
+        "SELECT json_array_length(value, '$.ids') FROM meta WHERE key = ?", (PENDING_FIT_KEY,)
+    ).fetchall()
+    conn.close()
+    assert recorded == [(32,)]
+    index(killed, photos)
     assert answers(killed, photos) == expected
 
 
