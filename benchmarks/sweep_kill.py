@@ -151,7 +151,7 @@ def kill_plan(rounds: int, batches: int, ref_seconds: float, rng: random.Random)
         if rng.random() < 0.5:
             plan.append({"point": f"batch:{rng.randint(1, max(1, batches - 1))}"})
         else:
-            plan.append({"delay": round(rng.uniform(0.5, ref_seconds), 2)})
+            plan.append({"delay": round(rng.uniform(0.5, 0.9 * ref_seconds), 2)})
     rng.shuffle(plan)
     return plan[:rounds]
 
