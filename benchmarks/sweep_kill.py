@@ -144,14 +144,15 @@ def print_row(row: dict[str, Any]) -> None:
           f"{row['identical']}", flush=True)
 
 
-def kill_plan(rounds: int, batches: int, ref_seconds: float, rng: random.Random) -> list[dict]:
-    """Every named point once, then kills after random batches or random delays, shuffled."""
+def kill_plan(rounds: int, batches: int, rng: random.Random) -> list[dict]:
+    """Every named point once, then kills after random batches or at a random moment (a share
+    of an uninterrupted run's time), shuffled."""
     plan = [{"point": p} for p in NAMED_POINTS]
     while len(plan) < rounds:
         if rng.random() < 0.5:
             plan.append({"point": f"batch:{rng.randint(1, max(1, batches - 1))}"})
         else:
-            plan.append({"delay": round(rng.uniform(0.5, 0.9 * ref_seconds), 2)})
+            plan.append({"share": round(rng.uniform(0.05, 0.95), 3)})
     rng.shuffle(plan)
     return plan[:rounds]
 
@@ -210,15 +211,21 @@ def main(argv: list[str] | None = None) -> int:
           f"{'codes':>11} {'top-10':>7}  identical", flush=True)
     rows: list[dict[str, Any]] = []
     again = new_library("uninterrupted-2")
-    run_index(again, photos)
+    again_run = run_index(again, photos)
     rows.append({"round": 0, "kill": "none (2nd run)", "killed": False,
                  **compare(answers(again, photos, queries), ref)})
     print_row(rows[-1])
     batches = -(-len(all_photos) // args.batch_size)
-    plan = kill_plan(args.rounds, batches, ref_run["seconds"], random.Random(args.seed))
+    plan = kill_plan(args.rounds, batches, random.Random(args.seed))
+    # The machine's load changes: a timed kill takes its share of the quickest whole run seen.
+    whole = min(ref_run["seconds"], again_run["seconds"])
     for n, kill in enumerate(plan, 1):
         lib = new_library("killed")
+        if "share" in kill:
+            kill["delay"] = round(kill["share"] * whole, 2)
         killed = run_index(lib, photos, kill.get("point"), kill.get("delay"))
+        if not killed["killed"]:
+            whole = min(whole, killed["seconds"])
         conn = sqlite3.connect(lib / "catalog.sqlite3")
         after_kill = conn.execute("PRAGMA quick_check").fetchone()[0]
         conn.close()
