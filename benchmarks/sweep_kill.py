@@ -70,17 +70,20 @@ def index_command(lib: Path, photos: Path) -> list[str]:
     return [sys.executable, "-m", "imagehash_app", "--library", str(lib), "index", str(photos)]
 
 
+APP_ROOT = ROOT  # whose code `index` runs (--app-root: e.g. a checkout of older code, to compare)
+
+
 def run_index(lib: Path, photos: Path, point: str | None = None, delay: float | None = None) -> dict:
     """`index` in its own process, killed at `point` or after `delay` seconds (if still running)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p
+        p for p in (str(APP_ROOT), os.environ.get("PYTHONPATH")) if p
     )}
     env.pop(TEST_KILL_ENV, None)
     if point:
         env[TEST_KILL_ENV] = point
     started = time.perf_counter()
     child = subprocess.Popen(
-        index_command(lib, photos), cwd=ROOT, env=env,
+        index_command(lib, photos), cwd=APP_ROOT, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     if delay is not None:
@@ -144,12 +147,12 @@ def print_row(row: dict[str, Any]) -> None:
           f"{row['identical']}", flush=True)
 
 
-def kill_plan(rounds: int, batches: int, rng: random.Random) -> list[dict]:
+def kill_plan(rounds: int, batches: int, rng: random.Random, timed_only: bool = False) -> list[dict]:
     """Every named point once, then kills after random batches or at a random moment (a share
     of an uninterrupted run's time), shuffled."""
-    plan = [{"point": p} for p in NAMED_POINTS]
+    plan = [] if timed_only else [{"point": p} for p in NAMED_POINTS]
     while len(plan) < rounds:
-        if rng.random() < 0.5:
+        if rng.random() < 0.5 and not timed_only:
             plan.append({"point": f"batch:{rng.randint(1, max(1, batches - 1))}"})
         else:
             plan.append({"share": round(rng.uniform(0.05, 0.95), 3)})
@@ -175,9 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-min", type=int, default=1000)
     ap.add_argument("--reservoir", type=int, default=1100)
     ap.add_argument("--epochs", type=int, default=10, help="URPH epochs (training time per fit)")
+    ap.add_argument("--app-root", type=Path, help="run `index` from this checkout's code (older "
+                    "code has no kill points: use with --timed-only)")
+    ap.add_argument("--timed-only", action="store_true", help="kill at random moments only")
     ap.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
     ap.add_argument("--json", type=Path, help="write the rounds and the summary here")
     args = ap.parse_args(argv)
+    global APP_ROOT
+    APP_ROOT = (args.app_root or ROOT).resolve()
 
     work = args.work or Path(tempfile.mkdtemp(prefix="sweep_kill-"))
     photos = work / "photos"
@@ -216,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                  **compare(answers(again, photos, queries), ref)})
     print_row(rows[-1])
     batches = -(-len(all_photos) // args.batch_size)
-    plan = kill_plan(args.rounds, batches, random.Random(args.seed))
+    plan = kill_plan(args.rounds, batches, random.Random(args.seed), args.timed_only)
     # The machine's load changes: a timed kill takes its share of the quickest whole run seen.
     whole = min(ref_run["seconds"], again_run["seconds"])
     for n, kill in enumerate(plan, 1):
@@ -247,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         "all_queries": sum(r["queries"] for r in kills),
         "baseline_identical": rows[0]["identical"],
         "reference_versions": ref["models"], "reference_seconds": ref_run["seconds"],
-        "settings": settings.to_dict(), "command": " ".join(sys.argv),
+        "settings": settings.to_dict(), "command": " ".join(sys.argv), "app_root": str(APP_ROOT),
     }
     print(f"identical answers after a kill: {summary['identical']}/{summary['rounds']} rounds "
           f"({summary['killed']} killed before the end; catalogue intact after the kill "
