@@ -17,11 +17,26 @@ when it trains on the library's GPU, in a process of its own started ahead (hash
 photos embedded meanwhile get their codes of the new version from the reservoir when it is
 switched in. Training never lets the reservoir drop a photo before the new
 version has coded it: the run waits for the fit first.
+
+A kill never changes the answers: a resumed run ends with the same versions, codes and results as
+a run never interrupted. Photos are embedded in id order, in batches counted from the first
+pending one, so a resumed run's batches are the uninterrupted run's remaining ones, and the
+policy is asked at the same points (also before the first batch, in case a kill came between a
+batch and its decision). A fit that falls due is recorded (`PENDING_FIT_KEY`: method, the exact
+reservoir snapshot, the version's name) before it starts, and a resumed run trains that one first,
+not one on the larger library it then sees. When a fit beside the run is still going where its own
+version would already be due for retraining, the run waits for it, so that when a fit ends (a
+matter of timing) never changes what is trained next. `tests/core/test_resume.py` kills the
+process at each point; `benchmarks/sweep_kill.py` does it at random ones.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import shutil
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,17 +53,23 @@ from imagehash_app.core.files import (
     folder_error_reason,
     walk_images,
 )
+from imagehash_app.core.hashing import METHODS
 from imagehash_app.core.hashing.base import FitThread, Hasher
 from imagehash_app.core.hashing.fit_process import FitProcess
+from imagehash_app.core.kill_points import kill_point
 from imagehash_app.core.model_store import (
     FINETUNE_PENDING_KEY,
     KEEP_MODELS,
+    MODELS_DIR,
+    is_version_name,
     prune_models,
-    save_version,
+    removable_version_dir,
     version_path,
 )
 from imagehash_app.core.reservoir import (
     FEATURE_DTYPE,
+    changed_since_fit,
+    clear_changed,
     reservoir_add,
     reservoir_features,
     reservoir_remove,
@@ -58,6 +79,7 @@ from imagehash_app.core.stored_paths import StoredPath, display, to_db
 StopFn = Callable[[], bool]
 GROWTH_FACTOR = 4  # retrain when the library has grown this much since the last training
 SCAN_REPORT_EVERY = 0.5  # seconds between scan progress events
+PENDING_FIT_KEY = "fit_pending"  # meta key (JSON): a fit that fell due, until its version is active
 
 
 @dataclass(frozen=True)
@@ -123,12 +145,24 @@ def plan_training(
 @dataclass
 class _Fit:
     """A hasher version being trained on a snapshot of the reservoir (`ids`) beside the run; the
-    job returns the fitted hasher and the snapshot's codes."""
+    job returns the fitted hasher and the snapshot's codes. `name`: its folder under models/."""
 
     method: str
     why: str
     ids: np.ndarray
     job: FitThread | FitProcess
+    name: str
+
+    def due_after(
+        self, population: int, sampled: int, settings: LibrarySettings, upcoming: int
+    ) -> bool:
+        """Whether the policy would retrain with this version already active: then the run
+        waits for it, so that how long it took never changes the next decision."""
+        version = ModelRow(0, self.method, settings.bits, "", "", 0.0, True, "", len(self.ids), "")
+        return plan_training(
+            population, sampled, version, settings, end_of_run=False, changed=False,
+            upcoming=upcoming,
+        ) is not None
 
 
 class Indexer:
@@ -151,16 +185,21 @@ class Indexer:
         self.settings = settings
         self.get_backbone = get_backbone
         self.should_stop = should_stop
-        self.changed = False  # embedded or removed anything: the ITQ fallback is refit
         self._spare_fit: FitProcess | None = None  # started ahead, waiting for its job
 
     def _stopping(self) -> bool:
         return bool(self.should_stop and self.should_stop())
 
+    @property
+    def changed(self) -> bool:
+        """Photos were embedded or removed since the last fit: the ITQ fallback is refit."""
+        return changed_since_fit(self.cat)
+
     # --- the whole run -------------------------------------------------------------------------
     def run(self, folders: Sequence[FolderRow]) -> Iterator[IndexProgress]:
         started = time.perf_counter()
         yield from self.scan(folders)
+        kill_point("scanned")
         if self._stopping():
             yield IndexProgress("done", 0, 0, message="Stopped during the scan.")
             return
@@ -264,7 +303,6 @@ class Indexer:
             )
             for folder_id, entries in unreadable.items():
                 self.cat.set_unreadable(folder_id, entries)
-        self.changed = bool(gone)
         yield IndexProgress(
             "scan", len(found), len(found), len(found) / max(time.perf_counter() - started, 1e-9), 0.0,
             f"{len(found)} files: {len(diff.new)} new, {len(diff.changed)} changed, "
@@ -296,10 +334,14 @@ class Indexer:
                 )
 
     def embed(self) -> Iterator[IndexProgress]:
-        """Embed every pending image; returns how many were embedded."""
+        """Embed every pending image; returns how many were embedded. A fit recorded by a run
+        that was killed is trained first (beside the batches, as it was then)."""
         self._requeue_orphans()
+        decided = self._recorded_fit()
         pending = self.cat.pending_paths()
         if not pending:
+            if decided is not None:
+                yield from self._train_recorded(decided)
             return 0
         from imagehash_app.core.embedding import iter_embeddings
 
@@ -308,7 +350,6 @@ class Indexer:
         ids_by_path = {path: iid for iid, path in pending}
         paths = list(ids_by_path)
         total, done, embedded = len(paths), 0, 0
-        hasher_state = self._active_hasher(backbone)
         started = time.perf_counter()
         yield _progress("embed", 0, total, started, f"Indexing {total} photos")
         batches = iter_embeddings(
@@ -317,7 +358,17 @@ class Indexer:
         )
         fit: _Fit | None = None
         self._prepare_fit_process(total)
+        hasher_state = self._active_hasher(backbone)
         try:
+            if decided is not None:
+                fit = self._launch_fit(decided, background=True)
+                yield IndexProgress(
+                    "train", 0, 0, message=f"{self._fit_message(fit)}; indexing goes on meanwhile"
+                )
+            # Before the first batch too: a kill may have come between a batch and its decision.
+            fit, hasher_state = yield from self._between_batches(
+                fit, hasher_state, min(self.settings.batch_size, total)
+            )
             for batch in batches:
                 if fit is not None and self._outgrows_reservoir(len(batch.paths)):
                     # The fit's snapshot must stay the whole library: finish it before the
@@ -325,25 +376,13 @@ class Indexer:
                     hasher_state = yield from self._finish_fit(fit, waited_for=True)
                     fit = None
                 self._store_batch(batch, ids_by_path, hasher_state)
+                kill_point("batch")
                 done += len(batch.paths) + len(batch.failures)
                 embedded += len(batch.paths)
-                self.changed = self.changed or bool(batch.paths)
-                message = ""
-                if fit is not None and fit.job.done():
-                    hasher_state = self._activate(fit)
-                    message = f"Now searching with the new {fit.method} hasher."
-                    fit = None
-                yield _progress("embed", done, total, started, message)
-                if fit is None and done < total and not self._stopping():
-                    plan = self._plan(
-                        end_of_run=False, upcoming=min(self.settings.batch_size, total - done)
-                    )
-                    if plan is not None:
-                        fit = self._start_fit(*plan, background=True)
-                        yield IndexProgress(
-                            "train", 0, 0,
-                            message=f"{self._fit_message(fit)}; indexing goes on meanwhile",
-                        )
+                upcoming = 0 if self._stopping() else min(self.settings.batch_size, total - done)
+                fit, hasher_state = yield from self._between_batches(
+                    fit, hasher_state, upcoming, _progress("embed", done, total, started)
+                )
             if fit is not None and not self._stopping():
                 yield from self._finish_fit(fit, waited_for=True)
                 fit = None
@@ -354,6 +393,36 @@ class Indexer:
                     job.cancel()
             self._spare_fit = None
         return embedded
+
+    def _between_batches(
+        self, fit: _Fit | None, hasher_state, upcoming: int, event: IndexProgress | None = None
+    ) -> Iterator[IndexProgress]:
+        """After a batch (`event`, yielded with a word when a new version is switched in): wait
+        for a fit whose version would already be due for retraining, switch in a finished one,
+        then ask the policy (when `upcoming` photos are still to come). Returns (fit,
+        hasher_state)."""
+        message = ""
+        if (
+            fit is not None and not fit.job.done() and upcoming and fit.due_after(
+                self.cat.population(), self.cat.reservoir_count(), self.settings, upcoming
+            )
+        ):
+            hasher_state = yield from self._finish_fit(fit, waited_for=True)
+            fit = None
+        if fit is not None and fit.job.done():
+            hasher_state = self._activate(fit)
+            message = f"Now searching with the new {fit.method} hasher."
+            fit = None
+        if event is not None:
+            yield dataclasses.replace(event, message=message)
+        if fit is None and upcoming and not self._stopping():
+            plan = self._plan(end_of_run=False, upcoming=upcoming)
+            if plan is not None:
+                fit = self._start_fit(*plan, background=True)
+                yield IndexProgress(
+                    "train", 0, 0, message=f"{self._fit_message(fit)}; indexing goes on meanwhile"
+                )
+        return fit, hasher_state
 
     def _check_weights(self, backbone) -> None:
         """Codes of one library must come from one set of backbone weights."""
@@ -458,30 +527,95 @@ class Indexer:
             self._spare_fit = FitProcess(device, self.should_stop)
 
     def _start_fit(self, method: str, why: str, *, background: bool = False) -> _Fit:
-        """Snapshot the reservoir and start fitting `method` on it: a fit that runs beside
-        embedding and trains on a GPU goes to a process of its own, any other to a thread."""
+        """Record the fit that fell due, then start it (`_launch_fit`)."""
+        active = self.cat.active_model()
+        with self.cat.transaction():
+            ids, X = self.cat.load_reservoir()
+            decision = {
+                "method": method, "why": why, "ids": ids.tolist(), "seed": self.settings.seed,
+                "name": f"{method}-{uuid.uuid4().hex[:12]}", "active": active.id if active else None,
+                "beside": background,
+            }
+            self.cat.set_json(PENDING_FIT_KEY, decision)
+            clear_changed(self.cat)
+        return self._launch_fit(decision, X, background=background)
+
+    def _recorded_fit(self) -> dict | None:
+        """The fit a killed (or stopped) run recorded and never switched in, if it can still be
+        trained exactly: the version active then still is, and every photo of its snapshot is
+        still in the reservoir. Otherwise the record is dropped and the policy decides anew."""
+        raw = self.cat.get_meta(PENDING_FIT_KEY)
+        if raw is None:
+            return None
+        active = self.cat.active_model()
+        decision = None
+        try:
+            decision = json.loads(raw)
+            ids = [int(i) for i in decision["ids"]]
+            decision["seed"] = int(decision.get("seed", self.settings.seed))
+            usable = (
+                decision["active"] == (active.id if active else None)
+                and decision["method"] in METHODS
+                and is_version_name(str(decision["name"]))
+                and self.cat.get_meta(FINETUNE_PENDING_KEY) is None
+                and len(self.cat.reservoir_ids(ids)) == len(ids) > 0
+            )
+        except (KeyError, TypeError, ValueError):
+            usable = False
+        if not usable:
+            with self.cat.transaction():
+                self.cat.conn.execute("DELETE FROM meta WHERE key = ?", (PENDING_FIT_KEY,))
+            name = str(decision.get("name", "")) if isinstance(decision, dict) else ""
+            registered = {m.dir for m in self.cat.models()}
+            rel = f"{MODELS_DIR}/{name}"
+            folder = removable_version_dir(self.root, rel) if is_version_name(name) else None
+            if folder is not None and rel not in registered:
+                shutil.rmtree(folder, ignore_errors=True)  # its killed try
+            return None
+        return decision
+
+    def _train_recorded(self, decision: dict) -> Iterator[IndexProgress]:
+        """Train a recorded fit and switch to it, waiting for it (nothing left to embed). Where it
+        was to run beside the batches, it runs as it would have then (a GPU fit in a process of
+        its own, with the thread pools of one: the same numbers)."""
+        fit = self._launch_fit(decision, background=bool(decision.get("beside")))
+        yield IndexProgress("train", 0, 0, message=self._fit_message(fit))
+        yield from self._finish_fit(fit)
+
+    def _launch_fit(
+        self, decision: dict, X: np.ndarray | None = None, *, background: bool = False
+    ) -> _Fit:
+        """Start fitting a recorded decision on its snapshot (`X`: its features, read from the
+        reservoir when not given): a fit that runs beside embedding and trains on a GPU goes to
+        a process of its own, any other to a thread."""
         from imagehash_app.core.backbone import training_device
         from imagehash_app.core.hashing import make_hasher
 
-        ids, X = self.cat.load_reservoir()
+        method, why, name = str(decision["method"]), str(decision["why"]), str(decision["name"])
+        ids = np.asarray(decision["ids"], dtype=np.int64)
+        if X is None:
+            feats = reservoir_features(self.cat, ids.tolist())
+            X = np.stack([feats[int(i)] for i in ids])
         params = self.settings.hasher_params.get(method, {})
         hasher = make_hasher(method, self.settings.bits, X.shape[1], **params)
         hasher.meta["backbone"] = self.settings.backbone
         hasher.meta["library_reason"] = why
         device = training_device(self.settings.device) if hasher.trains_on_device else "cpu"
-        seed = self.settings.seed
-        self.changed = False
+        seed = int(decision["seed"])
         if background and self._fits_in_process(device):
             child, self._spare_fit = self._spare_fit, None
             child = child or FitProcess(device, self.should_stop)
-            return _Fit(method, why, ids, child.start(hasher, X, seed=seed))
-        extra = {"device": device} if hasher.trains_on_device else {}
+            fit = _Fit(method, why, ids, child.start(hasher, X, seed=seed), name)
+        else:
+            extra = {"device": device} if hasher.trains_on_device else {}
 
-        def fit(progress, should_stop) -> tuple[Hasher, np.ndarray]:
-            hasher.fit(X, progress=progress, should_stop=should_stop, seed=seed, **extra)
-            return hasher, hasher.encode(X)
+            def work(progress, should_stop) -> tuple[Hasher, np.ndarray]:
+                hasher.fit(X, progress=progress, should_stop=should_stop, seed=seed, **extra)
+                return hasher, hasher.encode(X)
 
-        return _Fit(method, why, ids, FitThread(fit, self.should_stop))
+            fit = _Fit(method, why, ids, FitThread(work, self.should_stop), name)
+        kill_point("due")
+        return fit
 
     @staticmethod
     def _fit_message(fit: _Fit) -> str:
@@ -513,7 +647,9 @@ class Indexer:
         transaction, so a kill never leaves a half-registered model. Raises the fit's error.
         Returns the new active version and its hasher, for the batches still to come."""
         hasher, codes = fit.job.result()
-        rel = save_version(self.cat, self.root, hasher)
+        rel = f"{MODELS_DIR}/{fit.name}"  # recorded with the fit when it fell due
+        hasher.save(version_path(self.root, rel))  # a killed run's try is overwritten
+        kill_point("saved")
         weights_id = self.cat.get_meta("weights_id", "") or ""
         with self.cat.transaction():
             model_id = self.cat.add_model(
@@ -521,8 +657,11 @@ class Indexer:
                 rel, len(fit.ids), fit.why,
             )
             self.cat.put_codes(model_id, fit.ids, codes)
+            kill_point("encode")
             self._encode_reservoir_missing(model_id, lambda: hasher)
             self.cat.set_active_model(model_id)
+            self.cat.conn.execute("DELETE FROM meta WHERE key = ?", (PENDING_FIT_KEY,))
+        kill_point("activated")
         prune_models(self.cat, self.root, KEEP_MODELS)
         return self.cat.active_model(), hasher
 

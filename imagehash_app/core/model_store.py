@@ -80,7 +80,12 @@ def save_version(cat: Catalog, root: Path, hasher: SavableHasher) -> str:
     return rel
 
 
-def _removable_dir(root: Path, rel: str) -> Path | None:
+def is_version_name(name: str) -> bool:
+    """Whether `name` is how the app names a version's folder under models/."""
+    return _VERSION_NAME.fullmatch(name) is not None
+
+
+def removable_version_dir(root: Path, rel: str) -> Path | None:
     """`version_path`, and only a real folder (no link on the way) that exists; else None."""
     try:
         path = version_path(root, rel)
@@ -103,7 +108,7 @@ def _graph_files(root: Path, model_id: int) -> list[Path]:
 
 def remove_model_files(root: Path, model: ModelRow) -> None:
     """Delete a dropped version's folder and graph files (rebuildable or no longer wanted)."""
-    path = _removable_dir(root, model.dir)
+    path = removable_version_dir(root, model.dir)
     if path is not None:
         shutil.rmtree(path, ignore_errors=True)
     for f in _graph_files(root, model.id):
@@ -120,7 +125,7 @@ def remove_orphans(cat: Catalog, root: Path) -> list[Path]:
     for rel in started:
         if rel in registered:
             continue
-        path = _removable_dir(root, rel)
+        path = removable_version_dir(root, rel)
         if path is not None:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)

@@ -6,6 +6,10 @@ other photo is stored as its binary code alone. Files come and go, so plain rese
 remembered as uncompensated and paired with a later insertion, which keeps the sample uniform over
 the photos currently in the library. The sampler's counters are persisted in the catalogue and its
 random numbers are derived from (seed, insertions so far), so results do not depend on restarts.
+
+Whether the sample changed since the hasher was last fit is kept beside it (`CHANGED_KEY`), set in
+the transaction that changes it: a run killed after embedding still refits the fallback hasher
+when it resumes, as the run that was never interrupted would have.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from imagehash_app.core.catalog import Catalog
 
 FEATURE_DTYPE = "<f2"
 _KEYS = ("reservoir_seen", "reservoir_c1", "reservoir_c2")
+CHANGED_KEY = "changed_since_fit"  # meta key: photos were embedded or removed since the last fit
 
 
 @dataclass
@@ -125,6 +130,8 @@ def reservoir_add(
         )
         kept += 1
     _save_state(cat, state)
+    if len(image_ids):
+        cat.set_meta(CHANGED_KEY, "1")
     return kept
 
 
@@ -143,6 +150,18 @@ def reservoir_remove(cat: Catalog, image_ids: Sequence[int]) -> None:
         sampler.remove(image_id in sampled)
     cat.conn.executemany("DELETE FROM reservoir WHERE image_id = ?", [(i,) for i in sampled])
     _save_state(cat, state)
+    if in_population:
+        cat.set_meta(CHANGED_KEY, "1")
+
+
+def changed_since_fit(cat: Catalog) -> bool:
+    """Photos were embedded or removed since the last fit was decided (`clear_changed`)."""
+    return cat.get_meta(CHANGED_KEY) == "1"
+
+
+def clear_changed(cat: Catalog) -> None:
+    """A fit was decided on the sample as it is now; call inside that decision's transaction."""
+    cat.set_meta(CHANGED_KEY, "0")
 
 
 def shrink_reservoir(cat: Catalog, capacity: int, seed: int) -> None:

@@ -39,6 +39,7 @@ from imagehash_app.core.catalog import CATALOG_FILE, Catalog, ModelRow
 from imagehash_app.core.codes import words_for
 from imagehash_app.core.errors import CancelledError, ImagehashError
 from imagehash_app.core.hashing.base import META_FILE, fit_in_thread
+from imagehash_app.core.kill_points import kill_point
 from imagehash_app.core.model_store import FINETUNE_PENDING_KEY as PENDING_KEY
 from imagehash_app.core.model_store import KEEP_MODELS, prune_models, save_version, version_path
 from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_features
@@ -286,6 +287,7 @@ def _register(
     """Save `hasher` and register it (inactive) with exact codes for the reservoir photos, in one
     transaction; a kill before the commit leaves only an orphan folder (removed at next open)."""
     rel = save_version(cat, root, hasher)
+    kill_point("finetune-saved")
     codes = hasher.encode(res_X)
     weights_id = cat.get_meta("weights_id", "") or ""
     with cat.transaction():
@@ -507,6 +509,7 @@ def _reencode_and_swap(
         got, codes, n_exact = encode_for(cat, root, target, new_hasher, batch, sources, embedded)
         with cat.transaction():
             cat.put_codes(target.id, got, codes)
+        kill_point("reencoded")
         exact += n_exact
         approx += len(got) - n_exact
         done += len(batch)

@@ -13,7 +13,9 @@ to d dimensions is linear. The encoder has a linear path (initialised from PCA-I
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -142,10 +144,11 @@ class HeadHasher(Hasher):
             self.decoder_.linear.bias.zero_()
 
     def _build_networks(self, p: int) -> None:
-        self.encoder_ = Encoder(p, int(self.params["hidden"]), self.bits)
-        self.decoder_ = Decoder(
-            self.bits, int(self.params["decoder_hidden"]), p, float(self.params["tau_dec"])
-        )
+        with GLOBAL_GENERATOR:  # their random init draws from torch's global generator
+            self.encoder_ = Encoder(p, int(self.params["hidden"]), self.bits)
+            self.decoder_ = Decoder(
+                self.bits, int(self.params["decoder_hidden"]), p, float(self.params["tau_dec"])
+            )
 
     def _record_fit_time(self, total: float, seconds: dict[str, float]) -> None:
         """Keep the fit's time and where it went (``seconds`` by part) in the metadata."""
@@ -345,9 +348,19 @@ def warmup_cosine(steps: int, warmup: float = 0.1) -> Callable[[int], float]:
     return factor
 
 
+# Held while torch's process-wide generator is seeded or drawn from for a network's initial
+# weights: a version loaded on one thread (a search, the indexer's active version) while a fit
+# initialises its networks on another would otherwise take draws from the fit's seeded sequence
+# and change the fit (a resumed run then differed from an uninterrupted one).
+GLOBAL_GENERATOR = threading.RLock()
+
+
 @contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Seed torch's generator for module init without leaking the state to the caller."""
-    with torch.random.fork_rng(devices=[]):
+def seeded(seed: int, *, exclusive: bool = False) -> Iterator[None]:
+    """Seed torch's generator without leaking the state to the caller. `exclusive`: no other
+    thread draws from it meanwhile (for short blocks: URPH seeds only its initial weights; the
+    seed methods whose training draws from the global generator hold no lock for a whole fit)."""
+    lock = GLOBAL_GENERATOR if exclusive else contextlib.nullcontext()
+    with lock, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield

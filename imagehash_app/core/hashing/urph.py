@@ -87,22 +87,24 @@ class URPHHasher(HeadHasher):
         epochs = int(p["epochs"] if epochs is None else epochs)
         rng = np.random.default_rng(seed)
         seconds: dict[str, float] = {}  # where the fit's time went, kept in the metadata
-        with seeded(seed):
+        # Only the networks' initial weights come from torch's global generator (training draws
+        # from its own): seeded, and kept from other threads meanwhile.
+        with seeded(seed, exclusive=True):
             if init_from is not None:
                 self._copy_from(init_from)
             else:
                 self._init_front_end(X, rng, device)
-            seconds["init"] = time.perf_counter() - started
-            dev = torch.device(device)
-            Xt = torch.from_numpy(np.ascontiguousarray(X)).to(dev)
-            knn = exact_knn(Xt, int(p["neighbours"]))
-            seconds["neighbours"] = time.perf_counter() - started - seconds["init"]
-            check_stop(should_stop)
-            try:
-                self._train(Xt, knn, epochs, seed, progress, should_stop, started)
-            finally:
-                self.encoder_.cpu().eval()
-                self.decoder_.cpu().eval()
+        seconds["init"] = time.perf_counter() - started
+        dev = torch.device(device)
+        Xt = torch.from_numpy(np.ascontiguousarray(X)).to(dev)
+        knn = exact_knn(Xt, int(p["neighbours"]))
+        seconds["neighbours"] = time.perf_counter() - started - seconds["init"]
+        check_stop(should_stop)
+        try:
+            self._train(Xt, knn, epochs, seed, progress, should_stop, started)
+        finally:
+            self.encoder_.cpu().eval()
+            self.decoder_.cpu().eval()
         total = time.perf_counter() - started
         seconds["train"] = total - seconds["init"] - seconds["neighbours"]
         self._record_fit_time(total, seconds)
