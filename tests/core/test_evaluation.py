@@ -145,6 +145,8 @@ def test_eval_command_on_a_feature_cache(tmp_path, capsys) -> None:
             "100",
             "--rerank",
             "50",
+            "--refine",
+            "none,decoder",
             "--map-k",
             "50",
             "--json",

@@ -21,6 +21,10 @@ METHODS: dict[str, tuple[str, str]] = {
     "urph": ("imagehash_app.core.hashing.urph", "URPHHasher"),
     "itq": ("imagehash_app.core.hashing.baselines", "ITQHasher"),
     "lsh": ("imagehash_app.core.hashing.baselines", "LSHHasher"),
+    "deepquan": ("imagehash_app.core.hashing.deepquan", "DeepQuanHasher"),
+    "dsh": ("imagehash_app.core.hashing.supervised", "DSHHasher"),
+    "dpsh": ("imagehash_app.core.hashing.supervised", "DPSHHasher"),
+    "dsdh": ("imagehash_app.core.hashing.supervised", "DSDHHasher"),
 }
 
 __all__ = ["METHODS", "Hasher", "TrainProgress", "hasher_class", "load_hasher", "make_hasher"]
