@@ -84,6 +84,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="supervised methods train on this many labelled training rows per class (0 = all)",
     )
     p.add_argument(
+        "--hasher-param",
+        action="append",
+        default=[],
+        metavar="METHOD.KEY=VALUE",
+        help="override one hyper-parameter of one method (repeatable), e.g. deepquan.epochs=5",
+    )
+    p.add_argument(
         "--protocol",
         choices=("classes", "groups"),
         default="classes",
@@ -128,6 +135,11 @@ def run(args: argparse.Namespace) -> int:
             f"choose from {', '.join(REFINEMENTS)}",
             file=sys.stderr,
         )
+        return 2
+    try:
+        overrides = hasher_params(args.hasher_param)
+    except ValueError as exc:
+        print(f"eval: {exc}", file=sys.stderr)
         return 2
     bits_list = [int(b) for b in args.bits.split(",") if b.strip()]
     fs = _features(args)
@@ -174,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
                 depths,
                 refine,
                 args,
+                overrides.get(method, {}),
             )
             rows.extend(new)
             print(format_table(new, args, header=False), flush=True)
@@ -190,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
             "labelled": int(len(labelled_rows)),
             "refinements": list(refine),
             "seed": args.seed,
+            "hasher_params": overrides,
             "rerank": args.rerank,
             "command": " ".join(sys.argv),
             "rows": rows,
@@ -200,6 +214,24 @@ def run(args: argparse.Namespace) -> int:
             rows, args.plot, args.map_k, args.rerank, title=str(args.dataset or args.features_cache)
         )
     return 0
+
+
+def hasher_params(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``METHOD.KEY=VALUE`` strings → {method: {key: value}}; values are JSON when they parse."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        method, dot, key = name.partition(".")
+        if not sep or not dot or method not in METHODS or not key:
+            raise ValueError(
+                f"--hasher-param {item!r} must read METHOD.KEY=VALUE with a known method"
+            )
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        out.setdefault(method, {})[key] = value
+    return out
 
 
 def labelled_subset(rows: np.ndarray, labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
@@ -225,10 +257,11 @@ def _evaluate(
     depths: tuple[int, ...],
     refine: tuple[str, ...],
     args: argparse.Namespace,
+    params: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Fit one hasher and score its first stage and every refinement of it."""
     cls = hasher_class(method)
-    hasher = make_hasher(method, bits, X.shape[1])
+    hasher = make_hasher(method, bits, X.shape[1], **(params or {}))
     fit_kw: dict[str, Any] = {}
     if getattr(cls, "trains_on_device", False):
         fit_kw["device"] = args.device
