@@ -13,6 +13,7 @@ from imagehash_app.core.evaluation import Benchmark, first_stage
 from imagehash_app.core.hashing import load_hasher, make_hasher
 from imagehash_app.core.hashing.deepquan import (
     assign,
+    assign_all,
     pack_indices,
     subspace_bits,
     unpack_indices,
@@ -57,6 +58,13 @@ def test_codebook_assignment_is_the_nearest_centroid() -> None:
     for i in range(50):
         dists = [float(((z[i] - C[k]) ** 2).sum()) for k in range(16)]
         assert int(got[i]) == int(np.argmin(dists))
+    # all sub-spaces at once (batched when alike, one by one otherwise) agree with one at a time
+    for sizes, ks in (([3, 3, 3], [16, 16, 16]), ([4, 3, 2], [16, 16, 4])):
+        zz = torch.randn(40, sum(sizes), generator=g)
+        books = [torch.randn(k, s, generator=g) for s, k in zip(sizes, ks, strict=True)]
+        parts = torch.split(zz, sizes, dim=1)
+        ref = torch.stack([assign(p, C) for p, C in zip(parts, books, strict=True)], dim=1)
+        assert torch.equal(assign_all(zz, sizes, books), ref)
 
 
 def test_indices_pack_into_the_code_words_and_back() -> None:

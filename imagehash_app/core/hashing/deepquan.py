@@ -15,7 +15,8 @@ Only the abstract and published summaries were available to us; we follow them t
   ``2^(bits - 8(M-1))`` when bits is not a multiple of 8), so 64 bits = 8 sub-quantizers × 256
   centroids = 8 bytes per photo. The quantisation error ``w_quant · ‖z - ẑ‖²`` pulls ``z``
   towards its codewords; the codebooks are learned by alternating optimisation (the paper's
-  scheme): after every epoch of network steps, Lloyd (k-means) steps per sub-space on all ``z``.
+  scheme): before every epoch of network steps (and after the last), Lloyd (k-means) steps per
+  sub-space on all ``z``, warm-started from the previous codebooks.
 - **Weighted triplet loss**: anchor, a positive drawn from its ``neighbours`` nearest training
   features (cosine), a random negative; ``w · max(0, margin + d(a,p) - d(a,n))`` with
   ``d = ‖z_a - z_b‖² / z_dim`` and the weight ``w = clip(s_ap - s_an, 0, 1)`` from the feature
@@ -64,7 +65,7 @@ DEFAULTS: dict[str, Any] = {
     "epochs": 30,
     "lr": 1e-3,
     "weight_decay": 1e-5,
-    "kmeans_iterations": 10,
+    "kmeans_iterations": 2,  # Lloyd steps per epoch (5x that for the first codebooks)
 }
 ADC_BLOCK = 256  # queries per ADC block
 
@@ -81,9 +82,22 @@ def split_sizes(dim: int, parts: int) -> list[int]:
 
 
 def assign(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    """Index of the nearest centroid (K, s) of every row of ``z`` (n, s); ties to the lower index."""
-    d2 = (z * z).sum(1, keepdim=True) - 2 * z @ codebook.T + (codebook * codebook).sum(1)
-    return d2.argmin(dim=1)
+    """Index of the nearest centroid (K, s) of every row of ``z`` (n, s); ties to the lower index.
+
+    ``‖z‖²`` is the same for every centroid, so ``‖c‖² - 2 z·c`` (one fused product) decides.
+    """
+    return torch.addmm((codebook * codebook).sum(1), z, codebook.T, alpha=-2.0).argmin(dim=1)
+
+
+def assign_all(z: torch.Tensor, sizes: list[int], codebooks: list[torch.Tensor]) -> torch.Tensor:
+    """Codeword index per sub-space (n, M); one batched product when the sub-spaces are alike."""
+    if len(set(sizes)) == 1 and len({C.shape[0] for C in codebooks}) == 1:
+        zs = z.reshape(z.shape[0], len(sizes), sizes[0]).transpose(0, 1)  # (M, n, s)
+        C = torch.stack(codebooks)  # (M, K, s)
+        d2 = (C * C).sum(2)[:, None, :] - 2.0 * torch.bmm(zs, C.transpose(1, 2))
+        return d2.argmin(dim=2).T
+    parts = torch.split(z, sizes, dim=1)
+    return torch.stack([assign(p, C) for p, C in zip(parts, codebooks, strict=True)], dim=1)
 
 
 def pack_indices(indices: np.ndarray, bits: int) -> np.ndarray:
@@ -256,12 +270,14 @@ class DeepQuanHasher(Hasher):
         books = []
         for m, (zs, b) in enumerate(zip(parts, self.sub_bits, strict=True)):
             k = 2**b
+            iterations = int(self.params["kmeans_iterations"])
             if self.codebooks_ is None:
                 pick = rng.choice(zs.shape[0], size=k, replace=zs.shape[0] < k)
                 C = zs[torch.from_numpy(pick)].clone()
+                iterations *= 5  # from scratch; later calls start from the last codebooks
             else:
                 C = self.codebooks_[m].clone()
-            for _ in range(int(self.params["kmeans_iterations"])):
+            for _ in range(iterations):
                 a = assign(zs, C)
                 counts = torch.bincount(a, minlength=k).to(zs.dtype)
                 sums = torch.zeros_like(C).index_add_(0, a, zs)
@@ -276,10 +292,8 @@ class DeepQuanHasher(Hasher):
     # -- codes -----------------------------------------------------------------------------
     def _quantize(self, z: torch.Tensor) -> torch.Tensor:
         """ẑ: every sub-vector replaced by its nearest codeword."""
-        parts = torch.split(z, self.sizes, dim=1)
-        return torch.cat(
-            [C[assign(zs, C)] for zs, C in zip(parts, self.codebooks_, strict=True)], dim=1
-        )
+        idx = assign_all(z, self.sizes, self.codebooks_)
+        return torch.cat([C[idx[:, m]] for m, C in enumerate(self.codebooks_)], dim=1)
 
     def _z(self, X: np.ndarray) -> torch.Tensor:
         V = ((self._check_features(X) - self.mean_) @ self.P_) / self.scale_
@@ -294,11 +308,7 @@ class DeepQuanHasher(Hasher):
     def indices(self, X: np.ndarray) -> np.ndarray:
         """Codeword index per sub-quantizer (n, M)."""
         self._require_fitted()
-        z = self._z(X)
-        parts = torch.split(z, self.sizes, dim=1)
-        return torch.stack(
-            [assign(zs, C) for zs, C in zip(parts, self.codebooks_, strict=True)], dim=1
-        ).numpy()
+        return assign_all(self._z(X), self.sizes, self.codebooks_).numpy()
 
     def encode(self, X: np.ndarray) -> np.ndarray:
         X = self._check_features(X)
