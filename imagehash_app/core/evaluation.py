@@ -13,6 +13,17 @@ Definitions (the ones of the hashing literature, stated so that figures can be c
   definition of the DSH/HashNet evaluation code that the CIFAR-10 figures in the literature use.
 - **P@k.** Share of relevant items in the top ``k``.
 - **kNN recall 10@R.** Share of the exact float-cosine top-10 that is in the method's top ``R``.
+- **First stage.** Hamming ranking of the sign codes; for product-quantisation hashers
+  (``first_stage = "adc"``, DeepQuan) the asymmetric distance of the query's real representation
+  to the database codewords, ascending, ties by index.
+- **Refinements** (seed 003's second stage; each re-orders the first stage's top ``R`` and leaves
+  the rest): ``none``; ``decoder`` (cosine with the decoded codes, as above); ``asym`` (the
+  query's real-valued output against the database codes: ``project(q) . sign`` for sign codes,
+  minus the ADC distance for PQ codes, where it equals the first stage); ``qe`` (alpha-query
+  expansion on the reconstructed features, a one-hop graph refinement: the query plus its top
+  ``QE_K`` decoded candidates after the decoder re-rank, weighted by ``max(0, cos)^QE_ALPHA``, then
+  cosine with the decoded candidates); ``float`` (cosine with the exact float features: the
+  ceiling, table only, since the app does not store them).
 """
 
 from __future__ import annotations
@@ -27,6 +38,8 @@ import numpy as np
 from imagehash_app.core.codes import unpack_signs
 
 BLOCK = 128  # queries per block: 128 x 59 000 float32 distances is 30 MB
+REFINEMENTS = ("none", "decoder", "asym", "qe", "float")
+QE_K, QE_ALPHA = 10, 3.0  # alpha-QE of Radenovic et al. (2018): top-10, alpha = 3
 
 
 # -- rankings ---------------------------------------------------------------------------------
@@ -55,6 +68,50 @@ def hamming_rankings(
         yield _order(key, None if exclude is None else exclude[start : start + BLOCK])
 
 
+def adc_rankings(
+    distances: Callable[[np.ndarray], np.ndarray], n_queries: int, exclude: np.ndarray | None = None
+) -> Iterator[np.ndarray]:
+    """Blocks of full rankings by ascending asymmetric distance, ties by index.
+
+    ``distances(rows)`` gives the (len(rows), n) distances of those query rows to the database.
+    """
+    for start in range(0, n_queries, BLOCK):
+        rows = np.arange(start, min(start + BLOCK, n_queries))
+        key = distances(rows)
+        yield _order(key, None if exclude is None else exclude[rows])
+
+
+def cosine_scores(queries: np.ndarray, feats: Callable[[np.ndarray], np.ndarray]):
+    """Score function of :func:`rerank_by`: cosine of each query with ``feats(indices)``."""
+
+    def score(rows: np.ndarray, head: np.ndarray) -> np.ndarray:
+        sims = np.empty(head.shape, dtype=np.float32)
+        for i in range(0, head.shape[0], 16):  # bounded memory: 16 x depth x d floats at a time
+            part = head[i : i + 16]
+            f = feats(part.reshape(-1)).reshape(part.shape[0], head.shape[1], -1)
+            sims[i : i + 16] = np.einsum("qd,qkd->qk", queries[rows[i : i + 16]], f)
+        return sims
+
+    return score
+
+
+def rerank_by(
+    rows: np.ndarray,
+    order: np.ndarray,
+    score: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    depth: int,
+) -> np.ndarray:
+    """Re-order the first ``depth`` columns of ``order`` by descending ``score(rows, head)``.
+
+    ``rows`` are the query indices of ``order``'s rows; equal scores keep the first-stage order.
+    """
+    depth = min(depth, order.shape[1])
+    head = order[:, :depth]
+    sims = score(rows, head)
+    new = np.take_along_axis(head, np.argsort(-sims, axis=1, kind="stable"), axis=1)
+    return np.concatenate([new, order[:, depth:]], axis=1)
+
+
 def rerank(
     queries: np.ndarray, order: np.ndarray, decoded: Callable[[np.ndarray], np.ndarray], depth: int
 ) -> np.ndarray:
@@ -63,15 +120,19 @@ def rerank(
     ``decoded(indices)`` returns the decoded (L2-normalised) features of database rows; equal
     scores keep their Hamming order.
     """
-    depth = min(depth, order.shape[1])
-    head = order[:, :depth]
-    sims = np.empty(head.shape, dtype=np.float32)
-    for i in range(0, head.shape[0], 16):  # bounded memory: 16 x depth x d floats at a time
-        part = head[i : i + 16]
-        feats = decoded(part.reshape(-1)).reshape(part.shape[0], depth, -1)
-        sims[i : i + 16] = np.einsum("qd,qkd->qk", queries[i : i + 16], feats)
-    new = np.take_along_axis(head, np.argsort(-sims, axis=1, kind="stable"), axis=1)
-    return np.concatenate([new, order[:, depth:]], axis=1)
+    rows = np.arange(order.shape[0])
+    return rerank_by(rows, order, cosine_scores(queries, decoded), depth)
+
+
+def expand_queries(
+    queries: np.ndarray, neighbours: np.ndarray, k: int = QE_K, alpha: float = QE_ALPHA
+) -> np.ndarray:
+    """alpha-QE: ``q + sum_i max(0, q . n_i)^alpha n_i`` over the first ``k`` of ``neighbours``
+    (b, >=k, d), L2-normalised."""
+    nb = neighbours[:, :k]
+    w = np.clip(np.einsum("qd,qkd->qk", queries, nb), 0.0, None) ** alpha
+    out = queries + np.einsum("qk,qkd->qd", w, nb)
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
 def _order(key: np.ndarray, exclude: np.ndarray | None) -> np.ndarray:
@@ -156,27 +217,32 @@ class Benchmark:
         self, blocks: Iterator[np.ndarray], recall_depths: tuple[int, ...]
     ) -> dict[str, float]:
         """Every metric over full rankings given block by block, in query order."""
-        ap_all, ap_k, p_k = [], [], []
-        recalls: dict[int, list[np.ndarray]] = {r: [] for r in recall_depths}
+        acc = _Scores(self, recall_depths)
         start = 0
         for order in blocks:
-            rows = slice(start, start + order.shape[0])
+            acc.add(slice(start, start + order.shape[0]), order)
             start += order.shape[0]
-            if self.query_labels is not None and self.db_labels is not None:
-                rel = self.db_labels[order] == self.query_labels[rows, None]
-                ap_all.append(average_precision(rel, total_relevant=self.relevant_total[rows]))
-                ap_k.append(average_precision(rel, k=self.map_k))
-                p_k.append(precision_at(rel, self.p_k))
-            for r in recall_depths:
-                recalls[r].append(knn_recall(self.true_top[rows], order, r))
-        out: dict[str, float] = {}
-        if ap_all:
-            out["mAP"] = float(np.concatenate(ap_all).mean())
-            out[f"mAP@{self.map_k}"] = float(np.concatenate(ap_k).mean())
-            out[f"P@{self.p_k}"] = float(np.concatenate(p_k).mean())
-        for r, vals in recalls.items():
-            out[f"recall10@{r}"] = float(np.concatenate(vals).mean())
-        return out
+        return acc.result()
+
+    def score_refinements(
+        self,
+        first_stage: Iterator[np.ndarray],
+        refiners: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray] | None],
+        recall_depths: tuple[int, ...],
+    ) -> dict[str, dict[str, float]]:
+        """Scores of several second stages over one pass of the first-stage ranking.
+
+        ``refiners[name](rows, order)`` returns the refined full ranking of query ``rows``
+        (None: the first stage itself).
+        """
+        accs = {name: _Scores(self, recall_depths) for name in refiners}
+        start = 0
+        for order in first_stage:
+            rows = np.arange(start, start + order.shape[0])
+            start += order.shape[0]
+            for name, refine in refiners.items():
+                accs[name].add(rows, order if refine is None else refine(rows, order))
+        return {name: acc.result() for name, acc in accs.items()}
 
     def score_float(self, recall_depths: tuple[int, ...]) -> dict[str, float]:
         """The float cosine reference row."""
@@ -206,6 +272,111 @@ class Benchmark:
                 yield rerank(q, order, lambda idx: decoded[idx], rerank_depth)
 
         return self.score(reranked(), recall_depths)
+
+
+class _Scores:
+    """Per-query metrics accumulated block by block (see :meth:`Benchmark.score`)."""
+
+    def __init__(self, bench: Benchmark, recall_depths: tuple[int, ...]) -> None:
+        self.bench = bench
+        self.ap_all: list[np.ndarray] = []
+        self.ap_k: list[np.ndarray] = []
+        self.p_k: list[np.ndarray] = []
+        self.recalls: dict[int, list[np.ndarray]] = {r: [] for r in recall_depths}
+
+    def add(self, rows: slice | np.ndarray, order: np.ndarray) -> None:
+        b = self.bench
+        if b.query_labels is not None and b.db_labels is not None:
+            rel = b.db_labels[order] == b.query_labels[rows, None]
+            self.ap_all.append(average_precision(rel, total_relevant=b.relevant_total[rows]))
+            self.ap_k.append(average_precision(rel, k=b.map_k))
+            self.p_k.append(precision_at(rel, b.p_k))
+        for r in self.recalls:
+            self.recalls[r].append(knn_recall(b.true_top[rows], order, r))
+
+    def result(self) -> dict[str, float]:
+        b = self.bench
+        out: dict[str, float] = {}
+        if self.ap_all:
+            out["mAP"] = float(np.concatenate(self.ap_all).mean())
+            out[f"mAP@{b.map_k}"] = float(np.concatenate(self.ap_k).mean())
+            out[f"P@{b.p_k}"] = float(np.concatenate(self.p_k).mean())
+        for r, vals in self.recalls.items():
+            out[f"recall10@{r}"] = float(np.concatenate(vals).mean())
+        return out
+
+
+# -- the two-stage comparison ----------------------------------------------------------------
+def first_stage(hasher, queries: np.ndarray, q_codes, db_codes, exclude) -> Iterator[np.ndarray]:  # type: ignore[no-untyped-def]
+    """The hasher's own first-stage ranking: ADC for PQ codes, Hamming otherwise."""
+    if getattr(hasher, "first_stage", "hamming") == "adc":
+        return adc_rankings(
+            lambda rows: hasher.adc_distances(queries[rows], db_codes), queries.shape[0], exclude
+        )
+    return hamming_rankings(q_codes, db_codes, hasher.bits, exclude)
+
+
+def refiners(
+    hasher,  # type: ignore[no-untyped-def]
+    bench: Benchmark,
+    db_codes: np.ndarray,
+    depth: int,
+    names: tuple[str, ...] = REFINEMENTS,
+) -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray] | None]:
+    """The second stages ``names`` (of :data:`REFINEMENTS`) of one fitted hasher, for
+    :meth:`Benchmark.score_refinements`; each re-orders the top ``depth`` candidates."""
+    Q = bench.queries
+    out: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray] | None] = {}
+    decoded = hasher.decode(db_codes) if {"decoder", "qe"} & set(names) else None
+    dec_score = cosine_scores(Q, lambda idx: decoded[idx]) if decoded is not None else None
+    for name in names:
+        if name == "none":
+            out[name] = None
+        elif name == "decoder":
+            out[name] = _reranker(dec_score, depth)
+        elif name == "asym":
+            out[name] = _reranker(_asym_score(hasher, Q, db_codes), depth)
+        elif name == "qe":
+            out[name] = lambda rows, order: _qe(Q, rows, order, decoded, dec_score, depth)
+        elif name == "float":
+            out[name] = _reranker(cosine_scores(Q, lambda idx: bench.database[idx]), depth)
+        else:
+            raise ValueError(f"unknown refinement {name!r}; choose from {', '.join(REFINEMENTS)}")
+    return out
+
+
+def _reranker(score, depth: int):  # type: ignore[no-untyped-def]
+    return lambda rows, order: rerank_by(rows, order, score, depth)
+
+
+def _asym_score(hasher, Q: np.ndarray, db_codes: np.ndarray):  # type: ignore[no-untyped-def]
+    """Query's real-valued output against the candidates' codes (higher is closer)."""
+    if getattr(hasher, "first_stage", "hamming") == "adc":
+        zq = hasher.project(Q)
+        recon = hasher.reconstruct(db_codes)
+
+        def adc(rows: np.ndarray, head: np.ndarray) -> np.ndarray:
+            diff = recon[head] - zq[rows][:, None, :]
+            return -np.einsum("qkd,qkd->qk", diff, diff)
+
+        return adc
+    proj = hasher.project(Q)
+    signs = unpack_signs(db_codes, hasher.bits)
+
+    def asym(rows: np.ndarray, head: np.ndarray) -> np.ndarray:
+        return np.einsum("qb,qkb->qk", proj[rows], signs[head])
+
+    return asym
+
+
+def _qe(Q, rows, order, decoded, dec_score, depth):  # type: ignore[no-untyped-def]
+    """alpha-QE over the decoder re-rank's top candidates, then cosine on decoded features."""
+    first = rerank_by(rows, order, dec_score, depth)
+    k = min(QE_K, first.shape[1], depth)
+    expanded = expand_queries(Q[rows], decoded[first[:, :k]], k)
+    score = cosine_scores(expanded, lambda idx: decoded[idx])
+    local = np.arange(len(rows))
+    return rerank_by(local, first, score, depth)
 
 
 # -- dataset protocol -------------------------------------------------------------------------

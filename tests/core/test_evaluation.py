@@ -145,6 +145,8 @@ def test_eval_command_on_a_feature_cache(tmp_path, capsys) -> None:
             "100",
             "--rerank",
             "50",
+            "--refine",
+            "none,decoder",
             "--map-k",
             "50",
             "--json",
@@ -159,3 +161,110 @@ def test_eval_command_on_a_feature_cache(tmp_path, capsys) -> None:
     assert doc["rows"][0]["method"] == "float" and doc["rows"][0]["recall10@10"] == 1.0
     assert (tmp_path / "p.png").stat().st_size > 1000
     assert "mAP@50" in capsys.readouterr().out
+
+
+# -- seed 003's two-stage comparison --------------------------------------------------------------
+def _eval_args(tmp_path, *extra: str) -> argparse.Namespace:
+    rng = np.random.default_rng(4)
+    centres = rng.standard_normal((3, 12)) * 2
+    labels = np.repeat(np.arange(3), 40).astype(np.int32)
+    X = (centres[labels] + rng.standard_normal((120, 12))).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    cache = tmp_path / "f.npz"
+    FeatureSet(X, labels, ["a", "b", "c"], [f"{i}.jpg" for i in range(120)], {}).save(cache)
+    parser = argparse.ArgumentParser()
+    cli_eval.add_parser(parser.add_subparsers())
+    base = ["eval", "--features-cache", str(cache), "--queries-per-class", "4"]
+    base += ["--rerank", "30", "--map-k", "40", "--json", str(tmp_path / "r.json")]
+    return parser.parse_args([*base, *extra])
+
+
+def test_eval_all_methods_give_every_column_after_every_refinement(tmp_path) -> None:
+    """--methods all: every registered method, each refinement, every metric column, the plot."""
+    from test_hashing import FAST
+    from test_seed_hashers_supervised import FAST as FAST_SEED
+
+    from imagehash_app.core.evaluation import REFINEMENTS
+    from imagehash_app.core.hashing import METHODS
+
+    fast = {**FAST, **FAST_SEED}
+    params = [
+        f"{m}.{k}={json.dumps(v)}" for m, kv in fast.items() if m in METHODS for k, v in kv.items()
+    ]
+    extra = ["--methods", "all", "--bits", "8,16", "--labelled-per-class", "20"]
+    extra += ["--plot", str(tmp_path / "p.png")]
+    for item in params:
+        extra += ["--hasher-param", item]
+    assert cli_eval.run(_eval_args(tmp_path, *extra)) == 0
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["labelled"] == 60 and doc["refinements"] == list(REFINEMENTS)
+    rows = doc["rows"][1:]
+    assert len(rows) == len(METHODS) * 2 * len(REFINEMENTS)
+    columns = ("mAP@40", "P@10", "recall10@10", "recall10@100", "fit_s", "encode_us", "bytes")
+    for method in METHODS:
+        for bits in (8, 16):
+            got = {r["refine"]: r for r in rows if r["method"] == method and r["bits"] == bits}
+            assert set(got) == set(REFINEMENTS), (method, bits)
+            for r in got.values():
+                assert all(isinstance(r[c], (int, float)) for c in columns), (method, r)
+                assert 0.0 <= r["mAP@40"] <= 1.0 and r["bytes"] == 8
+            # the exact-feature ceiling re-ranks the same candidates as every other strategy
+            assert got["float"]["recall10@30"] >= got["none"]["recall10@30"] - 1e-12
+            assert got["float"]["recall10@30"] == got["decoder"]["recall10@30"]
+    by = {(r["method"], r["bits"]): r for r in rows if r["refine"] == "none"}
+    assert (
+        by[("deepquan", 16)]["first_stage"] == "adc" and by[("lsh", 16)]["first_stage"] == "hamming"
+    )
+    sup = [r for r in rows if r["method"] in ("dsh", "dpsh", "dsdh")]
+    assert sup and all(r["fit_rows"] == 60 for r in sup)
+    assert all(r["fit_rows"] == doc["train"] for r in rows if r["method"] in ("lsh", "itq"))
+    assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_eval_refuses_unknown_refinements_and_parameters(tmp_path, capsys) -> None:
+    assert cli_eval.run(_eval_args(tmp_path, "--methods", "lsh", "--refine", "magic")) == 2
+    assert "magic" in capsys.readouterr().err
+    assert cli_eval.run(_eval_args(tmp_path, "--methods", "lsh", "--hasher-param", "x.y=1")) == 2
+    assert "METHOD.KEY=VALUE" in capsys.readouterr().err
+
+
+def test_asymmetric_refinement_ranks_by_real_output_against_signs(tmp_path) -> None:
+    from imagehash_app.core.evaluation import refiners
+    from imagehash_app.core.hashing import make_hasher
+
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((60, 8)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    bench = Benchmark(X[:3], X[3:], None, None)
+    h = make_hasher("lsh", 16, 8).fit(X[3:])
+    dc = h.encode(X[3:])
+    order = np.tile(np.arange(57), (3, 1))
+    out = refiners(h, bench, dc, 20, ("asym", "float"))
+    got = out["asym"](np.arange(3), order)
+    scores = h.project(X[:3]) @ np.where(h.project(X[3:]) > 0, 1.0, -1.0).T
+    for i in range(3):
+        assert got[i, :20].tolist() == sorted(range(20), key=lambda j: (-scores[i, j], j))
+        assert got[i, 20:].tolist() == list(range(20, 57))
+    flt = out["float"](np.arange(3), order)
+    assert flt[0, :20].tolist() == np.argsort(-(X[3:23] @ X[0]), kind="stable").tolist()
+
+
+def test_query_expansion_matches_reference() -> None:
+    from imagehash_app.core.evaluation import expand_queries
+
+    rng = np.random.default_rng(6)
+    q = rng.standard_normal((2, 4))
+    nb = rng.standard_normal((2, 5, 4))
+    got = expand_queries(q, nb, k=3, alpha=3.0)
+    for i in range(2):
+        ref = q[i] + sum(max(0.0, float(q[i] @ nb[i, j])) ** 3 * nb[i, j] for j in range(3))
+        np.testing.assert_allclose(got[i], ref / np.linalg.norm(ref))
+
+
+def test_labelled_subset_takes_per_class_rows_of_the_training_rows() -> None:
+    labels = np.repeat(np.arange(3), 10)
+    rows = np.arange(0, 30, 2)
+    got = cli_eval.labelled_subset(rows, labels, 2, seed=0)
+    assert set(got) <= set(rows) and np.bincount(labels[got]).tolist() == [2, 2, 2]
+    assert np.array_equal(got, cli_eval.labelled_subset(rows, labels, 2, seed=0))
+    assert np.array_equal(cli_eval.labelled_subset(rows, labels, 0, seed=0), rows)

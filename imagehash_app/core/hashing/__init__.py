@@ -27,6 +27,10 @@ METHODS: dict[str, tuple[str, str]] = {
     "distillhash": ("imagehash_app.core.hashing.distillhash", "DistillHashHasher"),
     "dsg": ("imagehash_app.core.hashing.dsg", "DSGHasher"),
     "dmuh": ("imagehash_app.core.hashing.dmuh", "DMUHHasher"),
+    "deepquan": ("imagehash_app.core.hashing.deepquan", "DeepQuanHasher"),
+    "dsh": ("imagehash_app.core.hashing.supervised", "DSHHasher"),
+    "dpsh": ("imagehash_app.core.hashing.supervised", "DPSHHasher"),
+    "dsdh": ("imagehash_app.core.hashing.supervised", "DSDHHasher"),
 }
 
 __all__ = ["METHODS", "Hasher", "TrainProgress", "hasher_class", "load_hasher", "make_hasher"]

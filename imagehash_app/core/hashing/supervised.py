@@ -1,0 +1,341 @@
+"""The supervised hashers of seed 003 — DSH, DPSH and DSDH — as small heads on frozen features.
+
+All three share one front end and one network, so that only their objectives differ (seed 003
+asks for a comparison on one footing): a fixed PCA of the features (``input_dim`` coordinates,
+scaled to unit RMS), then an MLP with a linear path, whose real output ``u`` (n, bits) is the
+relaxed code; the code is ``sign(u)``. Labels are class ids: two items with the same label are a
+positive pair, any other pair is a negative one. Every method keeps the least-squares decoder
+from ±1 codes back to features (fitted on its own training codes), which the re-rank uses.
+
+The objectives, term by term (``b`` the ±1 code, ``s_ij`` = 1 for a positive pair):
+
+- **DSH** (Liu, Wang, Shan & Chen, CVPR 2016): pairs within the mini-batch,
+  ``½(1-y)‖u_i-u_j‖² + ½ y max(m - ‖u_i-u_j‖², 0) + α(‖|u_i|-1‖₁ + ‖|u_j|-1‖₁)`` with
+  y = 1 for a dissimilar pair, m = 2·bits and α = 0.01 (the paper's values).
+- **DPSH** (Li, Wang & Kang, IJCAI 2016): ``Θ_ij = ½ u_iᵀu_j``, the negative pairwise
+  log-likelihood ``Σ log(1 + e^Θ_ij) - s_ij Θ_ij`` plus the quantization loss ``η Σ ‖b_i - u_i‖²``
+  with ``b_i = sign(u_i)``; η = 10 (the paper's CIFAR-10 value). Like the paper's implementation,
+  a mini-batch is scored against the stored outputs U of the whole training set.
+- **DSDH** (Li, Sun, He & Tan, NIPS 2017): the same pairwise likelihood, plus the classification
+  term ``μ Σ ‖y_i - Wᵀb_i‖² + ν‖W‖²`` on the *discrete* codes and ``η Σ ‖b_i - u_i‖²``.
+  Alternating: W in closed form, B by discrete cyclic coordinate descent (one bit row at a
+  time, exact for that row: :func:`dcc_update`), then the network by gradient with B fixed.
+  μ = 1, ν = 0.1, η = 55 (the values of the authors' CIFAR-10 setting as published with the
+  reference PyTorch code).
+
+Where we had to choose: the sums of the papers are divided by the number of pairs (n²), so the
+quantization weight of DPSH/DSDH becomes ``η·bits/n`` on the per-element mean (the same
+minimiser as the paper's sums); the network (PCA → MLP), its width, Adam at 1e-3, 30 epochs and
+batches of 256 are ours (the papers fine-tune a CNN; here the backbone is frozen).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from imagehash_app.core.hashing.base import (
+    Hasher,
+    ProgressFn,
+    StopFn,
+    check_stop,
+    fit_linear_decoder,
+    report,
+)
+from imagehash_app.core.hashing.baselines import pca_basis
+from imagehash_app.core.hashing.urph import Encoder, _seeded, warmup_cosine
+
+COMMON: dict[str, Any] = {
+    "input_dim": 256,
+    "hidden": 256,
+    "batch_size": 256,
+    "epochs": 30,
+    "lr": 1e-3,
+    "weight_decay": 1e-5,
+}
+
+
+# -- the objectives (vectorised; tests hold loop references) -----------------------------------
+def dsh_loss(u: torch.Tensor, labels: torch.Tensor, margin: float, alpha: float) -> torch.Tensor:
+    """DSH: mean over the batch's pairs i < j of the margin loss and the ±1 regulariser."""
+    n = u.shape[0]
+    if n < 2:
+        return alpha * (u.abs() - 1).abs().sum(dim=1).mean() * 2
+    d2 = torch.cdist(u, u).pow(2)
+    dissimilar = (labels[:, None] != labels[None, :]).to(u.dtype)
+    pair = 0.5 * (1 - dissimilar) * d2 + 0.5 * dissimilar * F.relu(margin - d2)
+    reg = (u.abs() - 1).abs().sum(dim=1)
+    iu = torch.triu_indices(n, n, offset=1, device=u.device)
+    per_pair = pair[iu[0], iu[1]] + alpha * (reg[iu[0]] + reg[iu[1]])
+    return per_pair.mean()
+
+
+def pairwise_nll(u: torch.Tensor, U: torch.Tensor, similar: torch.Tensor) -> torch.Tensor:
+    """DPSH/DSDH likelihood: mean of ``log(1 + e^Θ) - s Θ`` with ``Θ = ½ u_i·U_j``."""
+    theta = 0.5 * (u @ U.T)
+    return (F.softplus(theta) - similar * theta).mean()
+
+
+def dpsh_loss(
+    u: torch.Tensor, U: torch.Tensor, similar: torch.Tensor, eta_mean: float
+) -> torch.Tensor:
+    """DPSH: pairwise likelihood plus ``η‖sign(u) - u‖²`` (per-element mean, weight ``eta_mean``)."""
+    return pairwise_nll(u, U, similar) + eta_mean * (torch.sign(u) - u).pow(2).mean()
+
+
+def dsdh_b_objective(
+    B: np.ndarray, W: np.ndarray, Y: np.ndarray, U: np.ndarray, mu: float, eta: float
+) -> float:
+    """The part of DSDH's objective that depends on B (k, n): ``μ‖Y - WᵀB‖² + η‖B - U‖²``."""
+    return float(mu * np.sum((Y - W.T @ B) ** 2) + eta * np.sum((B - U) ** 2))
+
+
+def dsdh_w_update(B: np.ndarray, Y: np.ndarray, mu: float, nu: float) -> np.ndarray:
+    """Closed-form W (k, c) minimising ``μ‖Y - WᵀB‖² + ν‖W‖²``."""
+    k = B.shape[0]
+    return np.linalg.solve(B @ B.T + (nu / mu) * np.eye(k), B @ Y.T)
+
+
+def dcc_update(
+    B: np.ndarray, W: np.ndarray, Y: np.ndarray, U: np.ndarray, mu: float, eta: float
+) -> np.ndarray:
+    """One sweep of discrete cyclic coordinate descent over the bit rows of B (k, n).
+
+    With ``Q = W Y + (η/μ) U`` the objective, as a function of bit row ``z`` with the other rows
+    B' fixed, is ``2 zᵀ(B'ᵀW'w - q) + const``; its exact minimiser is ``sign(q - B'ᵀW'w)``, so
+    every row update can only lower the objective (ties keep the current bit).
+    """
+    B = B.astype(np.float64).copy()
+    Q = W @ Y + (eta / mu) * U
+    k = B.shape[0]
+    for r in range(k):
+        others = np.arange(k) != r
+        rhs = Q[r] - B[others].T @ (W[others] @ W[r])
+        B[r] = np.where(rhs > 0, 1.0, np.where(rhs < 0, -1.0, B[r]))
+    return B
+
+
+# -- the hashers ---------------------------------------------------------------------------------
+class SupervisedHasher(Hasher):
+    """Shared front end, network, training loop and linear decoder; subclasses give the loss."""
+
+    supervised = True
+    defaults: dict[str, Any] = {}
+
+    def __init__(self, bits: int, feature_dim: int, **params: Any) -> None:
+        allowed = {**COMMON, **self.defaults}
+        unknown = set(params) - set(allowed)
+        if unknown:
+            raise TypeError(f"unknown {self.method} parameters: {sorted(unknown)}")
+        super().__init__(bits, feature_dim, **{**allowed, **params})
+        self.mean_: np.ndarray | None = None
+        self.P_: np.ndarray | None = None
+        self.scale_: float = 1.0
+        self.encoder_: Encoder | None = None
+        self.A_: np.ndarray | None = None
+
+    def fit(
+        self,
+        X: np.ndarray,
+        *,
+        labels: np.ndarray | None = None,
+        progress: ProgressFn | None = None,
+        should_stop: StopFn | None = None,
+        seed: int = 0,
+    ) -> SupervisedHasher:
+        """Train on features ``X`` (n, d) and their class ``labels`` (n,); returns self."""
+        if labels is None:
+            raise ValueError(
+                f"{self.method} is supervised: give labels=(one class id per training sample)"
+            )
+        started = time.perf_counter()
+        X = self._start_fit(X)
+        labels = np.asarray(labels)
+        if labels.shape != (X.shape[0],):
+            raise ValueError(f"expected {X.shape[0]} labels, got shape {labels.shape}")
+        _, y = np.unique(labels, return_inverse=True)
+        rng = np.random.default_rng(seed)
+        with _seeded(seed):
+            U = self._init_front(X, rng)
+            self._train(
+                U, torch.from_numpy(y.astype(np.int64)), seed, progress, should_stop, started
+            )
+            self.encoder_.eval()
+        signs = np.where(self.project(X) > 0, 1.0, -1.0)
+        self.A_ = fit_linear_decoder(signs, X, self.mean_)
+        self.meta["metrics"] = {
+            **self.meta.get("metrics", {}),
+            "fit_seconds": round(time.perf_counter() - started, 2),
+            "classes": int(y.max(initial=-1) + 1),
+        }
+        return self
+
+    def _init_front(self, X: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        n, d = X.shape
+        p = int(min(self.params["input_dim"] or d, d))
+        self.mean_ = X.mean(axis=0).astype(np.float32)
+        self.P_ = pca_basis(X - self.mean_, p, rng).astype(np.float32)
+        V = (X - self.mean_) @ self.P_
+        rms = float(np.sqrt(np.mean(V**2))) if n > 1 else 0.0
+        self.scale_ = rms if rms > 1e-8 else 1.0
+        self.encoder_ = Encoder(p, int(self.params["hidden"]), self.bits)
+        return torch.from_numpy(np.ascontiguousarray(V / self.scale_, dtype=np.float32))
+
+    def _train(
+        self,
+        U: torch.Tensor,
+        y: torch.Tensor,
+        seed: int,
+        progress: ProgressFn | None,
+        should_stop: StopFn | None,
+        started: float,
+    ) -> None:
+        prm = self.params
+        n = U.shape[0]
+        epochs, bs = int(prm["epochs"]), int(prm["batch_size"])
+        steps_per_epoch = max(1, -(-n // bs))
+        opt = torch.optim.Adam(
+            self.encoder_.parameters(), lr=float(prm["lr"]), weight_decay=float(prm["weight_decay"])
+        )
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(epochs * steps_per_epoch))
+        gen = torch.Generator().manual_seed(seed)
+        state = self._start_state(U, y)
+        for epoch in range(epochs):
+            self._epoch_start(U, y, state)
+            perm = torch.randperm(n, generator=gen)
+            total = 0.0
+            for s in range(steps_per_epoch):
+                check_stop(should_stop)
+                idx = perm[s * bs : (s + 1) * bs]
+                u = self.encoder_(U[idx])
+                loss = self._loss(u, idx, y, state)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += float(loss.detach())
+                self._after_step(u.detach(), idx, state)
+            report(progress, epoch + 1, epochs, total / steps_per_epoch, started)
+
+    # hooks for the objectives
+    def _start_state(self, U: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+        return {}
+
+    def _epoch_start(self, U: torch.Tensor, y: torch.Tensor, state: dict[str, Any]) -> None:
+        pass
+
+    def _loss(
+        self, u: torch.Tensor, idx: torch.Tensor, y: torch.Tensor, state: dict[str, Any]
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _after_step(self, u: torch.Tensor, idx: torch.Tensor, state: dict[str, Any]) -> None:
+        pass
+
+    # the interface
+    def project(self, X: np.ndarray) -> np.ndarray:
+        self._require_fitted()
+        V = ((self._check_features(X) - self.mean_) @ self.P_) / self.scale_
+        with torch.no_grad():
+            return self.encoder_(torch.from_numpy(np.ascontiguousarray(V, np.float32))).numpy()
+
+    def decode_signs(self, signs: np.ndarray) -> np.ndarray:
+        self._require_fitted()
+        return signs.astype(np.float32) @ self.A_ + self.mean_
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        self._require_fitted()
+        out = {"mean": self.mean_, "P": self.P_, "scale": np.array([self.scale_], np.float32)}
+        out["A"] = self.A_
+        for k, v in self.encoder_.state_dict().items():
+            out[f"encoder.{k}"] = v.detach().cpu().numpy()
+        return out
+
+    def load_state(self, tensors: dict[str, np.ndarray]) -> None:
+        self.mean_ = np.asarray(tensors["mean"], np.float32)
+        self.P_ = np.asarray(tensors["P"], np.float32)
+        self.scale_ = float(tensors["scale"][0])
+        self.A_ = np.asarray(tensors["A"], np.float32)
+        self.encoder_ = Encoder(self.P_.shape[1], int(self.params["hidden"]), self.bits)
+        self.encoder_.load_state_dict(
+            {
+                k.removeprefix("encoder."): torch.from_numpy(np.array(v))
+                for k, v in tensors.items()
+                if k.startswith("encoder.")
+            }
+        )
+        self.encoder_.eval()
+
+    def _require_fitted(self) -> None:
+        if self.encoder_ is None:
+            raise RuntimeError(f"{self.method} hasher is not fitted yet; call fit() first")
+
+
+class DSHHasher(SupervisedHasher):
+    """DSH: margin-based pairwise loss within the mini-batch with the regulariser to ±1."""
+
+    method = "dsh"
+    defaults = {"alpha": 0.01, "margin": None}  # margin None: 2 * bits (the paper)
+
+    def _loss(self, u, idx, y, state):  # type: ignore[no-untyped-def]
+        margin = self.params["margin"] or 2.0 * self.bits
+        return dsh_loss(u, y[idx], float(margin), float(self.params["alpha"]))
+
+
+class DPSHHasher(SupervisedHasher):
+    """DPSH: pairwise likelihood against every stored output, plus the quantization loss."""
+
+    method = "dpsh"
+    defaults = {"eta": 10.0}
+
+    def _start_state(self, U, y):  # type: ignore[no-untyped-def]
+        with torch.no_grad():
+            return {"U": self.encoder_(U).detach().clone()}
+
+    def _loss(self, u, idx, y, state):  # type: ignore[no-untyped-def]
+        similar = (y[idx][:, None] == y[None, :]).to(u.dtype)
+        eta_mean = float(self.params["eta"]) * self.bits / y.shape[0]
+        return dpsh_loss(u, state["U"], similar, eta_mean)
+
+    def _after_step(self, u, idx, state):  # type: ignore[no-untyped-def]
+        state["U"][idx] = u
+
+
+class DSDHHasher(SupervisedHasher):
+    """DSDH: pairwise likelihood + classification on discrete codes (DCC) + quantization."""
+
+    method = "dsdh"
+    defaults = {"mu": 1.0, "nu": 0.1, "eta": 55.0, "dcc_iterations": 3}
+
+    def _start_state(self, U, y):  # type: ignore[no-untyped-def]
+        with torch.no_grad():
+            out = self.encoder_(U).detach().clone()
+        classes = int(y.max()) + 1
+        Y = np.zeros((classes, y.shape[0]))
+        Y[y.numpy(), np.arange(y.shape[0])] = 1.0
+        return {"U": out, "Y": Y, "B": np.where(out.numpy() > 0, 1.0, -1.0).T}
+
+    def _epoch_start(self, U, y, state):  # type: ignore[no-untyped-def]
+        """Alternate: W in closed form, then B by DCC, with the network's outputs fixed."""
+        mu, nu, eta = (float(self.params[k]) for k in ("mu", "nu", "eta"))
+        Ut = state["U"].numpy().astype(np.float64).T
+        B = state["B"]
+        for _ in range(int(self.params["dcc_iterations"])):
+            W = dsdh_w_update(B, state["Y"], mu, nu)
+            B = dcc_update(B, W, state["Y"], Ut, mu, eta)
+        state["B"], state["W"] = B, W
+        state["Bt"] = torch.from_numpy(B.T.astype(np.float32))
+
+    def _loss(self, u, idx, y, state):  # type: ignore[no-untyped-def]
+        similar = (y[idx][:, None] == y[None, :]).to(u.dtype)
+        eta_mean = float(self.params["eta"]) * self.bits / y.shape[0]
+        return (
+            pairwise_nll(u, state["U"], similar) + eta_mean * (state["Bt"][idx] - u).pow(2).mean()
+        )
+
+    def _after_step(self, u, idx, state):  # type: ignore[no-untyped-def]
+        state["U"][idx] = u
