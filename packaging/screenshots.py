@@ -21,8 +21,8 @@ from PySide6.QtCore import QCoreApplication, QSettings, QTimer
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
-from imagehash_app.config import LibrarySettings
 from imagehash_app.core.library import Library
+from imagehash_app.core.settings import LibrarySettings
 from imagehash_app.gui.app import create_application
 from imagehash_app.gui.main_window import MainWindow
 

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from imagehash_app.core.stored_paths import display
+from imagehash_app.core.library import display
 
 
 def counts_text(folder: Any) -> str:

@@ -40,10 +40,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from imagehash_app.core import training
 from imagehash_app.core.errors import LibraryLockedError, WeightsUnavailableError
-from imagehash_app.core.library import Library
-from imagehash_app.core.stored_paths import display
+from imagehash_app.core.library import (
+    FinetuneProgress,
+    IndexProgress,
+    Library,
+    backbone_names,
+    display,
+)
 from imagehash_app.gui import engine
 from imagehash_app.gui.dialogs.finetune import open_finetune_dialog
 from imagehash_app.gui.drop_zone import DropPayload, QueryPane, can_accept, classify, read_payload
@@ -72,7 +76,7 @@ def _eta(seconds: float | None) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min left"
 
 
-def progress_text(event: Any) -> str:
+def progress_text(event: IndexProgress | FinetuneProgress) -> str:
     """Status-bar text for an `IndexProgress`: phase, count, rate and ETA."""
     phase = getattr(event, "phase", "")
     label = PHASES.get(phase, str(phase).capitalize())
@@ -357,7 +361,8 @@ class MainWindow(QMainWindow):
             else:
                 self._queued.update(wanted)
             return self._index_job
-        job = self.writer.call(lambda lib, stop: lib.index(wanted, should_stop=stop), "index")
+        # The folders are the library's already (added once, by `add_folders`): update them.
+        job = self.writer.call(lambda lib, stop: lib.update(wanted, should_stop=stop), "index")
         job.progress.connect(self._on_index_progress)
         job.succeeded.connect(self._on_index_succeeded)
         job.cancelled.connect(self._on_index_cancelled)
@@ -400,7 +405,7 @@ class MainWindow(QMainWindow):
     def _on_index_succeeded(self, last: Any) -> None:
         self.statusBar().showMessage("Library up to date", 5000)
         self.indexingFinished.emit(last)
-        job = self.reader.call(lambda lib, _stop: training.suggestion(lib), "suggestion")
+        job = self.reader.call(lambda lib, _stop: lib.finetune_suggestion(), "suggestion")
         job.succeeded.connect(self._suggest_finetune)
 
     @Slot(object)
@@ -453,7 +458,9 @@ class MainWindow(QMainWindow):
             return None
         folders = [Path(p) for p in paths]
         job = self.writer.call(lambda lib, _stop: [lib.add_folder(p) for p in folders], "add folders")
-        job.succeeded.connect(lambda _infos: (self.refresh(), self.start_index(folders)))
+        job.succeeded.connect(
+            lambda infos: (self.refresh(), self.start_index([info.path for info in infos]))
+        )
         job.failed.connect(lambda exc: self.report(exc, "add the folder"))
         return job
 
@@ -540,8 +547,8 @@ class MainWindow(QMainWindow):
             if self.is_indexing()
             else "No photos indexed yet: add a folder, then search again."
         )
-        for path, reason in outcome.failures:
-            self.show_message(f"{display(path.name)} cannot be searched: {reason}.", Level.WARNING)
+        for failure in outcome.failures:
+            self.show_message(failure.message, Level.WARNING)
         self.searchFinished.emit(outcome)
 
     @Slot(object)
@@ -592,14 +599,13 @@ class MainWindow(QMainWindow):
     # --- settings ------------------------------------------------------------------------------
     def show_preferences(self) -> None:
         """Edit the library's settings; identity changes ask before re-indexing."""
-        from imagehash_app.core.backbone import BACKBONES
         from imagehash_app.gui.dialogs.preferences import PreferencesDialog
 
         if self.snapshot is None:
             return
         status = self.snapshot.status
         locked = int(getattr(status, "indexed", 0) or 0) > 0 or getattr(status, "model", None) is not None
-        names = [n for n in BACKBONES if n != "tiny"]
+        names = backbone_names()
         dialog = PreferencesDialog(self.snapshot.settings, names, locked, self)
         if dialog.exec() != PreferencesDialog.DialogCode.Accepted:
             return

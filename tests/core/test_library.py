@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from photos import PhotoSet, make_photo, make_photo_folder
 
-from imagehash_app.config import LibrarySettings
 from imagehash_app.core.errors import ImagehashError, LibraryLockedError
 from imagehash_app.core.library import Library
+from imagehash_app.core.settings import LibrarySettings
 
 TINY = LibrarySettings(backbone="tiny", weights="none", bits=32, device="cpu", batch_size=8, threads=2)
 
@@ -89,7 +89,7 @@ def test_search_cache_follows_new_photos(tmp_path: Path) -> None:
 
 def test_missing_query_file_is_a_clear_error(indexed, tmp_path: Path) -> None:
     with Library.open(indexed[0], read_only=True) as lib, pytest.raises(ImagehashError, match="no such file"):
-        lib.search([tmp_path / "nope.jpg"])
+        lib.search([tmp_path / "nope.jpg"]).check()
 
 
 def test_second_writer_gets_a_clear_message_readers_still_work(tmp_path: Path) -> None:

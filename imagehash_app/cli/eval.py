@@ -29,7 +29,7 @@ from imagehash_app.core.hashing import METHODS, make_hasher
 RECALL_SHALLOW = (10, 100)
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register the ``eval`` sub-command."""
     p = subparsers.add_parser(
         "eval",
