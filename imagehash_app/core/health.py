@@ -25,7 +25,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imagehash_app.core.damage import (  # translate(d) re-exported: callers use health.translated
     BACKUP_FILE,
@@ -42,6 +42,10 @@ from imagehash_app.core.errors import (
     disk_full,
     is_disk_full,
 )
+
+if TYPE_CHECKING:
+    from imagehash_app.core.catalog import Catalog, ModelRow
+    from imagehash_app.core.hashing.base import Hasher
 
 CATALOG_FILE = "catalog.sqlite3"  # = catalog.CATALOG_FILE
 SET_ASIDE_KEY = "set_aside_models"  # meta key: JSON list of hasher versions set aside, for status
@@ -181,7 +185,7 @@ def rebuild_catalog(library: Path) -> tuple[Path, list[str]]:
 
 
 # --- hasher versions that cannot be loaded -----------------------------------------------------
-def set_aside_model(cat: Any, root: Path, model: Any, reason: str) -> str:
+def set_aside_model(cat: Catalog, root: Path, model: ModelRow, reason: str) -> str:
     """Take a hasher version that cannot be loaded out of service: its folder is renamed
     `<dir>.broken` (kept for a person to look at), its row and codes removed, and the fact
     recorded for `status`. Returns the folder's new name, relative to the library."""
@@ -214,8 +218,8 @@ def set_aside_model(cat: Any, root: Path, model: Any, reason: str) -> str:
 
 
 def usable_model(
-    cat: Any, root: Path, load: Callable[[Any], Any], *, writable: bool
-) -> tuple[Any, Any] | None:
+    cat: Catalog, root: Path, load: Callable[[ModelRow], Hasher], *, writable: bool
+) -> tuple[ModelRow, Hasher] | None:
     """The active hasher version and its loaded hasher, setting aside (when `writable`) every
     version that cannot be loaded and falling back to the newest one that can. Read-only, broken
     versions are only skipped. None when no version is usable (the next index run trains one)."""
@@ -240,7 +244,7 @@ def usable_model(
     return None
 
 
-def drop_broken_rows(cat: Any) -> int:
+def drop_broken_rows(cat: Catalog) -> int:
     """Delete code rows whose length does not fit their version's bits and reservoir rows whose
     length differs from the others' (a damaged or hand-edited catalogue); the images they belonged
     to are re-encoded or re-embedded by the index run. Returns how many rows went. Reads first

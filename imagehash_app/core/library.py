@@ -33,6 +33,8 @@ from imagehash_app.core.training import FinetunePlan, FinetuneProgress, Finetune
 
 if TYPE_CHECKING:
     from imagehash_app.core.backbone import Backbone
+    from imagehash_app.core.hashing.base import Hasher
+    from imagehash_app.core.search import CandidateIndex
 
 # Queries embedded and searched together: one batch's features, candidates and responses are what
 # a search holds at once, however many queries it is given. Searching all at once held 2 MB a query
@@ -167,9 +169,9 @@ class _SearchState:
 
     token: tuple
     model: ModelRow
-    hasher: Any
+    hasher: Hasher
     ids: np.ndarray  # image id of each code position (sorted)
-    index: Any  # CandidateIndex
+    index: CandidateIndex
 
 
 def library_exists(path: Path) -> bool:

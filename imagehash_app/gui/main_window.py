@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QProgressBar,
     QSpinBox,
@@ -133,7 +134,7 @@ class MainWindow(QMainWindow):
         self._queued: set[Path] = set()  # folders to re-index once the running index ends
         self._queued_all = False
         self._search_job: Job | None = None
-        self._last_progress: Any = None
+        self._last_progress: IndexProgress | None = None
         self._last_refresh = 0.0
         self._closed = False
 
@@ -249,7 +250,10 @@ class MainWindow(QMainWindow):
         help_menu = self.menuBar().addMenu("&Help")
         self._action(help_menu, "&About Imagehash", self._about)
 
-    def _action(self, menu: Any, text: str, slot: Callable[[], object], shortcut: Any = None) -> QAction:
+    def _action(
+        self, menu: QMenu, text: str, slot: Callable[[], object],
+        shortcut: QKeySequence | QKeySequence.StandardKey | str | None = None,
+    ) -> QAction:
         action = QAction(text, self)
         if shortcut is not None:
             action.setShortcut(QKeySequence(shortcut))
@@ -385,7 +389,7 @@ class MainWindow(QMainWindow):
             self.cancel_button.setEnabled(False)
 
     @Slot(object)
-    def _on_index_progress(self, event: Any) -> None:
+    def _on_index_progress(self, event: IndexProgress) -> None:
         self._last_progress = event
         self.progress_label.setText(progress_text(event))
         self.progress_label.setToolTip(getattr(event, "message", "") or "")
@@ -402,7 +406,7 @@ class MainWindow(QMainWindow):
             job.succeeded.connect(self._apply_snapshot)
 
     @Slot(object)
-    def _on_index_succeeded(self, last: Any) -> None:
+    def _on_index_succeeded(self, last: IndexProgress | None) -> None:
         self.statusBar().showMessage("Library up to date", 5000)
         self.indexingFinished.emit(last)
         job = self.reader.call(lambda lib, _stop: lib.finetune_suggestion(), "suggestion")
