@@ -1,7 +1,7 @@
 """Time from dropping a photo on the window to its results shown, at 1 000, 10 000 and 100 000 photos.
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/bench_gui_search.py \\
-        --backbone mobilenet_v2 --weights /work/shared/data/weights/mobilenet_v2-imagenet.pth [--json OUT]
+        --backbone mobilenet_v2 --weights ../shared/data/weights/mobilenet_v2-imagenet.pth [--json OUT]
 
 What is measured, per library size: a real QDropEvent carrying the photo's file URL is sent to the
 real MainWindow; the clock stops when the results grid has been repainted with the new results

@@ -2,7 +2,7 @@
 
     xvfb-run -s '-screen 0 1400x900x24' .venv/bin/python packaging/screenshots.py first-run
     xvfb-run -s '-screen 0 1400x900x24' .venv/bin/python packaging/screenshots.py indexing --folder /tmp/flowers/flowers \\
-        --backbone mobilenet_v2 --weights /work/shared/data/weights/mobilenet_v2-imagenet.pth
+        --backbone mobilenet_v2 --weights ../shared/data/weights/mobilenet_v2-imagenet.pth
     xvfb-run -s '-screen 0 1400x900x24' .venv/bin/python packaging/screenshots.py query --library /tmp/flowers-lib \\
         --photo /tmp/flowers/flowers/sunflower/<file>.jpg [--dark]
 
