@@ -69,3 +69,19 @@ def features(name: str, data: Path, work: Path) -> Path:
         cache.parent.mkdir(parents=True, exist_ok=True)
         fs.save(cache)
     return cache
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m benchmarks.data cifar10 flowers5 ukbench56`: build the feature caches that
+    docs/ commands name (`<work>/<name>_mobilenet_v2.npz`) and print where they are."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("names", nargs="+", choices=sorted(DATASETS))
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    for name in args.names:
+        print(features(name, args.data, args.work))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
