@@ -496,6 +496,9 @@ class Library:
             for answer in self._search_batches(paths, top_k):
                 responses += answer.responses
                 failures += answer.failures
+        if len(failures) > 1:  # in the order the queries were given
+            given = [Path(p).expanduser().resolve() for p in images]
+            failures.sort(key=lambda f: given.index(f.path))
         return SearchAnswer(responses, failures)
 
     def iter_search(self, images: Sequence[Path], top_k: int = 20) -> Iterator[SearchAnswer]:
