@@ -9,6 +9,7 @@ so that every benchmark runs from a fresh clone as docs/ writes it.
 from __future__ import annotations
 
 import argparse
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -63,9 +64,12 @@ def features(name: str, data: Path, work: Path) -> Path:
     minutes at 200 photos/s on a 2-core CPU)."""
     cache = Path(work) / f"{name}_mobilenet_v2.npz"
     if not cache.is_file():
-        from imagehash_app.cli.eval import extract_features
+        from imagehash_app.core.evaluation import extract_features
 
-        fs = extract_features(photos(name, data, work), "mobilenet_v2", str(weights(data)))
+        fs = extract_features(
+            photos(name, data, work), "mobilenet_v2", str(weights(data)),
+            progress=lambda text, end="\n": print(text, end=end, file=sys.stderr, flush=True),
+        )
         cache.parent.mkdir(parents=True, exist_ok=True)
         fs.save(cache)
     return cache

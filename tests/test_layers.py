@@ -6,7 +6,7 @@
 - `gui` and `cli` do not import each other; `imagehash-app` with no sub-command reaches the window
   only through `imagehash_app.launcher`, and the window's entry point reaches no `cli` module;
 - `gui` and `cli` import from `core` only `library` and `errors` (`cli/eval.py`, a research
-  harness, may use the rest of core);
+  harness, may also use `core.evaluation` and `core.hashing`);
 - the package's modules import each other without a cycle.
 
 Edges counted: every `import` / `from ... import` anywhere in a module (functions included), the
@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 QT = ("PySide6", "PyQt5", "PyQt6", "shiboken6")
 FACES = ("imagehash_app.gui", "imagehash_app.cli")
 CORE_FOR_FACES = {"imagehash_app.core.library", "imagehash_app.core.errors"}
-HARNESS = {"imagehash_app.cli.eval"}  # may use core.evaluation, core.hashing and their helpers
+HARNESS = {"imagehash_app.cli.eval"}  # a research harness: may also use these
+HARNESS_CORE = ("imagehash_app.core.evaluation", "imagehash_app.core.hashing")
 
 
 def module_name(path: Path) -> str:
@@ -132,9 +133,10 @@ def test_the_faces_use_only_library_and_errors_of_core() -> None:
     bad = {
         (name, target)
         for name, targets in GRAPH.items()
-        if any(inside(name, face) for face in FACES) and name not in HARNESS
+        if any(inside(name, face) for face in FACES)
         for target in targets
         if inside(target, "imagehash_app.core") and target not in CORE_FOR_FACES
+        and not (name in HARNESS and any(inside(target, h) for h in HARNESS_CORE))
     }
     assert bad == set()
 
