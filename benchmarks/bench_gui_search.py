@@ -106,15 +106,15 @@ def top_up(library: Path, target: int, seed: int = 0) -> int:
 def drop(window: MainWindow, path: Path) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(path))])
-    pos = QPointF(window.rect().center())
+    center = window.rect().center()  # a drag-enter takes a QPoint, a drop a QPointF
     args = (
         Qt.DropAction.CopyAction,
         mime,
         Qt.MouseButton.LeftButton,
         Qt.KeyboardModifier.NoModifier,
     )
-    QApplication.sendEvent(window, QDragEnterEvent(pos, *args))
-    QApplication.sendEvent(window, QDropEvent(pos, *args))
+    QApplication.sendEvent(window, QDragEnterEvent(center, *args))
+    QApplication.sendEvent(window, QDropEvent(QPointF(center), *args))
 
 
 def time_drop(window: MainWindow, path: Path, timeout_s: float = 300.0) -> float:
