@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing
 import sys
 from pathlib import Path
@@ -68,11 +69,15 @@ def run(library_path: Path | None = None, open_paths: list[Path] | None = None) 
 def main(argv: list[str] | None = None) -> int:
     """The windowed entry point (`imagehash-app-gui`, desktop entry `Exec=imagehash-app-gui %F`).
 
-    Qt takes its own options (`-style fusion`, `-platform ...`); the other arguments are photos or
-    folders ("Open with"), searched for or added, or named in a message when they cannot be.
+    Qt takes its own options (`-style fusion`, `-platform ...`); `--library DIR` names the library;
+    the other arguments are photos or folders ("Open with"), searched for or added, or named in a
+    message when they cannot be.
     """
     multiprocessing.freeze_support()  # decode workers in a frozen (PyInstaller) build
     args = list(sys.argv[1:] if argv is None else argv)
     app = create_application([sys.argv[0] if sys.argv else "imagehash-app-gui", *args])
-    paths = [Path(a) for a in app.arguments()[1:]]  # what Qt left: its own options are removed
-    return run(None, open_paths=paths or None)
+    rest = app.arguments()[1:]  # what Qt left: its own options are removed
+    parser = argparse.ArgumentParser(prog="imagehash-app-gui", add_help=False)
+    parser.add_argument("--library", type=Path, default=None)
+    known, paths = parser.parse_known_args(rest)
+    return run(known.library, open_paths=[Path(p) for p in paths] or None)

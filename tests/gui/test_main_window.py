@@ -176,16 +176,17 @@ seen = {}
 def run(library_path=None, open_paths=None):
     seen["paths"] = [str(p) for p in open_paths or []]
     seen["style"] = app.QApplication.instance().style().name().lower()
+    seen["library"] = str(library_path)
     return 0
 app.run = run
-assert app.main(["-style", "fusion", sys.argv[1]]) == 0
-print(seen["style"], seen["paths"], "imagehash_app.cli" in sys.modules)
+assert app.main(["-style", "fusion", "--library", "LIB", sys.argv[1]]) == 0
+print(seen["style"], seen["library"], seen["paths"], "imagehash_app.cli" in sys.modules)
 """
 
 
 def test_the_window_entry_point_passes_qt_options_and_opens_the_rest(tmp_path):
-    """`imagehash-app-gui -style fusion PHOTO`: Qt takes its option, the photo is opened, and
-    the command line is never imported."""
+    """`imagehash-app-gui -style fusion --library LIB PHOTO`: Qt takes its option, the library is
+    the one named, the photo is opened, and the command line is never imported."""
     import os
     import subprocess
     import sys
@@ -195,4 +196,4 @@ def test_the_window_entry_point_passes_qt_options_and_opens_the_rest(tmp_path):
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     out = subprocess.run([sys.executable, "-c", GUI_ENTRY, str(photo)], capture_output=True,
                          text=True, timeout=120, env=env, check=True).stdout.strip()
-    assert out == f"fusion {[str(photo)]} False"
+    assert out == f"fusion LIB {[str(photo)]} False"
