@@ -490,15 +490,14 @@ class Library:
         itself a library photo comes back first. Queries that cannot be searched come back as
         failures (never raised here): the command line stops on the first, the window reports
         them and shows the others' results."""
-        paths, failures = _checked_queries(images)
+        queries, paths, failures = _checked_queries(images)
         responses: list[SearchResponse] = []
-        if paths:
-            for answer in self._search_batches(paths, top_k):
-                responses += answer.responses
-                failures += answer.failures
+        for answer in self._search_batches(paths, top_k):
+            responses += answer.responses
+            failures += answer.failures
         if len(failures) > 1:  # in the order the queries were given
-            given = [Path(p).expanduser().resolve() for p in images]
-            failures.sort(key=lambda f: given.index(f.path))
+            rank = {q: i for i, q in reversed(list(enumerate(queries)))}
+            failures.sort(key=lambda f: rank[f.path])
         return SearchAnswer(responses, failures)
 
     def iter_search(self, images: Sequence[Path], top_k: int = 20) -> Iterator[SearchAnswer]:
@@ -506,7 +505,7 @@ class Library:
         so that memory does not grow with the number of queries. Every path is checked first:
         when some are not photo files (a folder, a FIFO, a missing file) the first answer holds
         only those failures, before any photo is read."""
-        paths, failures = _checked_queries(images)
+        _, paths, failures = _checked_queries(images)
         if failures:
             yield SearchAnswer([], failures)
         yield from self._search_batches(paths, top_k)
@@ -514,17 +513,21 @@ class Library:
     def requery(self, answer: SearchAnswer, top_k: int) -> SearchAnswer:
         """The same queries at another result count, from the features the answer kept (no photo
         read, no backbone run); its failures stay as they were."""
-        responses: list[SearchResponse] = []
-        for resp in answer.responses:
-            if resp.features is None:  # an answer made without features: search again
-                responses += self.search([resp.query], top_k).responses
-                continue
-            (hits,) = self._search_features(resp.features[None], top_k, [resp.query])
-            responses.append(SearchResponse(resp.query, hits, resp.features))
+        kept = [r for r in answer.responses if r.features is not None]
+        hits = self._search_features(
+            np.stack([r.features for r in kept]), top_k, [r.query for r in kept]
+        ) if kept else []
+        again = {r.query: r for r in self.search(
+            [r.query for r in answer.responses if r.features is None], top_k  # no features kept
+        )}
+        found = {r.query: SearchResponse(r.query, h, r.features) for r, h in zip(kept, hits, strict=True)}
+        responses = [found.get(r.query) or again[r.query] for r in answer.responses]
         return SearchAnswer(responses, list(answer.failures))
 
     def _search_batches(self, paths: Sequence[Path], top_k: int) -> Iterator[SearchAnswer]:
         """Embed and search `QUERY_BATCH` queries at a time (checked, resolved paths)."""
+        if not paths:
+            return
         searchable = self._searchable()
         for start in range(0, len(paths), QUERY_BATCH):
             batch = paths[start : start + QUERY_BATCH]
@@ -805,19 +808,21 @@ def _unanswered(paths: Sequence[Path]) -> SearchAnswer:
     return SearchAnswer(responses, failures)
 
 
-def _checked_queries(images: Sequence[Path]) -> tuple[list[Path], list[QueryFailure]]:
-    """Resolved query paths that are photo files, and a failure for each other one (only a stat:
-    opening a FIFO or a device could hang)."""
+def _checked_queries(
+    images: Sequence[Path],
+) -> tuple[list[Path], list[Path], list[QueryFailure]]:
+    """Every query resolved (once), those that are photo files, and a failure for each other one
+    (only a stat: opening a FIFO or a device could hang)."""
+    queries = [Path(image).expanduser().resolve() for image in images]
     paths: list[Path] = []
     failures: list[QueryFailure] = []
-    for image in images:
-        p = Path(image).expanduser().resolve()
+    for p in queries:
         problem = query_problem(p)
         if problem:
             failures.append(QueryFailure(p, problem))
         else:
             paths.append(p)
-    return paths, failures
+    return queries, paths, failures
 
 
 def _set_aside_records(cat: Catalog) -> list[dict[str, Any]]:
