@@ -8,8 +8,11 @@ and from scratch), with the library re-encoded (a) from decoded old codes or (b)
 backbone run again), at two reservoir sizes. Also the wall time of a fine-tune on 20 000 features.
 
 Part 2 (the real flow through the Library API): a library with the app's MobileNetV2 whose active
-version is the CIFAR-10 hasher indexes the flowers5 photos, then `training.finetune` runs; search
+version is the CIFAR-10 hasher indexes the flowers5 photos, then `Library.finetune` runs; search
 quality before/after through `Library.search_features`, and the wall times.
+
+Data from ../shared/data (`--data`); the photos are unpacked and the feature caches built under
+`--work` when missing (benchmarks/data.py):
 
     nice -n 10 .venv/bin/python -m benchmarks.bench_finetune --json /tmp/finetune.json
 """
@@ -27,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks import data
 from imagehash_app.core.evaluation import (
     BLOCK,
     average_precision,
@@ -38,8 +42,6 @@ from imagehash_app.core.evaluation import (
 )
 from imagehash_app.core.hashing import load_hasher, make_hasher
 
-CACHE = Path("/work/cache")
-WEIGHTS = Path("/work/shared/data/weights/mobilenet_v2-imagenet.pth")
 RERANK = 1000
 
 
@@ -157,13 +159,13 @@ def features_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return out
 
 
-def backbone_rate(images: Path, n: int = 256) -> float:
+def backbone_rate(images: Path, weights: Path, n: int = 256) -> float:
     """Photos per second of (b): decode + the app's MobileNetV2, as the indexer runs it."""
     from imagehash_app.core.backbone import load_backbone
     from imagehash_app.core.embedding import iter_embeddings
 
     paths = sorted(images.rglob("*.jpg"))[:n]
-    backbone = load_backbone("mobilenet_v2", str(WEIGHTS), "cpu")
+    backbone = load_backbone("mobilenet_v2", str(weights), "cpu")
     list(iter_embeddings(paths[:32], backbone))  # warm up
     t = time.perf_counter()
     count = sum(len(b.paths) for b in iter_embeddings(paths, backbone))
@@ -175,16 +177,15 @@ def library_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     library, fine-tune (exact re-encode, and the quick one on a copy), compare searches."""
     import shutil
 
-    from imagehash_app.config import LibrarySettings
     from imagehash_app.core.catalog import CATALOG_FILE, Catalog
     from imagehash_app.core.embedding import iter_embeddings
     from imagehash_app.core.library import Library
-    from imagehash_app.core.training import finetune
+    from imagehash_app.core.settings import LibrarySettings
 
-    old = load_hasher(work / f"cifar-urph-{args.bits}")
+    old, _ = foreign_hasher(np.load(args.cifar)["features"].astype(np.float32), args.bits, work)
     root = Path(tempfile.mkdtemp(prefix="finetune-lib-", dir=work))
     settings = LibrarySettings(
-        backbone="mobilenet_v2", weights=str(WEIGHTS), bits=args.bits, device="cpu",
+        backbone="mobilenet_v2", weights=str(args.weights), bits=args.bits, device="cpu",
         reservoir_size=args.library_reservoir,
     )
     out: dict[str, Any] = {"reservoir": args.library_reservoir}
@@ -219,7 +220,7 @@ def library_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         for name, path, mode in (("exact", lib.path, "exact"), ("quick", lib_copy, "approx")):
             with (Library.open(path) if name == "quick" else _same(lib)) as target:
                 t = time.perf_counter()
-                result = drain(finetune(target, reencode=mode))
+                result = drain(target.finetune(reencode=mode))
                 out[f"finetune {name}"] = {
                     "seconds": round(time.perf_counter() - t, 1),
                     "exact_codes": result.exact_codes, "approx_codes": result.approx_codes,
@@ -265,23 +266,30 @@ def search_quality(lib, feats, labels, queries, where, truth) -> dict[str, float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--flowers", type=Path, default=CACHE / "flowers5_mobilenet_v2.npz")
-    parser.add_argument("--cifar", type=Path, default=CACHE / "cifar10_mobilenet_v2.npz")
-    parser.add_argument("--images", type=Path, default=CACHE / "data/flowers5/flowers")
+    data.add_arguments(parser)
+    parser.add_argument("--flowers", type=Path, default=None,
+                        help="flowers5 features .npz (default: built under --work)")
+    parser.add_argument("--cifar", type=Path, default=None,
+                        help="CIFAR-10 features .npz (default: built under --work)")
+    parser.add_argument("--images", type=Path, default=None,
+                        help="the flowers5 photos (default: unpacked under --work)")
     parser.add_argument("--bits", type=int, default=64)
     parser.add_argument("--reservoirs", type=int, nargs="+", default=[20_000, 1000])
     parser.add_argument("--library-reservoir", type=int, default=1000,
                         help="reservoir of the real-flow library (smaller than it, to exercise re-encoding)")
-    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "bench_finetune")
     parser.add_argument("--skip", choices=("features", "library"), action="append", default=[])
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    args.weights = data.weights(args.data)
+    args.images = args.images or data.photos("flowers5", args.data, args.work)
+    args.flowers = args.flowers or data.features("flowers5", args.data, args.work)
+    args.cifar = args.cifar or data.features("cifar10", args.data, args.work)
     log("torch threads", torch.get_num_threads())
     out: dict[str, Any] = {"bits": args.bits, "torch_threads": torch.get_num_threads()}
     if "features" not in args.skip:
         out["features"] = features_part(args, args.work)
-        out["(b) backbone photos/s"] = round(backbone_rate(args.images), 1)
+        out["(b) backbone photos/s"] = round(backbone_rate(args.images, args.weights), 1)
         log("(b) backbone photos/s", out["(b) backbone photos/s"])
     if "library" not in args.skip:
         out["library"] = library_part(args, args.work)

@@ -1,7 +1,7 @@
 """Time from dropping a photo on the window to its results shown, at 1 000, 10 000 and 100 000 photos.
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/bench_gui_search.py \\
-        --backbone mobilenet_v2 --weights /work/shared/data/weights/mobilenet_v2-imagenet.pth [--json OUT]
+        --backbone mobilenet_v2 --weights ../shared/data/weights/mobilenet_v2-imagenet.pth [--json OUT]
 
 What is measured, per library size: a real QDropEvent carrying the photo's file URL is sent to the
 real MainWindow; the clock stops when the results grid has been repainted with the new results
@@ -38,10 +38,10 @@ from PySide6.QtCore import QCoreApplication, QMimeData, QPointF, QSettings, Qt, 
 from PySide6.QtGui import QDragEnterEvent, QDropEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from imagehash_app.config import LibrarySettings  # noqa: E402
 from imagehash_app.core.catalog import CATALOG_FILE, Catalog  # noqa: E402
 from imagehash_app.core.codes import words_for  # noqa: E402
 from imagehash_app.core.library import Library  # noqa: E402
+from imagehash_app.core.settings import LibrarySettings  # noqa: E402
 from imagehash_app.gui.app import create_application  # noqa: E402
 from imagehash_app.gui.main_window import MainWindow  # noqa: E402
 
@@ -106,15 +106,15 @@ def top_up(library: Path, target: int, seed: int = 0) -> int:
 def drop(window: MainWindow, path: Path) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(path))])
-    pos = QPointF(window.rect().center())
+    center = window.rect().center()  # a drag-enter takes a QPoint, a drop a QPointF
     args = (
         Qt.DropAction.CopyAction,
         mime,
         Qt.MouseButton.LeftButton,
         Qt.KeyboardModifier.NoModifier,
     )
-    QApplication.sendEvent(window, QDragEnterEvent(pos, *args))
-    QApplication.sendEvent(window, QDropEvent(pos, *args))
+    QApplication.sendEvent(window, QDragEnterEvent(center, *args))
+    QApplication.sendEvent(window, QDropEvent(QPointF(center), *args))
 
 
 def time_drop(window: MainWindow, path: Path, timeout_s: float = 300.0) -> float:

@@ -128,8 +128,8 @@ def measure_library(
     """Library.index on a fresh library: wall time for the whole job, the embed-phase rate, and the
     embedding rate before, during and after a hasher fit that runs beside it."""
     try:
-        from imagehash_app.config import LibrarySettings
         from imagehash_app.core import library
+        from imagehash_app.core.settings import LibrarySettings
     except ImportError:
         return None
     settings = LibrarySettings(

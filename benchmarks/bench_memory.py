@@ -117,8 +117,8 @@ def bench_search(args: argparse.Namespace, work: Path) -> list[dict]:
     sys.path.insert(0, str(ROOT / "tests"))
     from photos import make_photo
 
-    from imagehash_app.config import LibrarySettings
     from imagehash_app.core.library import Library
+    from imagehash_app.core.settings import LibrarySettings
 
     photos = work / "photos"
     photos.mkdir()

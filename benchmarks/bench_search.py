@@ -2,7 +2,7 @@
 
 Run from the repository root (results go to docs/results-search.md by hand, JSON by flag):
 
-    nice -n 10 .venv/bin/python -m benchmarks.bench_search --json docs/bench-search.json
+    nice -n 10 .venv/bin/python -m benchmarks.bench_search --json benchmarks/results/search.json
 
 (a) Exact top-100 over 1 000 000 uniform random 64-bit codes: our blockwise popcount scan
     (imagehash_app.core.codes.hamming_topk) against faiss IndexBinaryFlat, interleaved round by

@@ -1,9 +1,10 @@
 """Hasher training time on this machine: fit each method on N real features, print a table, write JSON.
 
 Issue 4's target: URPH on 20 000 x 1 280 MobileNetV2 features at 64 bits in at most 2 minutes on
-2 CPU cores. Features come from an `eval` feature cache (npz), e.g. the CIFAR-10 one:
+2 CPU cores. Features come from an `eval` feature cache (npz); by default the CIFAR-10 one, built
+under `--work` from ../shared/data when missing (benchmarks/data.py):
 
-    .venv/bin/python benchmarks/bench_train.py --features-cache CIFAR.npz --n 20000 --bits 64
+    .venv/bin/python -m benchmarks.bench_train --n 20000 --bits 64
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks import data
 from imagehash_app.core.hashing import make_hasher
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--features-cache", type=Path, required=True)
+    data.add_arguments(ap)
+    ap.add_argument("--features-cache", type=Path, default=None,
+                    help="features .npz (default: CIFAR-10's, built under --work)")
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--bits", type=int, default=64)
     ap.add_argument("--methods", default="urph,itq,lsh")
@@ -30,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    features = np.load(args.features_cache)["features"]
+    cache = args.features_cache or data.features("cifar10", args.data, args.work)
+    features = np.load(cache)["features"]
     pick = np.random.default_rng(args.seed).permutation(len(features))[: args.n]
     X = np.ascontiguousarray(features[pick], dtype=np.float32)
     rows = []

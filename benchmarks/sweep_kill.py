@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from imagehash_app.config import LibrarySettings
 from imagehash_app.core.kill_points import TEST_KILL_ENV
 from imagehash_app.core.library import Library
+from imagehash_app.core.settings import LibrarySettings
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png"}

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import platformdirs
 
-from imagehash_app.config import APP_NAME
 from imagehash_app.core.errors import (
     DiskFullError,
     ImagehashError,
@@ -25,6 +24,7 @@ from imagehash_app.core.errors import (
     disk_full,
     is_disk_full,
 )
+from imagehash_app.core.settings import APP_NAME
 
 EXIT_OK = 0
 EXIT_ERROR = 1

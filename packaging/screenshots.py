@@ -2,7 +2,7 @@
 
     xvfb-run -s '-screen 0 1400x900x24' .venv/bin/python packaging/screenshots.py first-run
     xvfb-run -s '-screen 0 1400x900x24' .venv/bin/python packaging/screenshots.py indexing --folder /tmp/flowers/flowers \\
-        --backbone mobilenet_v2 --weights /work/shared/data/weights/mobilenet_v2-imagenet.pth
+        --backbone mobilenet_v2 --weights ../shared/data/weights/mobilenet_v2-imagenet.pth
     xvfb-run -s '-screen 0 1400x900x24' .venv/bin/python packaging/screenshots.py query --library /tmp/flowers-lib \\
         --photo /tmp/flowers/flowers/sunflower/<file>.jpg [--dark]
 
@@ -21,8 +21,8 @@ from PySide6.QtCore import QCoreApplication, QSettings, QTimer
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
-from imagehash_app.config import LibrarySettings
 from imagehash_app.core.library import Library
+from imagehash_app.core.settings import LibrarySettings
 from imagehash_app.gui.app import create_application
 from imagehash_app.gui.main_window import MainWindow
 

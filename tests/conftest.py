@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from photos import PhotoSet, make_photo_folder
 
-from imagehash_app.config import LIBRARY_ENV, LibrarySettings
+from imagehash_app.core.settings import LIBRARY_ENV, LibrarySettings
 
 
 @pytest.fixture

@@ -193,13 +193,13 @@ class Catalog:
         except ImagehashError:
             raise
         except (sqlite3.Error, OSError) as exc:
-            from imagehash_app.core.health import translate
+            from imagehash_app.core.damage import translate
 
             raise translate(exc, path.parent, opening=True) from exc
 
     @classmethod
     def _open(cls, path: Path, read_only: bool) -> Catalog:
-        from imagehash_app.core.health import BACKUP_FILE, damaged_error
+        from imagehash_app.core.damage import BACKUP_FILE, damaged_error
 
         if read_only and not path.exists():
             raise ImagehashError(
@@ -269,7 +269,7 @@ class Catalog:
                         self.conn.execute("ROLLBACK")
                 raise
         except (sqlite3.Error, OSError) as exc:
-            from imagehash_app.core.health import translate
+            from imagehash_app.core.damage import translate
 
             err = translate(exc, self.path.parent)
             if err is None:

@@ -467,3 +467,48 @@ def labelled_images(
 
 def _hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def extract_features(
+    root: Path, backbone_name: str, weights: str,
+    progress: Callable[..., None] | None = None,
+) -> FeatureSet:
+    """Embed every image under ``root`` once with the app's own decoding and backbone (what
+    ``imagehash-app eval`` and the benchmarks cache); images that fail to decode are left out
+    (and counted). ``progress(text, end=...)`` is told how far it got."""
+    import time
+
+    from imagehash_app.core.backbone import load_backbone
+    from imagehash_app.core.embedding import iter_embeddings
+    from imagehash_app.core.images import IMAGE_SUFFIXES
+
+    say = progress or (lambda *_a, **_k: None)
+
+    paths, labels, classes = labelled_images(root, IMAGE_SUFFIXES)
+    backbone = load_backbone(backbone_name, weights=weights)
+    index = {p: i for i, p in enumerate(paths)}
+    feats, kept, failed = [], [], 0
+    started = time.perf_counter()
+    for batch in iter_embeddings(paths, backbone):
+        feats.append(batch.features)
+        kept.extend(index[Path(p)] for p in batch.paths)
+        failed += len(batch.failures)
+        say(
+            f"embedded {len(kept)}/{len(paths)} ({len(kept) / (time.perf_counter() - started):.0f}/s)",
+            end="\r",
+        )
+    say(f"embedded {len(kept)} images, {failed} could not be decoded")
+    rows = np.array(kept, dtype=np.int64)
+    return FeatureSet(
+        features=np.concatenate(feats).astype(np.float32)
+        if feats
+        else np.zeros((0, backbone.feature_dim), np.float32),
+        labels=labels[rows],
+        classes=classes,
+        paths=[str(paths[i].relative_to(root)) for i in rows],
+        meta={
+            "backbone": backbone.name,
+            "weights_id": backbone.weights_id,
+            "preprocess": "backbone",
+        },
+    )

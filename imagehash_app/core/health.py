@@ -1,4 +1,5 @@
-"""A library's health: low-level errors in words, the rolling backup, repair, broken models set aside.
+"""A library's health: the rolling backup, repair, broken models set aside (low-level errors in
+words are core/damage.py's, used here and by the catalogue).
 
 The catalogue is checked with `PRAGMA quick_check` where it matters: before a backup replaces the
 previous one (a damaged catalogue must never overwrite a sound backup) and in `repair` (the backup
@@ -18,132 +19,40 @@ catalogue that keeps the folders list and settings, to be indexed again from the
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from imagehash_app.core.damage import (  # translate(d) re-exported: callers use health.translated
+    BACKUP_FILE,
+    check_file,
+    damaged_error,
+    first_line,
+    quick_check,
+    translate,  # noqa: F401
+    translated,  # noqa: F401
+)
 from imagehash_app.core.errors import (
     DiskFullError,
-    ImagehashError,
     LibraryDamagedError,
     disk_full,
-    is_damaged_database,
     is_disk_full,
 )
 
-CATALOG_FILE = "catalog.sqlite3"  # = catalog.CATALOG_FILE (not imported: catalog imports us lazily)
-BACKUP_FILE = "catalog.backup.sqlite3"
+if TYPE_CHECKING:
+    from imagehash_app.core.catalog import Catalog, ModelRow
+    from imagehash_app.core.hashing.base import Hasher
+
+CATALOG_FILE = "catalog.sqlite3"  # = catalog.CATALOG_FILE
 SET_ASIDE_KEY = "set_aside_models"  # meta key: JSON list of hasher versions set aside, for status
 BROKEN_SUFFIX = ".broken"
 _SIDE_FILES = ("-wal", "-shm")
 
 
-# --- errors in words ---------------------------------------------------------------------------
-def first_line(exc: BaseException) -> str:
-    """The exception's text on one line, for a sentence (details go to the log)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
-
-
-def damaged_error(library: Path, detail: str) -> LibraryDamagedError:
-    """The sentence for a damaged catalogue, with the way out this library has."""
-    lib = Path(library)
-    cmd = f"imagehash-app --library {lib} repair"
-    if (lib / BACKUP_FILE).is_file():
-        way = (f"restore its last backup with `{cmd} --restore-backup` or rebuild it from your "
-               f"photos with `{cmd} --rebuild` (both keep the damaged file)")
-    else:
-        way = f"rebuild it from your photos with `{cmd} --rebuild` (it keeps the damaged file)"
-    return LibraryDamagedError(f"The catalogue of the library at {lib} is damaged ({detail}); {way}.")
-
-
-def translate(
-    exc: BaseException, library: Path, *, opening: bool = False
-) -> ImagehashError | None:
-    """The person-facing error for a low-level failure at `library`, or None when it is not one
-    of ours to name (the caller re-raises it). `opening`: always give an error (the library could
-    not be opened, whatever the reason)."""
-    if isinstance(exc, ImagehashError):
-        return exc
-    lib = Path(library)
-    if is_disk_full(exc) or (_is_io_error(exc) and _nearly_full(lib)):
-        return disk_full(lib, exc)
-    if is_damaged_database(exc):
-        return damaged_error(lib, first_line(exc))
-    if isinstance(exc, OSError) and exc.errno == errno.EROFS:
-        return ImagehashError(
-            f"The library at {lib} is on a read-only disk; searching works, but changing it needs "
-            "a writable folder (copy the library elsewhere and use --library)."
-        )
-    if isinstance(exc, PermissionError) or (
-        isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc)
-    ):
-        return ImagehashError(
-            f"The library at {lib} cannot be written ({first_line(exc)}); check that you own the "
-            "folder and its files, or use another one with --library."
-        )
-    if opening:
-        return ImagehashError(
-            f"The library at {lib} cannot be opened ({first_line(exc)}); check that the folder "
-            "exists and is readable, or use another one with --library."
-        )
-    return None
-
-
-LOW_SPACE_BYTES = 1 << 20  # an I/O error with less free than this is taken for a full disk
-
-
-def _is_io_error(exc: BaseException) -> bool:
-    """SQLite's SQLITE_IOERR family: on a full disk it is what a failed `-shm` or journal
-    extension gives instead of SQLITE_FULL."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF == sqlite3.SQLITE_IOERR
-
-
-def _nearly_full(path: Path) -> bool:
-    for candidate in (path, *path.parents):
-        try:
-            st = os.statvfs(candidate)
-        except OSError:
-            continue
-        return st.f_bavail * st.f_frsize < LOW_SPACE_BYTES
-    return False
-
-
-# --- checking ----------------------------------------------------------------------------------
-def quick_check(conn: sqlite3.Connection) -> str | None:
-    """None when `PRAGMA quick_check` finds the database sound, else its first complaint."""
-    try:
-        rows = conn.execute("PRAGMA quick_check(1)").fetchall()
-    except sqlite3.DatabaseError as exc:
-        if is_disk_full(exc):
-            raise
-        return first_line(exc)
-    first = str(rows[0][0]) if rows else "no answer"
-    return None if first == "ok" else first
-
-
-def check_file(path: Path) -> str | None:
-    """quick_check of the database file at `path` (opened read-only); None when sound."""
-    path = Path(path)
-    if not path.is_file() or path.stat().st_size == 0:
-        return "the file is missing or empty"
-    try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        return first_line(exc)
-    try:
-        return quick_check(conn)
-    finally:
-        conn.close()
-
-
-# --- the rolling backup ------------------------------------------------------------------------
 def make_backup(conn: sqlite3.Connection, library: Path) -> Path:
     """Replace `<library>/catalog.backup.sqlite3` with a copy of the catalogue behind `conn`.
 
@@ -276,7 +185,7 @@ def rebuild_catalog(library: Path) -> tuple[Path, list[str]]:
 
 
 # --- hasher versions that cannot be loaded -----------------------------------------------------
-def set_aside_model(cat: Any, root: Path, model: Any, reason: str) -> str:
+def set_aside_model(cat: Catalog, root: Path, model: ModelRow, reason: str) -> str:
     """Take a hasher version that cannot be loaded out of service: its folder is renamed
     `<dir>.broken` (kept for a person to look at), its row and codes removed, and the fact
     recorded for `status`. Returns the folder's new name, relative to the library."""
@@ -309,8 +218,8 @@ def set_aside_model(cat: Any, root: Path, model: Any, reason: str) -> str:
 
 
 def usable_model(
-    cat: Any, root: Path, load: Callable[[Any], Any], *, writable: bool
-) -> tuple[Any, Any] | None:
+    cat: Catalog, root: Path, load: Callable[[ModelRow], Hasher], *, writable: bool
+) -> tuple[ModelRow, Hasher] | None:
     """The active hasher version and its loaded hasher, setting aside (when `writable`) every
     version that cannot be loaded and falling back to the newest one that can. Read-only, broken
     versions are only skipped. None when no version is usable (the next index run trains one)."""
@@ -335,7 +244,7 @@ def usable_model(
     return None
 
 
-def drop_broken_rows(cat: Any) -> int:
+def drop_broken_rows(cat: Catalog) -> int:
     """Delete code rows whose length does not fit their version's bits and reservoir rows whose
     length differs from the others' (a damaged or hand-edited catalogue); the images they belonged
     to are re-encoded or re-embedded by the index run. Returns how many rows went. Reads first
@@ -368,18 +277,3 @@ def drop_broken_rows(cat: Any) -> int:
     return len(bad_codes) + len(bad_features)
 
 
-@contextlib.contextmanager
-def translated(library: Path):
-    """Re-raise a low-level failure inside the block as the person-facing error `translate`
-    gives (a full disk, a damaged catalogue, a read-only folder); anything else unchanged."""
-    try:
-        yield
-    except ImagehashError:
-        raise
-    except Exception as exc:
-        err = translate(exc, library) if isinstance(exc, (sqlite3.Error, OSError)) else (
-            disk_full(Path(library), exc) if is_disk_full(exc) else None
-        )
-        if err is None:
-            raise
-        raise err from exc

@@ -43,7 +43,6 @@ from pathlib import Path
 
 import numpy as np
 
-from imagehash_app.config import LibrarySettings
 from imagehash_app.core.catalog import Catalog, FolderRow, ModelRow
 from imagehash_app.core.errors import CancelledError, IncompatibleModelError
 from imagehash_app.core.files import (
@@ -74,6 +73,7 @@ from imagehash_app.core.reservoir import (
     reservoir_features,
     reservoir_remove,
 )
+from imagehash_app.core.settings import LibrarySettings
 from imagehash_app.core.stored_paths import StoredPath, display, to_db
 
 StopFn = Callable[[], bool]

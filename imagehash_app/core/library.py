@@ -1,6 +1,6 @@
 """The facade the CLI and the window share: open a library, index folders, search, report status.
 
-A library is a folder (see DESIGN.md): catalog.sqlite3, models/, graph/, lock. One process writes
+A library is a folder (docs/ARCHITECTURE.md): catalog.sqlite3, models/, graph/, lock. One process writes
 (it holds the lock); any number read (`read_only=True`) without the lock, thanks to SQLite's WAL.
 The index generator works on its own catalogue connection, so the same `Library` can answer
 searches from another thread while it indexes.
@@ -11,23 +11,30 @@ from __future__ import annotations
 import dataclasses
 import stat
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from imagehash_app.config import IDENTITY_FIELDS, LibrarySettings, default_library_dir
-from imagehash_app.core import health
+from imagehash_app.core import health, training
 from imagehash_app.core.catalog import CATALOG_FILE, STATUSES, Catalog, ModelRow
 from imagehash_app.core.errors import ImageDecodeError, ImagehashError, LibraryDamagedError
 from imagehash_app.core.files import query_problem
+from imagehash_app.core.images import IMAGE_SUFFIXES, load_rgb, make_thumbnail
 from imagehash_app.core.indexer import Indexer, IndexProgress, StopFn
 from imagehash_app.core.locking import LOCK_FILE, OWNER_FILE, WriterLock
-from imagehash_app.core.model_store import GRAPH_DIR, remove_orphans, version_path
+from imagehash_app.core.model_store import GRAPH_DIR, KEEP_MODELS, remove_orphans, version_path
 from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_remove, shrink_reservoir
+from imagehash_app.core.settings import IDENTITY_FIELDS, LibrarySettings, default_library_dir
 from imagehash_app.core.stored_paths import b64, display
+from imagehash_app.core.training import FinetunePlan, FinetuneProgress, FinetuneResult, ModelInfo
+
+if TYPE_CHECKING:
+    from imagehash_app.core.backbone import Backbone
+    from imagehash_app.core.hashing.base import Hasher
+    from imagehash_app.core.search import CandidateIndex
 
 # Queries embedded and searched together: one batch's features, candidates and responses are what
 # a search holds at once, however many queries it is given. Searching all at once held 2 MB a query
@@ -37,9 +44,13 @@ QUERY_BATCH = 64
 # Runtime, mobilenet_v2: about 18 MB a photo), and a search is a few photos, not an index run.
 # With 8, 2 000 queries peaked 6 MB above 20 queries; with the library's batch size (32), 233 MB.
 QUERY_EMBED_BATCH = 8
+QUERY_CHECK_SIDE = 64  # pixels: enough of a decode to know a query is a photo (library empty)
 
 __all__ = [
-    "FolderInfo", "IndexProgress", "Library", "LibraryStatus", "SearchResponse", "SearchResult",
+    "IDENTITY_FIELDS", "IMAGE_SUFFIXES", "FinetunePlan", "FinetuneProgress",
+    "FinetuneResult", "FolderInfo", "IndexProgress", "Library", "LibrarySettings", "LibraryStatus",
+    "ModelInfo", "QueryFailure", "SearchAnswer", "SearchResponse", "SearchResult",
+    "b64", "backbone_names", "default_library_dir", "display", "make_thumbnail", "repair",
 ]
 
 
@@ -56,6 +67,8 @@ class FolderInfo:
 
 @dataclass(frozen=True)
 class SearchResult:
+    """One library photo that looks like a query: its cosine score and Hamming distance."""
+
     path: Path
     score: float
     hamming: int
@@ -63,8 +76,61 @@ class SearchResult:
 
 @dataclass(frozen=True)
 class SearchResponse:
+    """The results of one query, best first, with the query's features: `Library.requery`
+    answers another result count from them without reading the photo again."""
+
     query: Path
     results: list[SearchResult]
+    features: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class QueryFailure:
+    """A query that could not be searched: not a photo file (missing, a folder, a FIFO: `reason`
+    is then a whole sentence), or a file that could not be decoded (`decode`, `reason` a few
+    words such as "not an image")."""
+
+    path: Path
+    reason: str
+    decode: bool = False
+
+    @property
+    def message(self) -> str:
+        """One sentence for a person."""
+        if self.decode:
+            return f"{display(self.path)} cannot be searched: {self.reason}."
+        return self.reason
+
+    def error(self) -> ImagehashError:
+        """The failure as the error both faces' boundaries turn into a sentence."""
+        if self.decode:
+            return ImageDecodeError(self.reason, self.path)
+        return ImagehashError(self.reason)
+
+
+@dataclass(frozen=True)
+class SearchAnswer(Sequence[SearchResponse]):
+    """What `Library.search` gives both faces: a response per readable query (in the order
+    given; it is a sequence of them) and a failure per query that could not be searched. One
+    policy: a query's own problem never raises; the face decides (`check()` raises the first)."""
+
+    responses: list[SearchResponse]
+    failures: list[QueryFailure] = field(default_factory=list)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self.responses[i]
+
+    def __len__(self) -> int:
+        return len(self.responses)
+
+    def __iter__(self) -> Iterator[SearchResponse]:
+        return iter(self.responses)
+
+    def check(self) -> SearchAnswer:
+        """Raise the first failure (ImagehashError, ImageDecodeError for an undecodable file)."""
+        if self.failures:
+            raise self.failures[0].error()
+        return self
 
 
 @dataclass
@@ -103,9 +169,9 @@ class _SearchState:
 
     token: tuple
     model: ModelRow
-    hasher: Any
+    hasher: Hasher
     ids: np.ndarray  # image id of each code position (sorted)
-    index: Any  # CandidateIndex
+    index: CandidateIndex
 
 
 def library_exists(path: Path) -> bool:
@@ -285,6 +351,10 @@ class Library:
     def add_folder(self, path: Path) -> FolderInfo:
         """Remember a folder. A folder inside a known one is already covered; a folder that
         contains known ones absorbs them (their photos keep their codes)."""
+        return self._folder_info(self._remember_folder(path))
+
+    def _remember_folder(self, path: Path) -> Path:
+        """Add `path` (see `add_folder`); the library folder that covers it now."""
         self._require_writer()
         path = Path(path).expanduser().resolve()
         if not path.is_dir():
@@ -292,7 +362,7 @@ class Library:
         with self._mutex:
             for f in self._cat.folders():
                 if path == f.path or path.is_relative_to(f.path):
-                    return self._folder_info(f.id)
+                    return f.path
             with self._cat.transaction():
                 row = self._cat.add_folder(path)
                 for f in self._cat.folders():
@@ -300,10 +370,10 @@ class Library:
                         prefix = f.path.relative_to(path).as_posix() + "/"
                         self._cat.move_folder_images(f.id, row.id, prefix)
                         self._cat.delete_folder(f.id)
-            return self._folder_info(row.id)
+            return row.path
 
-    def _folder_info(self, folder_id: int) -> FolderInfo:
-        return next(f for f in self.folders() if f.id == folder_id)
+    def _folder_info(self, path: Path) -> FolderInfo:
+        return next(f for f in self.folders() if f.path == path)
 
     def remove_folder(self, path: Path) -> None:
         """Forget a folder and its photos (their features leave the reservoir too)."""
@@ -327,11 +397,30 @@ class Library:
     ) -> Iterator[IndexProgress]:
         """Add `paths` as folders (if given) and bring them — or all folders — up to date."""
         self._require_writer()
-        targets = [self.add_folder(p) for p in paths] if paths else None
+        targets = [self._remember_folder(p) for p in paths] if paths else None
+        return self._index(targets, should_stop)
+
+    def update(
+        self, folders: Sequence[Path] | None = None, *, should_stop: StopFn | None = None
+    ) -> Iterator[IndexProgress]:
+        """Bring folders the library already has — the ones holding `folders`, or all — up to
+        date, adding none: the window adds a folder once, then updates it. A path in no folder of
+        the library (one removed while a watcher's update waited) is passed over."""
+        self._require_writer()
+        if folders is None:
+            return self._index(None, should_stop)
+        with self._mutex:
+            known = self._cat.folders()
+        targets = []
+        for p in folders:
+            p = Path(p).expanduser().resolve()
+            row = next((f for f in known if p == f.path or p.is_relative_to(f.path)), None)
+            if row is not None:
+                targets.append(row.path)
         return self._index(targets, should_stop)
 
     def _index(
-        self, targets: list[FolderInfo] | None, should_stop: StopFn | None
+        self, targets: list[Path] | None, should_stop: StopFn | None
     ) -> Iterator[IndexProgress]:
         with health.translated(self.path):
             cat = Catalog.open(self.path / CATALOG_FILE)
@@ -345,8 +434,8 @@ class Library:
                         f"Set aside hasher {m['dir']}, which cannot be loaded (kept as "
                         f"{m['kept_as'] or 'nothing'}); the library goes on without it."
                     ))
-                wanted = {t.id for t in targets} if targets is not None else None
-                folders = [f for f in cat.folders() if wanted is None or f.id in wanted]
+                wanted = set(targets) if targets is not None else None
+                folders = [f for f in cat.folders() if wanted is None or f.path in wanted]
                 indexer = Indexer(cat, self.path, self.settings, self.backbone, should_stop)
                 yield from indexer.run(folders)
                 if cat.conn.total_changes != before or not (self.path / health.BACKUP_FILE).exists():
@@ -354,7 +443,7 @@ class Library:
             finally:
                 cat.close()
 
-    def backbone(self):
+    def backbone(self) -> Backbone:
         """The library's backbone, loaded once and shared by indexing and search."""
         with self._backbone_lock:
             if self._backbone is None:
@@ -374,11 +463,15 @@ class Library:
         self, images: Sequence[Path]
     ) -> tuple[np.ndarray, list[Path], list[tuple[Path, str]]]:
         """Features of query images with the library's backbone: (features of the readable ones,
-        their resolved paths, [(path, reason)] for the others). Keep them to re-query cheaply."""
+        their resolved paths, [(path, reason)] for the others)."""
+        return self._embed([Path(p).expanduser().resolve() for p in images])
+
+    def _embed(
+        self, paths: Sequence[Path]
+    ) -> tuple[np.ndarray, list[Path], list[tuple[Path, str]]]:
         from imagehash_app.core.embedding import iter_embeddings
 
         backbone = self.backbone()
-        paths = [Path(p).expanduser().resolve() for p in images]
         feats: list[np.ndarray] = [np.zeros((0, backbone.feature_dim), np.float32)]
         ok: list[Path] = []
         failures: list[tuple[Path, str]] = []
@@ -392,49 +485,61 @@ class Library:
             failures += batch.failures
         return np.concatenate(feats), ok, failures
 
-    def search(self, images: Sequence[Path], top_k: int = 20) -> list[SearchResponse]:
-        """Photos of the library that look like each query image, best first.
+    def search(self, images: Sequence[Path], top_k: int = 20) -> SearchAnswer:
+        """Photos of the library that look like each query image, best first; a query that is
+        itself a library photo comes back first. Queries that cannot be searched come back as
+        failures (never raised here): the command line stops on the first, the window reports
+        them and shows the others' results."""
+        queries, paths, failures = _checked_queries(images)
+        responses: list[SearchResponse] = []
+        for answer in self._search_batches(paths, top_k):
+            responses += answer.responses
+            failures += answer.failures
+        if len(failures) > 1:  # in the order the queries were given
+            rank = {q: i for i, q in reversed(list(enumerate(queries)))}
+            failures.sort(key=lambda f: rank[f.path])
+        return SearchAnswer(responses, failures)
 
-        A query that is itself a library photo comes back first.
-        """
-        paths = [Path(p).expanduser().resolve() for p in images]
-        if not paths:
-            return []
-        for p in paths:
-            problem = query_problem(p)
-            if problem:
-                raise ImagehashError(problem)
-        if not self._searchable():  # nothing to compare with: no backbone run (nor download)
-            return [SearchResponse(q, []) for q in paths]
-        return [response for batch in self._search_batches(paths, top_k) for response in batch]
+    def iter_search(self, images: Sequence[Path], top_k: int = 20) -> Iterator[SearchAnswer]:
+        """`search`, streamed: the answer for each `QUERY_BATCH` queries as soon as it is ready,
+        so that memory does not grow with the number of queries. Every path is checked first:
+        when some are not photo files (a folder, a FIFO, a missing file) the first answer holds
+        only those failures, before any photo is read."""
+        _, paths, failures = _checked_queries(images)
+        if failures:
+            yield SearchAnswer([], failures)
+        yield from self._search_batches(paths, top_k)
 
-    def iter_search(
-        self, images: Sequence[Path], top_k: int = 20
-    ) -> Iterator[list[SearchResponse]]:
-        """`search`, streamed: the responses of each `QUERY_BATCH` queries as soon as they are
-        ready, so that memory does not grow with the number of queries. Every path is checked
-        first (a folder, a FIFO, a missing file); a file that cannot be decoded raises when its
-        batch comes, after the earlier batches' responses."""
-        paths = [Path(p).expanduser().resolve() for p in images]
-        for p in paths:
-            problem = query_problem(p)
-            if problem:
-                raise ImagehashError(problem)
-        for start in range(0, len(paths), QUERY_BATCH):
-            yield self.search(paths[start : start + QUERY_BATCH], top_k)
+    def requery(self, answer: SearchAnswer, top_k: int) -> SearchAnswer:
+        """The same queries at another result count, from the features the answer kept (no photo
+        read, no backbone run); its failures stay as they were."""
+        kept = [r for r in answer.responses if r.features is not None]
+        hits = self._search_features(
+            np.stack([r.features for r in kept]), top_k, [r.query for r in kept]
+        ) if kept else []
+        again = {r.query: r for r in self.search(
+            [r.query for r in answer.responses if r.features is None], top_k  # no features kept
+        )}
+        found = {r.query: SearchResponse(r.query, h, r.features) for r, h in zip(kept, hits, strict=True)}
+        responses = [found.get(r.query) or again[r.query] for r in answer.responses]
+        return SearchAnswer(responses, list(answer.failures))
 
-    def _search_batches(
-        self, paths: Sequence[Path], top_k: int
-    ) -> Iterator[list[SearchResponse]]:
+    def _search_batches(self, paths: Sequence[Path], top_k: int) -> Iterator[SearchAnswer]:
         """Embed and search `QUERY_BATCH` queries at a time (checked, resolved paths)."""
+        if not paths:
+            return
+        searchable = self._searchable()
         for start in range(0, len(paths), QUERY_BATCH):
             batch = paths[start : start + QUERY_BATCH]
-            features, _, failures = self.embed(batch)
-            if failures:
-                path, reason = failures[0]
-                raise ImageDecodeError(f"cannot search with this file: {reason}", path)
-            hits = self.search_features(features, top_k, query_paths=batch)
-            yield [SearchResponse(q, r) for q, r in zip(batch, hits, strict=True)]
+            if not searchable:  # nothing to compare with: no backbone run (nor download), but
+                yield _unanswered(batch)  # a photo that cannot be read still says so
+                continue
+            features, ok, failed = self._embed(batch)
+            hits = self._search_features(features, top_k, ok)
+            yield SearchAnswer(
+                [SearchResponse(q, r, f) for q, r, f in zip(ok, hits, features, strict=True)],
+                [QueryFailure(p, reason, decode=True) for p, reason in failed],
+            )
 
     def search_features(
         self, features: np.ndarray, top_k: int = 20, query_paths: Sequence[Path] | None = None
@@ -443,6 +548,14 @@ class Library:
 
         `query_paths`, when given, lets a query that is a library photo come first.
         """
+        resolved = None if query_paths is None else [
+            Path(p).expanduser().resolve() for p in query_paths
+        ]
+        return self._search_features(features, top_k, resolved)
+
+    def _search_features(
+        self, features: np.ndarray, top_k: int, query_paths: Sequence[Path] | None
+    ) -> list[list[SearchResult]]:
         features = np.atleast_2d(np.asarray(features, dtype=np.float32))
         out: list[list[SearchResult]] = []
         for start in range(0, len(features), QUERY_BATCH):  # bounded scratch per batch
@@ -452,8 +565,7 @@ class Library:
                     own: list[int | None] = [None] * len(batch)
                 else:
                     own = [
-                        self._cat.image_id_for(Path(p).expanduser().resolve())
-                        for p in query_paths[start : start + QUERY_BATCH]
+                        self._cat.image_id_for(p) for p in query_paths[start : start + QUERY_BATCH]
                     ]
                 with health.translated(self.path):
                     out += self._search(batch, top_k, own)
@@ -537,6 +649,52 @@ class Library:
             ])
         return out
 
+    # --- fine-tuning and hasher versions ----------------------------------------------------------
+    def finetune_plan(
+        self, *, epochs: int | None = None, from_scratch: bool = False
+    ) -> FinetunePlan:
+        """What `finetune` would do and roughly how long it takes (no training, no writes)."""
+        with health.translated(self.path):
+            return training.plan(self.path, self.settings, epochs=epochs, from_scratch=from_scratch)
+
+    def finetune(
+        self,
+        *,
+        epochs: int | None = None,
+        from_scratch: bool = False,
+        force: bool = False,
+        keep: int = KEEP_MODELS,
+        should_stop: StopFn | None = None,
+        reencode: str = "exact",
+        batch_size: int | None = None,
+    ) -> Generator[FinetuneProgress, None, FinetuneResult]:
+        """Train, compare and (if better, or `force`) activate a new hasher version, re-encoding
+        the library with this library's backbone; see core/training.py for the lifecycle. A
+        generator of progress that returns the `FinetuneResult`; searches keep answering meanwhile."""
+        self._require_writer()
+        return training.finetune(
+            self.path, self.settings, self.backbone, epochs=epochs, from_scratch=from_scratch,
+            force=force, keep=keep, should_stop=should_stop, reencode=reencode,
+            batch_size=batch_size,
+        )
+
+    def models(self) -> list[ModelInfo]:
+        """The kept hasher versions with their recorded figures, oldest first."""
+        with health.translated(self.path):
+            return training.list_models(self.path)
+
+    def activate_model(self, model_id: int) -> ModelInfo:
+        """Make a kept version answer searches: keep a fine-tune's result, or roll back to an
+        earlier version, instantly."""
+        self._require_writer()
+        with health.translated(self.path):
+            return training.activate_model(self.path, model_id)
+
+    def finetune_suggestion(self) -> str | None:
+        """A sentence for the person when the library grew enough since its hasher was trained."""
+        with health.translated(self.path):
+            return training.suggestion(self.path)
+
     # --- reports -------------------------------------------------------------------------------
     def skipped(self) -> list[tuple[Path, str]]:
         with self._mutex:
@@ -607,6 +765,64 @@ class Library:
                     "`imagehash-app index` to train it"
                 )
             return "no photo of the library matched"
+
+
+def backbone_names() -> list[str]:
+    """The feature extractors a new library may use (the test-only "tiny" one left out)."""
+    from imagehash_app.core.backbone import BACKBONES
+
+    return [n for n in BACKBONES if n != "tiny"]
+
+
+def repair(path: Path, *, restore_backup: bool) -> tuple[Path, list[str]]:
+    """Mend the damaged catalogue of the library at `path`, holding its lock: put the last backup
+    back, or start a new catalogue with the same folders and settings (index it again then).
+    Returns where the damaged catalogue is kept and, for a rebuild, the folders kept."""
+    path = Path(path)
+    if not path.is_dir() or not any(
+        (path / name).exists() for name in (health.CATALOG_FILE, health.BACKUP_FILE)
+    ):
+        raise ImagehashError(f"There is no library at {path} to repair; check --library.")
+    lock = WriterLock(path)
+    lock.acquire()
+    try:
+        with health.translated(path):
+            if restore_backup:
+                return health.restore_backup(path), []
+            return health.rebuild_catalog(path)
+    finally:
+        lock.release()
+
+
+def _unanswered(paths: Sequence[Path]) -> SearchAnswer:
+    """Empty responses for queries a library without codes cannot answer; the files are decoded
+    (small, no backbone) so that one that is not a photo is a failure as it is elsewhere."""
+    responses, failures = [], []
+    for p in paths:
+        try:
+            load_rgb(p, min_side=QUERY_CHECK_SIDE)
+        except ImageDecodeError as exc:
+            failures.append(QueryFailure(p, exc.reason, decode=True))
+        else:
+            responses.append(SearchResponse(p, []))
+    return SearchAnswer(responses, failures)
+
+
+def _checked_queries(
+    images: Sequence[Path],
+) -> tuple[list[Path], list[Path], list[QueryFailure]]:
+    """Every query resolved (once), those that are photo files, and a failure for each other one
+    (only a stat: opening a FIFO or a device could hang)."""
+    queries = [Path(image).expanduser().resolve() for image in images]
+    paths: list[Path] = []
+    failures: list[QueryFailure] = []
+    for p in queries:
+        problem = query_problem(p)
+        if problem:
+            failures.append(QueryFailure(p, problem))
+        else:
+            paths.append(p)
+    return queries, paths, failures
 
 
 def _set_aside_records(cat: Catalog) -> list[dict[str, Any]]:

@@ -1,7 +1,7 @@
 """Fine-tuning the hasher on the person's own library: train, evaluate, re-encode, swap, roll back.
 
 Why: a hasher trained on other photos ranks this library's photos worse than one trained on them
-(DESIGN.md, "Why fine-tuning matters"). The reservoir (a uniform sample of real features) is what a
+(docs/ARCHITECTURE.md, "Why fine-tuning matters"). The reservoir (a uniform sample of real features) is what a
 new version trains on; a stable part of it, chosen by image id, is held out to compare versions.
 
 Lifecycle of `finetune()`, a cancellable generator of `FinetuneProgress` that returns a
@@ -30,11 +30,10 @@ import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from imagehash_app.config import LibrarySettings
 from imagehash_app.core.catalog import CATALOG_FILE, Catalog, ModelRow
 from imagehash_app.core.codes import words_for
 from imagehash_app.core.errors import CancelledError, ImagehashError
@@ -43,8 +42,14 @@ from imagehash_app.core.kill_points import kill_point
 from imagehash_app.core.model_store import FINETUNE_PENDING_KEY as PENDING_KEY
 from imagehash_app.core.model_store import KEEP_MODELS, prune_models, save_version, version_path
 from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_features
+from imagehash_app.core.settings import LibrarySettings
+
+if TYPE_CHECKING:
+    from imagehash_app.core.backbone import Backbone
+    from imagehash_app.core.hashing.base import Hasher
 
 StopFn = Callable[[], bool]
+BackboneFn = Callable[[], "Backbone"]  # the library's backbone, loaded on first use
 HELD_OUT_FRACTION = 0.1  # of the reservoir, kept out of training to compare versions
 HELD_OUT_MAX = 2000  # enough for stable recall figures; the rest trains
 HELD_OUT_MIN = 50  # recall 10@10 needs a few dozen photos to mean anything
@@ -153,7 +158,7 @@ def held_out_mask(image_ids: np.ndarray, seed: int, fraction: float = HELD_OUT_F
 
 
 def evaluate_versions(
-    hasher: Any, X: np.ndarray, queries: np.ndarray, rerank_depth: int, k: int = RECALL_K
+    hasher: Hasher, X: np.ndarray, queries: np.ndarray, rerank_depth: int, k: int = RECALL_K
 ) -> dict[str, float]:
     """kNN recall of `hasher` for the rows `queries` of X against all of X (each query left out)
     compared with exact float cosine: 10@10 and 10@100 in Hamming order and after decoder re-rank
@@ -196,7 +201,7 @@ def _stopping(should_stop: StopFn | None) -> bool:
     return bool(should_stop and should_stop())
 
 
-def _load(root: Path, model: ModelRow) -> Any:
+def _load(root: Path, model: ModelRow) -> Hasher:
     from imagehash_app.core.hashing import load_hasher
 
     return load_hasher(version_path(root, model.dir), expect_backbone=model.backbone)
@@ -225,8 +230,8 @@ def _missing_ids(cat: Catalog, model_id: int, limit: int = -1, after: int = 0) -
 
 
 def encode_for(
-    cat: Catalog, root: Path, target: ModelRow, target_hasher: Any, image_ids: Sequence[int],
-    sources: Sequence[tuple[ModelRow, Any]], embedded: dict[int, np.ndarray] | None = None,
+    cat: Catalog, root: Path, target: ModelRow, target_hasher: Hasher, image_ids: Sequence[int],
+    sources: Sequence[tuple[ModelRow, Hasher]], embedded: dict[int, np.ndarray] | None = None,
 ) -> tuple[list[int], np.ndarray, int]:
     """Codes of `target` for `image_ids`: exact from the reservoir feature or a freshly `embedded`
     one where there is one, else `target.encode(source.decode(code))` from the first source
@@ -256,7 +261,7 @@ def encode_for(
 
 
 def embed_photos(
-    cat: Catalog, get_backbone: Callable[[], Any], settings: LibrarySettings,
+    cat: Catalog, get_backbone: BackboneFn, settings: LibrarySettings,
     image_ids: Sequence[int], should_stop: StopFn | None,
 ) -> dict[int, np.ndarray]:
     """Features of the photos' files, run through the backbone again (as the indexer does: rounded
@@ -281,7 +286,7 @@ def embed_photos(
 
 
 def _register(
-    cat: Catalog, root: Path, hasher: Any, settings: LibrarySettings, note: str,
+    cat: Catalog, root: Path, hasher: Hasher, settings: LibrarySettings, note: str,
     res_ids: np.ndarray, res_X: np.ndarray, pending: dict[str, Any] | None,
 ) -> int:
     """Save `hasher` and register it (inactive) with exact codes for the reservoir photos, in one
@@ -301,29 +306,31 @@ def _register(
     return model_id
 
 
-def _open_writer(library: Any) -> Catalog:
-    if getattr(library, "read_only", False):
-        raise ImagehashError("This library is open read-only; open it for writing to fine-tune.")
-    return Catalog.open(Path(library.path) / CATALOG_FILE)
+def _open(root: Path, *, read_only: bool = False) -> Catalog:
+    """A connection of its own: a fine-tune runs beside searches on the library's connection.
+    The caller (`Library`) has checked that it may write."""
+    return Catalog.open(root / CATALOG_FILE, read_only=read_only)
 
 
 # --- the plan --------------------------------------------------------------------------------
-def plan(library: Any, *, epochs: int | None = None, from_scratch: bool = False) -> FinetunePlan:
+def plan(
+    root: Path, settings: LibrarySettings, *, epochs: int | None = None, from_scratch: bool = False
+) -> FinetunePlan:
     """What `finetune` would do and roughly how long it takes (no training, no writes)."""
-    cat = Catalog.open(Path(library.path) / CATALOG_FILE, read_only=True)
+    cat = _open(root, read_only=True)
     try:
         active = cat.active_model()
         ids = np.array(
             [r[0] for r in cat.conn.execute("SELECT image_id FROM reservoir ORDER BY image_id")],
             dtype=np.int64,
         )
-        held = int(held_out_mask(ids, library.settings.seed).sum())
+        held = int(held_out_mask(ids, settings.seed).sum())
         photos = cat.population()
         pending = cat.get_json(PENDING_KEY)
     finally:
         cat.close()
     warm = not from_scratch and active is not None and active.method == "urph"
-    n_epochs = _epochs(library.settings, epochs, warm)
+    n_epochs = _epochs(settings, epochs, warm)
     train = len(ids) - held
     problem = ""
     if active is None:
@@ -354,7 +361,9 @@ def _epochs(settings: LibrarySettings, epochs: int | None, warm: bool) -> int:
 
 # --- fine-tune -------------------------------------------------------------------------------
 def finetune(
-    library: Any,
+    root: Path,
+    settings: LibrarySettings,
+    get_backbone: BackboneFn | None,
     *,
     epochs: int | None = None,
     from_scratch: bool = False,
@@ -372,14 +381,13 @@ def finetune(
 
     A fine-tune killed or cancelled during its re-encode resumes where it stopped the next time
     this is called (the options of the new call are then ignored). Cancelled before that, nothing
-    of it is kept. Raises CancelledError when `should_stop` stops it.
+    of it is kept. Raises CancelledError when `should_stop` stops it. Without `get_backbone`
+    every photo outside the reservoir is encoded from its old code.
     """
     if reencode not in REENCODE_MODES:
         raise ValueError(f"reencode must be one of {REENCODE_MODES}, not {reencode!r}")
     started = time.perf_counter()
-    root = Path(library.path)
-    settings: LibrarySettings = library.settings
-    cat = _open_writer(library)
+    cat = _open(root)
     try:
         pending = cat.get_json(PENDING_KEY)
         if pending is not None and _model(cat, int(pending.get("new", -1))) is None:
@@ -392,7 +400,6 @@ def finetune(
             )
         else:
             yield FinetuneProgress("prepare", 0, 0, message="Resuming the interrupted fine-tune")
-        get_backbone = getattr(library, "backbone", None)
         result = yield from _reencode_and_swap(
             cat, root, settings, pending, keep, should_stop, batch_size, get_backbone
         )
@@ -480,7 +487,7 @@ def _train_and_register(
 
 def _reencode_and_swap(
     cat: Catalog, root: Path, settings: LibrarySettings, pending: dict[str, Any], keep: int,
-    should_stop: StopFn | None, batch_size: int | None, get_backbone: Callable[[], Any] | None,
+    should_stop: StopFn | None, batch_size: int | None, get_backbone: BackboneFn | None,
 ) -> Generator[FinetuneProgress, None, FinetuneResult]:
     target = _model(cat, int(pending["new"]))
     old = _model(cat, int(pending["old"])) or cat.active_model()
@@ -562,10 +569,9 @@ def _source_models(cat: Catalog, target: ModelRow, preferred: ModelRow | None) -
 
 
 # --- versions --------------------------------------------------------------------------------
-def list_models(library: Any) -> list[ModelInfo]:
+def list_models(root: Path) -> list[ModelInfo]:
     """The kept versions with their recorded metrics, oldest first."""
-    root = Path(library.path)
-    cat = Catalog.open(root / CATALOG_FILE, read_only=True)
+    cat = _open(root, read_only=True)
     try:
         population = cat.population()
         out = []
@@ -587,11 +593,10 @@ def list_models(library: Any) -> list[ModelInfo]:
         cat.close()
 
 
-def activate_model(library: Any, model_id: int) -> ModelInfo:
+def activate_model(root: Path, model_id: int) -> ModelInfo:
     """Make a kept version answer searches (instant roll back). Photos indexed since it was last
     active get its code first (from their reservoir feature or another version's code)."""
-    root = Path(library.path)
-    cat = _open_writer(library)
+    cat = _open(root)
     try:
         target = _model(cat, int(model_id))
         if target is None:
@@ -612,15 +617,14 @@ def activate_model(library: Any, model_id: int) -> ModelInfo:
             cat.set_active_model(target.id)
     finally:
         cat.close()
-    return next(m for m in list_models(library) if m.id == int(model_id))
+    return next(m for m in list_models(root) if m.id == int(model_id))
 
 
 # --- suggestion ------------------------------------------------------------------------------
-def suggestion(library: Any) -> str | None:
+def suggestion(root: Path) -> str | None:
     """A sentence for the person when the library grew or changed enough since the active version
     was trained on it (photos added since ≥ SUGGEST_FACTOR - 1 times those it was trained on)."""
-    root = Path(library.path)
-    cat = Catalog.open(root / CATALOG_FILE, read_only=True)
+    cat = _open(root, read_only=True)
     try:
         active = cat.active_model()
         if active is None or cat.get_json(PENDING_KEY) is not None:

@@ -1,7 +1,9 @@
-"""Start the desktop app: `imagehash-app` with no sub-command calls `run(library_path)`."""
+"""Start the desktop app: `imagehash-app-gui` (`main`), or `imagehash-app` with no sub-command
+(through `imagehash_app.launcher`, which calls `run(library_path)`). Imports no command-line code."""
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing
 import sys
 from pathlib import Path
@@ -11,7 +13,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QStyleFactory
 
 from imagehash_app import failures
-from imagehash_app.config import default_library_dir
+from imagehash_app.core.library import default_library_dir
 from imagehash_app.gui.icons import app_icon
 from imagehash_app.gui.messages import Level, install_excepthook
 
@@ -67,13 +69,15 @@ def run(library_path: Path | None = None, open_paths: list[Path] | None = None) 
 def main(argv: list[str] | None = None) -> int:
     """The windowed entry point (`imagehash-app-gui`, desktop entry `Exec=imagehash-app-gui %F`).
 
-    Photos or folders given as arguments ("Open with") are searched for or added; anything else is
-    the ordinary command line.
+    Qt takes its own options (`-style fusion`, `-platform ...`); `--library DIR` names the library;
+    the other arguments are photos or folders ("Open with"), searched for or added, or named in a
+    message when they cannot be.
     """
     multiprocessing.freeze_support()  # decode workers in a frozen (PyInstaller) build
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and all(Path(a).exists() for a in args):
-        return run(None, open_paths=[Path(a) for a in args])
-    from imagehash_app.cli import main as cli_main
-
-    return cli_main(args)
+    app = create_application([sys.argv[0] if sys.argv else "imagehash-app-gui", *args])
+    rest = app.arguments()[1:]  # what Qt left: its own options are removed
+    parser = argparse.ArgumentParser(prog="imagehash-app-gui", add_help=False)
+    parser.add_argument("--library", type=Path, default=None)
+    known, paths = parser.parse_known_args(rest)
+    return run(known.library, open_paths=[Path(p) for p in paths] or None)

@@ -16,8 +16,7 @@ from PySide6.QtCore import QMimeData, QRect, QSize, Qt, QUrl
 from PySide6.QtGui import QColor, QImage, QPainter, QPaintEvent, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from imagehash_app.core.images import IMAGE_SUFFIXES
-from imagehash_app.core.stored_paths import display
+from imagehash_app.core.library import IMAGE_SUFFIXES, display
 from imagehash_app.gui.local_urls import path_of
 
 

@@ -8,93 +8,84 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from imagehash_app.core.errors import ImageDecodeError
-from imagehash_app.gui.results_view import ResultItem
+from imagehash_app.core.library import (
+    FolderInfo,
+    Library,
+    LibrarySettings,
+    LibraryStatus,
+    QueryFailure,
+    SearchAnswer,
+    SearchResult,
+)
 
 
 @dataclass(frozen=True)
 class Snapshot:
     """What the window shows about the library, read in one go."""
 
-    status: Any
-    folders: list[Any]
-    settings: Any
+    status: LibraryStatus
+    folders: list[FolderInfo]
+    settings: LibrarySettings
 
 
 @dataclass(frozen=True)
 class QueryOutcome:
-    """Results of one query (one or more photos), with the features kept for cheap re-queries."""
+    """What the window shows for one query (one or more photos): the engine's answer (it keeps
+    the features for a cheap change of result count) and its results merged into one list."""
 
-    queries: list[Path]
-    results: list[ResultItem]
-    features: np.ndarray | None = None
+    answer: SearchAnswer
+    results: list[SearchResult]
     elapsed_s: float = 0.0
-    failures: list[tuple[Path, str]] = field(default_factory=list)
+
+    @property
+    def queries(self) -> list[Path]:
+        return [r.query for r in self.answer.responses]
+
+    @property
+    def failures(self) -> list[QueryFailure]:
+        return self.answer.failures
 
 
-def snapshot(library: Any) -> Snapshot:
+def snapshot(library: Library) -> Snapshot:
     """Status, folders and settings."""
     return Snapshot(status=library.status(), folders=list(library.folders()), settings=library.settings)
 
 
-def merge(per_query: Sequence[Sequence[Any]], top_k: int) -> list[ResultItem]:
+def merge(per_query: Sequence[Sequence[SearchResult]], top_k: int) -> list[SearchResult]:
     """One list from several queries' hits: each photo once, with its best score, best first."""
     if len(per_query) == 1:  # the engine's order (own photo first), as is
-        return [ResultItem(Path(h.path), float(h.score), int(h.hamming)) for h in per_query[0][:top_k]]
-    best: dict[Path, ResultItem] = {}
+        return list(per_query[0][:top_k])
+    best: dict[Path, SearchResult] = {}
     for hits in per_query:
         for hit in hits:
-            item = ResultItem(Path(hit.path), float(hit.score), int(hit.hamming))
-            old = best.get(item.path)
-            if old is None or item.score > old.score:
-                best[item.path] = item
+            old = best.get(hit.path)
+            if old is None or hit.score > old.score:
+                best[hit.path] = hit
     ordered = sorted(best.values(), key=lambda it: (-it.score, it.hamming, str(it.path)))
     return ordered[:top_k]
 
 
-def run_query(library: Any, paths: Sequence[Path], top_k: int) -> QueryOutcome:
-    """Search for `paths`; keeps the query features so a new result count needs no backbone run.
-
-    Raises `ImageDecodeError` when none of the photos can be read.
-    """
+def run_query(library: Library, paths: Sequence[Path], top_k: int) -> QueryOutcome:
+    """Search for `paths`. The queries that cannot be searched are the outcome's `failures`
+    (shown beside the others' results); when none can be, the first one's error is raised."""
     start = time.perf_counter()
-    resolved = [Path(p).expanduser().resolve() for p in paths]
-    features, ok, failures = library.embed(resolved)
-    if not ok:
-        path, reason = failures[0] if failures else (resolved[0], "not an image")
-        raise ImageDecodeError(reason, path)
-    per_query = library.search_features(features, top_k=top_k, query_paths=ok)
-    return QueryOutcome(
-        queries=ok,
-        results=merge(per_query, top_k),
-        features=features,
-        elapsed_s=time.perf_counter() - start,
-        failures=failures,
-    )
+    answer = library.search(paths, top_k)
+    if not answer.responses and answer.failures:
+        raise answer.failures[0].error()
+    return QueryOutcome(answer, merge([r.results for r in answer], top_k), time.perf_counter() - start)
 
 
-def requery(library: Any, previous: QueryOutcome, top_k: int) -> QueryOutcome:
+def requery(library: Library, previous: QueryOutcome, top_k: int) -> QueryOutcome:
     """The same query at another result count, from the kept features (no image decode, no backbone)."""
-    if previous.features is None:
-        return run_query(library, previous.queries, top_k)
     start = time.perf_counter()
-    per_query = library.search_features(previous.features, top_k=top_k, query_paths=previous.queries)
-    return QueryOutcome(
-        queries=previous.queries,
-        results=merge(per_query, top_k),
-        features=previous.features,
-        elapsed_s=time.perf_counter() - start,
-        failures=previous.failures,
-    )
+    answer = library.requery(previous.answer, top_k)
+    return QueryOutcome(answer, merge([r.results for r in answer], top_k), time.perf_counter() - start)
 
 
-def status_line(status: Any) -> str:
+def status_line(status: LibraryStatus) -> str:
     """e.g. "4,317 photos · urph 64-bit · 8 B code, 1.2 KB on disk per photo" from `LibraryStatus`."""
     indexed = int(getattr(status, "indexed", 0) or 0)
     parts = [f"{indexed:,} photo{'s' if indexed != 1 else ''}"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -25,10 +24,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from imagehash_app.core.stored_paths import display
+from imagehash_app.core.library import FolderInfo, display
 
 
-def counts_text(folder: Any) -> str:
+def counts_text(folder: FolderInfo) -> str:
     """e.g. "1,204 indexed · 3 pending · 2 skipped" (zero counts other than indexed are left out)."""
     parts = [f"{folder.indexed:,} indexed"]
     if folder.pending:
@@ -79,7 +78,7 @@ class FoldersPanel(QWidget):
         layout.addLayout(buttons)
         self._update_buttons()
 
-    def set_folders(self, folders: Sequence[Any]) -> None:
+    def set_folders(self, folders: Sequence[FolderInfo]) -> None:
         """Show `FolderInfo`s, keeping the selection where possible."""
         selected = self.selected_path()
         self._count = len(folders)

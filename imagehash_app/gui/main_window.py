@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QProgressBar,
     QSpinBox,
@@ -40,10 +41,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from imagehash_app.core import training
 from imagehash_app.core.errors import LibraryLockedError, WeightsUnavailableError
-from imagehash_app.core.library import Library
-from imagehash_app.core.stored_paths import display
+from imagehash_app.core.library import (
+    FinetuneProgress,
+    IndexProgress,
+    Library,
+    backbone_names,
+    display,
+)
 from imagehash_app.gui import engine
 from imagehash_app.gui.dialogs.finetune import open_finetune_dialog
 from imagehash_app.gui.drop_zone import DropPayload, QueryPane, can_accept, classify, read_payload
@@ -72,7 +77,7 @@ def _eta(seconds: float | None) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min left"
 
 
-def progress_text(event: Any) -> str:
+def progress_text(event: IndexProgress | FinetuneProgress) -> str:
     """Status-bar text for an `IndexProgress`: phase, count, rate and ETA."""
     phase = getattr(event, "phase", "")
     label = PHASES.get(phase, str(phase).capitalize())
@@ -129,7 +134,7 @@ class MainWindow(QMainWindow):
         self._queued: set[Path] = set()  # folders to re-index once the running index ends
         self._queued_all = False
         self._search_job: Job | None = None
-        self._last_progress: Any = None
+        self._last_progress: IndexProgress | None = None
         self._last_refresh = 0.0
         self._closed = False
 
@@ -245,7 +250,10 @@ class MainWindow(QMainWindow):
         help_menu = self.menuBar().addMenu("&Help")
         self._action(help_menu, "&About Imagehash", self._about)
 
-    def _action(self, menu: Any, text: str, slot: Callable[[], object], shortcut: Any = None) -> QAction:
+    def _action(
+        self, menu: QMenu, text: str, slot: Callable[[], object],
+        shortcut: QKeySequence | QKeySequence.StandardKey | str | None = None,
+    ) -> QAction:
         action = QAction(text, self)
         if shortcut is not None:
             action.setShortcut(QKeySequence(shortcut))
@@ -357,7 +365,8 @@ class MainWindow(QMainWindow):
             else:
                 self._queued.update(wanted)
             return self._index_job
-        job = self.writer.call(lambda lib, stop: lib.index(wanted, should_stop=stop), "index")
+        # The folders are the library's already (added once, by `add_folders`): update them.
+        job = self.writer.call(lambda lib, stop: lib.update(wanted, should_stop=stop), "index")
         job.progress.connect(self._on_index_progress)
         job.succeeded.connect(self._on_index_succeeded)
         job.cancelled.connect(self._on_index_cancelled)
@@ -380,7 +389,7 @@ class MainWindow(QMainWindow):
             self.cancel_button.setEnabled(False)
 
     @Slot(object)
-    def _on_index_progress(self, event: Any) -> None:
+    def _on_index_progress(self, event: IndexProgress) -> None:
         self._last_progress = event
         self.progress_label.setText(progress_text(event))
         self.progress_label.setToolTip(getattr(event, "message", "") or "")
@@ -397,10 +406,10 @@ class MainWindow(QMainWindow):
             job.succeeded.connect(self._apply_snapshot)
 
     @Slot(object)
-    def _on_index_succeeded(self, last: Any) -> None:
+    def _on_index_succeeded(self, last: IndexProgress | None) -> None:
         self.statusBar().showMessage("Library up to date", 5000)
         self.indexingFinished.emit(last)
-        job = self.reader.call(lambda lib, _stop: training.suggestion(lib), "suggestion")
+        job = self.reader.call(lambda lib, _stop: lib.finetune_suggestion(), "suggestion")
         job.succeeded.connect(self._suggest_finetune)
 
     @Slot(object)
@@ -453,7 +462,9 @@ class MainWindow(QMainWindow):
             return None
         folders = [Path(p) for p in paths]
         job = self.writer.call(lambda lib, _stop: [lib.add_folder(p) for p in folders], "add folders")
-        job.succeeded.connect(lambda _infos: (self.refresh(), self.start_index(folders)))
+        job.succeeded.connect(
+            lambda infos: (self.refresh(), self.start_index([info.path for info in infos]))
+        )
         job.failed.connect(lambda exc: self.report(exc, "add the folder"))
         return job
 
@@ -540,8 +551,8 @@ class MainWindow(QMainWindow):
             if self.is_indexing()
             else "No photos indexed yet: add a folder, then search again."
         )
-        for path, reason in outcome.failures:
-            self.show_message(f"{display(path.name)} cannot be searched: {reason}.", Level.WARNING)
+        for failure in outcome.failures:
+            self.show_message(failure.message, Level.WARNING)
         self.searchFinished.emit(outcome)
 
     @Slot(object)
@@ -592,14 +603,13 @@ class MainWindow(QMainWindow):
     # --- settings ------------------------------------------------------------------------------
     def show_preferences(self) -> None:
         """Edit the library's settings; identity changes ask before re-indexing."""
-        from imagehash_app.core.backbone import BACKBONES
         from imagehash_app.gui.dialogs.preferences import PreferencesDialog
 
         if self.snapshot is None:
             return
         status = self.snapshot.status
         locked = int(getattr(status, "indexed", 0) or 0) > 0 or getattr(status, "model", None) is not None
-        names = [n for n in BACKBONES if n != "tiny"]
+        names = backbone_names()
         dialog = PreferencesDialog(self.snapshot.settings, names, locked, self)
         if dialog.exec() != PreferencesDialog.DialogCode.Accepted:
             return

@@ -8,7 +8,6 @@ the widget's palette so that the grid follows the system light/dark theme.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import (
@@ -42,7 +41,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from imagehash_app.core.stored_paths import display
+from imagehash_app.core.library import SearchResult, display
 from imagehash_app.gui.local_urls import url_of
 from imagehash_app.gui.thumbnails import ThumbnailLoader
 
@@ -53,16 +52,7 @@ PathRole = Qt.ItemDataRole.UserRole + 1
 ScoreRole = Qt.ItemDataRole.UserRole + 2
 
 
-@dataclass(frozen=True)
-class ResultItem:
-    """One hit as the window shows it."""
-
-    path: Path
-    score: float
-    hamming: int
-
-
-def tooltip_for(item: ResultItem, rank: int) -> str:
+def tooltip_for(item: SearchResult, rank: int) -> str:
     """The text shown when hovering a result: where it is and why it ranked there."""
     return f"#{rank}  {item.path}\nscore {item.score:.3f} · Hamming distance {item.hamming}"
 
@@ -72,7 +62,7 @@ class ResultsModel(QAbstractListModel):
 
     def __init__(self, loader: ThumbnailLoader, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._items: list[ResultItem] = []
+        self._items: list[SearchResult] = []
         self._row_of: dict[str, int] = {}
         self._pixmaps: dict[str, QPixmap] = {}
         self._errors: dict[str, str] = {}
@@ -80,14 +70,14 @@ class ResultsModel(QAbstractListModel):
         loader.ready.connect(self._on_ready)
         loader.failed.connect(self._on_failed)
 
-    def set_results(self, items: list[ResultItem]) -> None:
+    def set_results(self, items: list[SearchResult]) -> None:
         """Replace the hits; thumbnails already made are kept."""
         self.beginResetModel()
         self._items = list(items)
         self._row_of = {str(it.path): row for row, it in enumerate(self._items)}
         self.endResetModel()
 
-    def items(self) -> list[ResultItem]:
+    def items(self) -> list[SearchResult]:
         """The hits, best first."""
         return list(self._items)
 
@@ -178,7 +168,7 @@ class ResultDelegate(QStyledItemDelegate):
         text_top = square.bottom() + 4
         painter.drawText(QRect(rect.x() + 4, text_top, rect.width() - 8, fm.height()), Qt.AlignmentFlag.AlignHCenter, name)
         item = index.data(ScoreRole)
-        if isinstance(item, ResultItem):
+        if isinstance(item, SearchResult):
             if not selected:
                 painter.setPen(palette.color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text))
             detail = f"#{index.row() + 1} · {item.score:.2f} · {item.hamming} bits"

@@ -18,7 +18,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QImage
 
-from imagehash_app.core.images import make_thumbnail
+from imagehash_app.core.library import make_thumbnail
 from imagehash_app.gui.workers import Mailbox
 
 THUMB_SIZE = 256

@@ -16,7 +16,7 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from imagehash_app.core.images import IMAGE_SUFFIXES
+from imagehash_app.core.library import IMAGE_SUFFIXES
 
 
 class _Handler(FileSystemEventHandler):

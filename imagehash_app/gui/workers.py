@@ -20,15 +20,18 @@ import contextlib
 import inspect
 import queue
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
 from imagehash_app.core.errors import CancelledError
 
+if TYPE_CHECKING:
+    from imagehash_app.core.library import Library
+
 StopFlag = Callable[[], bool]
-JobFn = Callable[[Any, StopFlag], Any]
+JobFn = Callable[["Library", StopFlag], object]
 
 
 class Mailbox(QObject):
@@ -100,7 +103,7 @@ class Job(QObject):
         """The callable handed to the engine."""
         return self._stop.is_set()
 
-    def execute(self, library: Any) -> None:
+    def execute(self, library: Library) -> None:
         """Run on the worker thread; never raises."""
         if self._stop.is_set():
             self._post("cancelled", None)
@@ -120,7 +123,7 @@ class Job(QObject):
         """Report an error that happened before the job could run (e.g. the library would not open)."""
         self._post("failed", exc)
 
-    def _drain(self, gen: Any) -> Any:
+    def _drain(self, gen: Generator[object, None, object]) -> object:
         last = None
         try:
             while True:
@@ -160,7 +163,7 @@ class EngineThread(QThread):
     it, e.g. to see a new model after indexing.
     """
 
-    def __init__(self, opener: Callable[[], Any], name: str, parent: QObject | None = None) -> None:
+    def __init__(self, opener: Callable[[], Library], name: str, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.setObjectName(name)
         self._opener = opener
@@ -239,7 +242,7 @@ class EngineThread(QThread):
                 _close_quietly(library)
 
 
-def _close_quietly(library: Any) -> None:
+def _close_quietly(library: Library) -> None:
     # Closing is best effort at shutdown; the engine keeps its files consistent on its own.
     with contextlib.suppress(Exception):
         library.close()

@@ -10,10 +10,10 @@ import pytest
 import torch
 from photos import make_photo_folder
 
-from imagehash_app.cli_models import add_parsers
-from imagehash_app.config import LibrarySettings
+from imagehash_app.cli.models import add_parsers
 from imagehash_app.core.errors import ImagehashError
 from imagehash_app.core.library import Library
+from imagehash_app.core.settings import LibrarySettings
 
 SETTINGS = LibrarySettings(
     backbone="tiny", weights="none", bits=32, device="cpu", batch_size=8, threads=2,

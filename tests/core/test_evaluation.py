@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from imagehash_app import cli_eval
+from imagehash_app.cli import eval as cli_eval
 from imagehash_app.core.codes import pack_signs
 from imagehash_app.core.evaluation import (
     Benchmark,

@@ -11,7 +11,7 @@ CORE = Path(__file__).resolve().parents[2] / "imagehash_app" / "core"
 
 IMPORT_ALL = """
 import importlib, pkgutil, sys
-import imagehash_app.config
+import imagehash_app.core.settings
 import imagehash_app.core as core
 names = [m.name for m in pkgutil.walk_packages(core.__path__, "imagehash_app.core.")]
 for name in names:

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from photos import make_photo, make_photo_folder
 
-from imagehash_app.config import LibrarySettings
 from imagehash_app.core.catalog import ModelRow
 from imagehash_app.core.hashing import fit_process
 from imagehash_app.core.hashing.urph import URPHHasher
 from imagehash_app.core.indexer import Indexer, plan_training
 from imagehash_app.core.library import Library
+from imagehash_app.core.settings import LibrarySettings
 
 TINY = LibrarySettings(backbone="tiny", weights="none", bits=32, device="cpu", batch_size=4, threads=1)
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,7 +137,7 @@ def test_offline_folder_is_kept_and_comes_back_without_reembedding(tmp_path: Pat
 KILL_CHILD = """
 import os, signal, sys
 from pathlib import Path
-from imagehash_app.config import LibrarySettings
+from imagehash_app.core.settings import LibrarySettings
 from imagehash_app.core.library import Library
 phase, after = sys.argv[3], int(sys.argv[4])
 settings = LibrarySettings(backbone="tiny", weights="none", bits=32, device="cpu", batch_size=4, threads=1)

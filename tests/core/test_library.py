@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from photos import PhotoSet, make_photo, make_photo_folder
 
-from imagehash_app.config import LibrarySettings
 from imagehash_app.core.errors import ImagehashError, LibraryLockedError
 from imagehash_app.core.library import Library
+from imagehash_app.core.settings import LibrarySettings
 
 TINY = LibrarySettings(backbone="tiny", weights="none", bits=32, device="cpu", batch_size=8, threads=2)
 
@@ -89,7 +89,7 @@ def test_search_cache_follows_new_photos(tmp_path: Path) -> None:
 
 def test_missing_query_file_is_a_clear_error(indexed, tmp_path: Path) -> None:
     with Library.open(indexed[0], read_only=True) as lib, pytest.raises(ImagehashError, match="no such file"):
-        lib.search([tmp_path / "nope.jpg"])
+        lib.search([tmp_path / "nope.jpg"]).check()
 
 
 def test_second_writer_gets_a_clear_message_readers_still_work(tmp_path: Path) -> None:
@@ -171,3 +171,71 @@ def test_query_that_is_a_library_photo_comes_first_even_among_equal_codes(tmp_pa
             assert [r.path for r in results] == [photos / name]
             assert results[0].hamming == 0
             assert np.isclose(results[0].score, 1.0, atol=1e-3)
+
+
+def test_search_answers_readable_queries_and_lists_the_others(indexed, tmp_path: Path) -> None:
+    """One failure policy: a query that cannot be searched is a failure beside the others'
+    responses (never raised by `search`); `check()` raises the first for the command line."""
+    path, photos = indexed
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not a photo")
+    missing = tmp_path / "gone.jpg"
+    good = photos.originals[1]
+    with Library.open(path, read_only=True) as lib:
+        answer = lib.search([good, bad, missing], top_k=3)
+        alone = lib.search([good], top_k=3)
+    assert [r.query for r in answer] == [good]
+    assert answer[0].results == alone[0].results and answer[0].results[0].path == good
+    assert answer[0].features is not None and answer[0].features.shape[0] > 0
+    failed = {f.path: f for f in answer.failures}
+    assert set(failed) == {bad, missing}
+    assert failed[bad].decode and failed[bad].reason == "not an image"
+    assert "bad.jpg cannot be searched: not an image" in failed[bad].message
+    assert not failed[missing].decode and "no such file" in failed[missing].message
+    with pytest.raises(ImagehashError, match="not an image"):
+        answer.check()
+    assert alone.check() is alone
+
+
+def test_requery_changes_the_count_from_kept_features(indexed, monkeypatch) -> None:
+    """A new result count reads no photo and runs no backbone, and keeps the engine's order."""
+    path, photos = indexed
+    with Library.open(path, read_only=True) as lib:
+        wide = lib.search(photos.originals[:2], top_k=len(photos.all))
+        monkeypatch.setattr(lib, "backbone", lambda: pytest.fail("requery ran the backbone"))
+        narrow = lib.requery(wide, 3)
+    assert [r.query for r in narrow] == photos.originals[:2]
+    for w, n in zip(wide, narrow, strict=True):
+        assert n.results == w.results[:3]
+
+
+def test_iter_search_reports_non_photo_paths_before_reading_any(indexed, tmp_path: Path) -> None:
+    path, photos = indexed
+    with Library.open(path, read_only=True) as lib:
+        answers = iter(lib.iter_search([photos.originals[0], tmp_path], top_k=2))
+        first = next(answers)
+        assert first.responses == [] and [f.path for f in first.failures] == [tmp_path]
+        assert "is a folder, not a photo" in first.failures[0].message
+        rest = list(answers)
+    assert [r.query for a in rest for r in a] == [photos.originals[0]]
+
+
+def test_an_undecodable_query_fails_even_in_an_empty_library(tmp_path: Path) -> None:
+    fake = tmp_path / "fake.jpg"
+    fake.write_bytes(b"definitely not a jpeg")
+    make_photo(3).save(tmp_path / "real.jpg")
+    with Library.open(tmp_path / "lib", settings=TINY) as lib:
+        answer = lib.search([fake, tmp_path / "real.jpg"])
+    assert [r.query for r in answer] == [tmp_path / "real.jpg"] and answer[0].results == []
+    assert [f.path for f in answer.failures] == [fake] and answer.failures[0].decode
+
+
+def test_update_indexes_known_folders_only(tmp_path: Path) -> None:
+    photos = make_photo_folder(tmp_path / "photos", groups=1, unrelated=1)
+    other = make_photo_folder(tmp_path / "other", groups=1, unrelated=0)
+    with Library.open(tmp_path / "lib", settings=TINY) as lib:
+        lib.add_folder(photos.root)
+        events = list(lib.update([photos.root / "group0", other.root]))  # other: not a folder
+        assert events[-1].phase == "done"
+        (folder,) = lib.folders()
+    assert folder.path == photos.root and folder.indexed == len(photos.all)

@@ -22,7 +22,6 @@ from photos import make_photo, make_photo_folder
 from PIL import Image
 
 from imagehash_app import cli
-from imagehash_app.config import LibrarySettings
 from imagehash_app.core import decode_budget
 from imagehash_app.core import library as library_mod
 from imagehash_app.core import search as search_mod
@@ -34,6 +33,7 @@ from imagehash_app.core.images import make_thumbnail
 from imagehash_app.core.library import Library
 from imagehash_app.core.preprocess import Preprocessing
 from imagehash_app.core.search import CandidateIndex, two_stage_search
+from imagehash_app.core.settings import LibrarySettings
 
 ROOT = Path(__file__).resolve().parents[2]
 MB = 1024 * 1024
@@ -284,7 +284,7 @@ def test_iter_search_streams_batches_that_add_up_to_search(library, monkeypatch)
         batches = list(lib.iter_search(queries, top_k=5))
         whole = lib.search(queries, top_k=5)
     assert [len(b) for b in batches] == [3, 3, 2]
-    assert [r for b in batches for r in b] == whole
+    assert [r for b in batches for r in b] == list(whole)
     assert [r.query for r in whole] == queries
     assert all(r.results[0].path == r.query for r in whole)  # a library photo comes first
 

@@ -24,10 +24,10 @@ import pytest
 from photos import PhotoSet, make_photo, make_photo_folder
 
 from imagehash_app import cli
-from imagehash_app.config import LibrarySettings
 from imagehash_app.core.indexer import PENDING_FIT_KEY, Indexer
 from imagehash_app.core.kill_points import TEST_KILL_ENV
 from imagehash_app.core.library import Library
+from imagehash_app.core.settings import LibrarySettings
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = LibrarySettings(
@@ -219,19 +219,16 @@ def test_a_fit_in_its_own_process_killed_at_the_end_is_trained_there_again(
 FINETUNE_CHILD = """
 import sys
 from pathlib import Path
-from imagehash_app.core import training
 from imagehash_app.core.library import Library
 with Library.open(Path(sys.argv[1])) as lib:
-    for _ in training.finetune(lib, epochs=2, batch_size=2, force=True):
+    for _ in lib.finetune(epochs=2, batch_size=2, force=True):
         pass
 """
 
 
 def finetune(lib_dir: Path) -> None:
-    from imagehash_app.core import training
-
     with Library.open(lib_dir) as lib:
-        gen = training.finetune(lib, epochs=2, batch_size=2, force=True)
+        gen = lib.finetune(epochs=2, batch_size=2, force=True)
         for _ in gen:
             pass
 

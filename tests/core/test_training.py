@@ -18,7 +18,6 @@ import pytest
 import torch
 from photos import make_photo_folder
 
-from imagehash_app.config import LibrarySettings
 from imagehash_app.core.catalog import CATALOG_FILE, Catalog
 from imagehash_app.core.codes import words_for
 from imagehash_app.core.embedding import iter_embeddings
@@ -26,15 +25,8 @@ from imagehash_app.core.errors import CancelledError
 from imagehash_app.core.hashing import load_hasher, make_hasher
 from imagehash_app.core.library import Library
 from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_add
-from imagehash_app.core.training import (
-    PENDING_KEY,
-    activate_model,
-    finetune,
-    held_out_mask,
-    list_models,
-    plan,
-    suggestion,
-)
+from imagehash_app.core.settings import LibrarySettings
+from imagehash_app.core.training import PENDING_KEY, held_out_mask
 
 DIM, BITS = 32, 16
 N_PHOTOS, RESERVOIR = 400, 300
@@ -137,9 +129,9 @@ def test_finetune_improves_held_out_recall_and_records_it(tmp_path: Path, foreig
     lib, X = build_library(tmp_path / "lib", foreign_hasher)
     with lib:
         before = answers(lib, X[:5])
-        p = plan(lib)
+        p = lib.finetune_plan()
         assert p.warm_start and not p.problem and p.reservoir == RESERVOIR
-        events, result = run(finetune(lib, epochs=20))
+        events, result = run(lib.finetune(epochs=20))
         phases = {e.phase for e in events}
         assert {"train", "evaluate", "encode", "swap", "done"} <= phases
         train = [e for e in events if e.phase == "train"]
@@ -151,7 +143,7 @@ def test_finetune_improves_held_out_recall_and_records_it(tmp_path: Path, foreig
         assert result.exact_codes == RESERVOIR and result.approx_codes == N_PHOTOS - RESERVOIR
         ids, _ = codes_of(lib.path, result.new_model)
         assert len(ids) == N_PHOTOS
-        info = {m.id: m for m in list_models(lib)}
+        info = {m.id: m for m in lib.models()}
         assert info[result.new_model].active and info[result.new_model].complete
         recorded = info[result.new_model].metrics["finetune"]
         assert recorded["old"] == result.old_metrics and recorded["new"] == result.new_metrics
@@ -163,13 +155,13 @@ def test_not_better_is_kept_but_not_activated_unless_forced(tmp_path: Path, fore
     with lib:
         first = lib.status().model["id"]
         # Zero epochs from a warm start: the same hasher again, so not better.
-        _, result = run(finetune(lib, epochs=0))
+        _, result = run(lib.finetune(epochs=0))
         assert not result.better and not result.activated
         assert lib.status().model["id"] == first
         assert "stays active" in result.message
-        _, forced = run(finetune(lib, epochs=0, force=True))
+        _, forced = run(lib.finetune(epochs=0, force=True))
         assert forced.activated and lib.status().model["id"] == forced.new_model
-        kept = [m.id for m in list_models(lib)]
+        kept = [m.id for m in lib.models()]
         assert len(kept) == 2 and forced.new_model in kept  # the last 2 versions by default
 
 
@@ -179,12 +171,12 @@ def test_roll_back_restores_previous_answers_exactly(tmp_path: Path, foreign_has
     with lib:
         old = lib.status().model["id"]
         before = answers(lib, queries)
-        _, result = run(finetune(lib, epochs=10, force=True))
+        _, result = run(lib.finetune(epochs=10, force=True))
         assert answers(lib, queries) != before
-        activate_model(lib, old)
+        lib.activate_model(old)
         assert lib.status().model["id"] == old
         assert answers(lib, queries) == before
-        activate_model(lib, result.new_model)  # and forward again
+        lib.activate_model(result.new_model)  # and forward again
         assert lib.status().model["id"] == result.new_model
 
 
@@ -192,7 +184,7 @@ def test_search_answers_with_the_old_version_during_the_reencode(tmp_path: Path,
     lib, X = build_library(tmp_path / "lib", foreign_hasher)
     with lib:
         before = answers(lib, X[:3])
-        gen = finetune(lib, epochs=5, batch_size=16)
+        gen = lib.finetune(epochs=5, batch_size=16)
         seen_encode = 0
         for event in gen:
             if event.phase == "encode" and 0 < event.done < event.total:
@@ -206,12 +198,12 @@ def test_cancel_during_training_keeps_nothing(tmp_path: Path, foreign_hasher) ->
     lib, _ = build_library(tmp_path / "lib", foreign_hasher)
     with lib:
         seen: list[str] = []
-        gen = finetune(lib, epochs=30, should_stop=lambda: "train" in seen)
+        gen = lib.finetune(epochs=30, should_stop=lambda: "train" in seen)
         with pytest.raises(CancelledError):
             for event in gen:
                 seen.append(event.phase)
-        assert len(list_models(lib)) == 1
-        assert not plan(lib).resumable
+        assert len(lib.models()) == 1
+        assert not lib.finetune_plan().resumable
         assert sorted(p.name for p in (lib.path / "models").iterdir()) == ["urph-f0f0f0f0f0f0"]
 
 
@@ -222,7 +214,7 @@ KILLER = textwrap.dedent("""
     from imagehash_app.core.library import Library
     from imagehash_app.core.training import finetune
     lib = Library.open(sys.argv[1])
-    for event in finetune(lib, epochs=5, batch_size=16):
+    for event in lib.finetune(epochs=5, batch_size=16):
         if event.phase == "encode" and event.done >= 48:
             os.kill(os.getpid(), signal.SIGKILL)
 """)
@@ -233,7 +225,7 @@ def test_kill_during_reencode_then_resume_gives_the_same_codes(tmp_path: Path, f
     lib.close()
     shutil.copytree(tmp_path / "lib", tmp_path / "ref", ignore=shutil.ignore_patterns("lock*"))
     with Library.open(tmp_path / "ref") as ref:
-        _, uninterrupted = run(finetune(ref, epochs=5, batch_size=16))
+        _, uninterrupted = run(ref.finetune(epochs=5, batch_size=16))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.run(
         [sys.executable, "-c", KILLER, str(tmp_path / "lib")], env=env, capture_output=True,
@@ -246,8 +238,8 @@ def test_kill_during_reencode_then_resume_gives_the_same_codes(tmp_path: Path, f
     partial, _ = codes_of(tmp_path / "lib", pending["new"])
     assert RESERVOIR < len(partial) < N_PHOTOS  # killed in the middle of the re-encode
     with Library.open(tmp_path / "lib") as lib:
-        assert plan(lib).resumable
-        events, resumed = run(finetune(lib, epochs=99))  # options of a resumed run are ignored
+        assert lib.finetune_plan().resumable
+        events, resumed = run(lib.finetune(epochs=99))  # options of a resumed run are ignored
         assert not any(e.phase == "train" for e in events)
         assert resumed.activated and resumed.new_model == pending["new"]
     ids_a, codes_a = codes_of(tmp_path / "lib", resumed.new_model)
@@ -259,8 +251,8 @@ def test_kill_during_reencode_then_resume_gives_the_same_codes(tmp_path: Path, f
 def test_suggests_a_fine_tune_once_the_library_doubled(tmp_path: Path, foreign_hasher) -> None:
     lib, _ = build_library(tmp_path / "lib", foreign_hasher)
     with lib:
-        _, result = run(finetune(lib, epochs=2, force=True))
-        assert suggestion(lib) is None
+        _, result = run(lib.finetune(epochs=2, force=True))
+        assert lib.finetune_suggestion() is None
         cat = Catalog.open(lib.path / CATALOG_FILE)
         with cat.transaction() as conn:
             folder = cat.folders()[0]
@@ -270,7 +262,7 @@ def test_suggests_a_fine_tune_once_the_library_doubled(tmp_path: Path, foreign_h
                 [(folder.id, f"new{i:04d}.jpg", time.time() + 1) for i in range(N_PHOTOS)],
             )
         cat.close()
-        text = suggestion(lib)
+        text = lib.finetune_suggestion()
         assert text is not None and "Improve search" in text
 
 
@@ -292,9 +284,9 @@ def test_photos_outside_the_reservoir_are_re_embedded_exactly(tmp_path: Path) ->
         assert len(paths) == 30 and len(outside) == 6
         gone = paths[outside[0]]
         gone.unlink()
-        _, result = run(finetune(lib, epochs=3, force=True))
+        _, result = run(lib.finetune(epochs=3, force=True))
         assert result.exact_codes == 29 and result.approx_codes == 1
-        model = next(m for m in list_models(lib) if m.id == result.new_model)
+        model = next(m for m in lib.models() if m.id == result.new_model)
         assert model.active and model.complete
         cat = Catalog.open(lib.path / CATALOG_FILE, read_only=True)
         row = next(m for m in cat.models() if m.id == result.new_model)

@@ -64,8 +64,8 @@ def photo_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def tiny_library(tmp_path: Path) -> Path:
     """An empty library using the tiny random backbone (no download, fast)."""
-    from imagehash_app.config import LibrarySettings
     from imagehash_app.core.library import Library
+    from imagehash_app.core.settings import LibrarySettings
 
     path = tmp_path / "library"
     Library.open(path, settings=LibrarySettings(backbone="tiny", weights="none", bits=64)).close()  # create it

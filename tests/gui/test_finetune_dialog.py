@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from imagehash_app.core import training
+from imagehash_app.core.library import Library
 from imagehash_app.gui.dialogs.finetune import FinetuneDialog, open_finetune_dialog
 
 WAIT_MS = 120_000
@@ -27,8 +27,7 @@ def one_torch_thread():
 
 @pytest.fixture
 def library(tmp_path: Path) -> Path:
-    from imagehash_app.config import LibrarySettings
-    from imagehash_app.core.library import Library
+    from imagehash_app.core.settings import LibrarySettings
 
     settings = LibrarySettings(
         backbone="tiny", weights="none", bits=32, device="cpu", batch_size=8, threads=2,
@@ -53,7 +52,7 @@ def photos(tmp_path: Path, make_photo) -> Path:
 def gate(monkeypatch: pytest.MonkeyPatch):
     """Holds every fine-tune after its first event until the test opens the gate."""
     opened = threading.Event()
-    real = training.finetune
+    real = Library.finetune
 
     def gated(lib, **kwargs):
         gen = real(lib, **kwargs)
@@ -61,7 +60,7 @@ def gate(monkeypatch: pytest.MonkeyPatch):
         assert opened.wait(WAIT_MS / 1000)
         return (yield from gen)
 
-    monkeypatch.setattr(training, "finetune", gated)
+    monkeypatch.setattr(Library, "finetune", gated)
     yield opened
     opened.set()
 

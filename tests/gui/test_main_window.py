@@ -150,3 +150,50 @@ def test_geometry_is_remembered(qtbot, make_window, tiny_library, qsettings):
     again = make_window(tiny_library)
     assert again.count_spin.value() == 25
     assert (again.width(), again.height()) == size
+
+
+def test_adding_a_folder_runs_add_folder_once(qtbot, make_window, tiny_library, photo_dir, monkeypatch):
+    from imagehash_app.core.library import Library
+
+    calls: list[Path] = []
+    real = Library.add_folder
+
+    def counted(self, path):
+        calls.append(Path(path))
+        return real(self, path)
+
+    monkeypatch.setattr(Library, "add_folder", counted)
+    window = make_window(tiny_library)
+    index_folder(qtbot, window, photo_dir)
+    assert calls == [photo_dir]
+    qtbot.waitUntil(lambda: window.snapshot is not None and window.snapshot.status.indexed > 0, timeout=WAIT_MS)
+
+
+GUI_ENTRY = """
+import sys
+from imagehash_app.gui import app
+seen = {}
+def run(library_path=None, open_paths=None):
+    seen["paths"] = [str(p) for p in open_paths or []]
+    seen["style"] = app.QApplication.instance().style().name().lower()
+    seen["library"] = str(library_path)
+    return 0
+app.run = run
+assert app.main(["-style", "fusion", "--library", "LIB", sys.argv[1]]) == 0
+print(seen["style"], seen["library"], seen["paths"], "imagehash_app.cli" in sys.modules)
+"""
+
+
+def test_the_window_entry_point_passes_qt_options_and_opens_the_rest(tmp_path):
+    """`imagehash-app-gui -style fusion --library LIB PHOTO`: Qt takes its option, the library is
+    the one named, the photo is opened, and the command line is never imported."""
+    import os
+    import subprocess
+    import sys
+
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"")
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    out = subprocess.run([sys.executable, "-c", GUI_ENTRY, str(photo)], capture_output=True,
+                         text=True, timeout=120, env=env, check=True).stdout.strip()
+    assert out == f"fusion LIB {[str(photo)]} False"

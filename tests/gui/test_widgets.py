@@ -9,8 +9,8 @@ from types import SimpleNamespace
 from PySide6.QtCore import QMimeData, QUrl
 from PySide6.QtGui import QColor, QImage
 
-from imagehash_app.config import LibrarySettings
 from imagehash_app.core.errors import ImageDecodeError, LibraryLockedError
+from imagehash_app.core.settings import LibrarySettings
 from imagehash_app.gui.dialogs.preferences import PreferencesDialog
 from imagehash_app.gui.drop_zone import read_payload
 from imagehash_app.gui.engine import merge, status_line

@@ -3,15 +3,17 @@ Roll back.
 
 The dialog is modeless: the fine-tune runs as a job on the window's writer thread while searches
 keep running on the reader, answered by the current version until the new one is complete (the
-engine swaps versions in one transaction; see core/training.py). It only schedules engine calls
+engine swaps versions in one transaction; see docs/ARCHITECTURE.md). It only schedules engine calls
 and shows what they report.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -24,8 +26,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from imagehash_app.core import training
+from imagehash_app.core.library import FinetunePlan, FinetuneProgress, FinetuneResult, ModelInfo
 from imagehash_app.gui.workers import EngineThread, Job
+
+if TYPE_CHECKING:
+    from imagehash_app.gui.main_window import MainWindow
 
 PHASES = {
     "prepare": "Preparing",
@@ -56,7 +61,7 @@ def elapsed(seconds: float) -> str:
     return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60:02d} s"
 
 
-def event_text(event: Any) -> str:
+def event_text(event: FinetuneProgress) -> str:
     """One line for a `FinetuneProgress`: phase, count, loss and time left."""
     label = PHASES.get(event.phase, event.phase.capitalize())
     parts = [label]
@@ -83,8 +88,8 @@ class FinetuneDialog(QDialog):
         self.setWindowTitle("Improve search for my photos")
         self.setModal(False)
         self.writer, self.reader = writer, reader
-        self.plan: training.FinetunePlan | None = None
-        self.result: training.FinetuneResult | None = None
+        self.plan: FinetunePlan | None = None
+        self.result: FinetuneResult | None = None
         self.job: Job | None = None
 
         self.intro = QLabel("Looking at your library…")
@@ -118,7 +123,7 @@ class FinetuneDialog(QDialog):
         self.resize(520, 0)
         self._load_plan()
 
-    def _button(self, text: str, slot: Any, default: bool = False) -> QPushButton:
+    def _button(self, text: str, slot: Callable[[], object], default: bool = False) -> QPushButton:
         button = QPushButton(text)
         button.clicked.connect(slot)
         button.setAutoDefault(default)
@@ -133,12 +138,12 @@ class FinetuneDialog(QDialog):
 
     # --- 1. what will happen --------------------------------------------------------------
     def _load_plan(self) -> None:
-        job = self.reader.call(lambda lib, _stop: training.plan(lib), "finetune-plan")
+        job = self.reader.call(lambda lib, _stop: lib.finetune_plan(), "finetune-plan")
         job.succeeded.connect(self._show_plan)
         job.failed.connect(self._fail)
 
     @Slot(object)
-    def _show_plan(self, plan: training.FinetunePlan) -> None:
+    def _show_plan(self, plan: FinetunePlan) -> None:
         self.plan = plan
         if plan.resumable:
             self.intro.setText(
@@ -167,7 +172,7 @@ class FinetuneDialog(QDialog):
         """Run the fine-tune on the writer thread."""
         force = self.force.isChecked()
         self.force.hide()
-        job = self.writer.call(lambda lib, stop: training.finetune(lib, force=force, should_stop=stop), "finetune")
+        job = self.writer.call(lambda lib, stop: lib.finetune(force=force, should_stop=stop), "finetune")
         job.progress.connect(self._on_progress)
         job.succeeded.connect(self._on_succeeded)
         job.cancelled.connect(self._on_cancelled)
@@ -187,7 +192,7 @@ class FinetuneDialog(QDialog):
             self.cancel_button.setEnabled(False)
 
     @Slot(object)
-    def _on_progress(self, event: Any) -> None:
+    def _on_progress(self, event: FinetuneProgress) -> None:
         self.progress_label.setText(event_text(event))
         if event.total and event.phase in ("train", "encode", "evaluate"):
             self.progress_bar.setRange(0, event.total)
@@ -197,7 +202,7 @@ class FinetuneDialog(QDialog):
         self.progressed.emit(event)
 
     @Slot(object)
-    def _on_succeeded(self, result: training.FinetuneResult) -> None:
+    def _on_succeeded(self, result: FinetuneResult) -> None:
         self.result = result
         self.progress_bar.hide()
         self.progress_label.setText(f"Finished in {elapsed(result.seconds)}.")
@@ -219,7 +224,7 @@ class FinetuneDialog(QDialog):
         self.adjustSize()
         self.finetuneFinished.emit(result)
 
-    def _show_figures(self, result: training.FinetuneResult) -> None:
+    def _show_figures(self, result: FinetuneResult) -> None:
         grid = self.figures_grid
         for col, text in enumerate(("", "Before", "After")):
             header = QLabel(f"<b>{text}</b>")
@@ -269,24 +274,24 @@ class FinetuneDialog(QDialog):
 
     def _activate(self, model_id: int) -> Job:
         self._show_buttons()
-        job = self.writer.call(lambda lib, _stop: training.activate_model(lib, model_id), "activate")
+        job = self.writer.call(lambda lib, _stop: lib.activate_model(model_id), "activate")
         job.succeeded.connect(self._on_activated)
         job.failed.connect(self._fail)
         return job
 
     @Slot(object)
-    def _on_activated(self, info: training.ModelInfo) -> None:
+    def _on_activated(self, info: ModelInfo) -> None:
         self.modelChanged.emit(info.id)
         self.accept()
 
-    def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt override)
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt override)
         """Closing while it runs cancels (a re-encode already under way resumes next time)."""
         if self.job is not None and not self.job.done:
             self.job.cancel()
         super().closeEvent(event)
 
 
-def open_finetune_dialog(window: Any) -> FinetuneDialog | None:
+def open_finetune_dialog(window: MainWindow) -> FinetuneDialog | None:
     """Open the dialog over a MainWindow and wire it: a version change refreshes the status line and
     re-runs the current query. Returns None when the library is open read-only elsewhere."""
     if getattr(window, "read_only", False):

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from imagehash_app.config import IDENTITY_FIELDS, LibrarySettings
+from imagehash_app.core.library import IDENTITY_FIELDS, LibrarySettings
 
 BITS = (16, 32, 64, 128)
 DEVICES = ("auto", "cpu", "cuda", "mps")

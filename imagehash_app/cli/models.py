@@ -1,4 +1,4 @@
-"""`finetune` and `models {list,activate}` sub-commands: thin over core.training.
+"""`finetune` and `models {list,activate}` sub-commands: thin over `Library`'s fine-tune methods.
 
 Each handler takes the parsed args and an opened Library; `add_parsers` also sets `func` to a
 wrapper that opens the library (writer or read-only as the command needs), so `cli.main` can
@@ -12,11 +12,11 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
 
-from imagehash_app.core import training
+from imagehash_app.cli.progress import ProgressPrinter
+from imagehash_app.core.library import FinetuneResult, Library
 
-Handler = Callable[[argparse.Namespace, Any], int]
+Handler = Callable[[argparse.Namespace, Library], int]
 
 ROWS = (
     ("hamming_10@10", "kNN recall 10@10, Hamming order"),
@@ -55,19 +55,15 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 def _bind(parser: argparse.ArgumentParser, handler: Handler, *, writer: bool) -> None:
     def func(args: argparse.Namespace) -> int:
-        from imagehash_app.core.library import Library
-
         with Library.open(args.library, read_only=not writer) as lib:
             return handler(args, lib)
 
     parser.set_defaults(func=func, handler=handler, needs_writer=writer)
 
 
-def cmd_finetune(args: argparse.Namespace, lib: Any) -> int:
+def cmd_finetune(args: argparse.Namespace, lib: Library) -> int:
     """Run the fine-tune with a progress bar on stderr, then print what it did."""
-    from imagehash_app.cli import ProgressPrinter
-
-    p = training.plan(lib, epochs=args.epochs, from_scratch=args.from_scratch)
+    p = lib.finetune_plan(epochs=args.epochs, from_scratch=args.from_scratch)
     if p.problem and not p.resumable:
         print(f"imagehash-app: {p.problem}", file=sys.stderr)
         return 1
@@ -79,8 +75,8 @@ def cmd_finetune(args: argparse.Namespace, lib: Any) -> int:
             print(f"Fine-tuning on {p.train:,} photos ({p.held_out:,} held out), {how}, "
                   f"{p.epochs} epochs; about {_duration(p.estimated_s)}.", file=sys.stderr)
     printer = ProgressPrinter(sys.stderr)  # the current stream, not the one at import time
-    gen = training.finetune(
-        lib, epochs=args.epochs, from_scratch=args.from_scratch, force=args.force,
+    gen = lib.finetune(
+        epochs=args.epochs, from_scratch=args.from_scratch, force=args.force,
         reencode="approx" if args.quick else "exact",
     )
     try:
@@ -90,7 +86,7 @@ def cmd_finetune(args: argparse.Namespace, lib: Any) -> int:
                 if event.phase != "done":  # the result is printed below
                     printer.update(event)
             except StopIteration as stop:
-                result: training.FinetuneResult = stop.value
+                result: FinetuneResult = stop.value
                 break
     finally:
         gen.close()
@@ -102,7 +98,7 @@ def cmd_finetune(args: argparse.Namespace, lib: Any) -> int:
     return 0
 
 
-def format_result(r: training.FinetuneResult) -> str:
+def format_result(r: FinetuneResult) -> str:
     """The old/new table and a sentence on what was done."""
     old, new = f"v{r.old_model} (old)", f"v{r.new_model} (new)"
     width = max(len(text) for _, text in ROWS)
@@ -123,8 +119,8 @@ def format_result(r: training.FinetuneResult) -> str:
     return "\n".join(lines)
 
 
-def cmd_models_list(args: argparse.Namespace, lib: Any) -> int:
-    models = training.list_models(lib)
+def cmd_models_list(args: argparse.Namespace, lib: Library) -> int:
+    models = lib.models()
     if args.json:
         print(json.dumps([m.to_dict() for m in models], indent=2, default=str))
         return 0
@@ -144,8 +140,8 @@ def cmd_models_list(args: argparse.Namespace, lib: Any) -> int:
     return 0
 
 
-def cmd_models_activate(args: argparse.Namespace, lib: Any) -> int:
-    info = training.activate_model(lib, args.id)
+def cmd_models_activate(args: argparse.Namespace, lib: Library) -> int:
+    info = lib.activate_model(args.id)
     print(f"Version {info.id} ({info.method}, {info.bits} bits) answers searches now.")
     return 0
 

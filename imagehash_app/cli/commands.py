@@ -1,109 +1,28 @@
-"""Command-line face of the engine: argparse sub-commands over `core.library`, no logic of its own.
-
-Every failure becomes one sentence on stderr and an exit code (failures.py: 1 bad input, 2 usage,
-3 damaged library, 4 disk full, 130 interrupted), its details in the log file; never a traceback.
-With no sub-command the window opens.
-"""
+"""The command line's sub-commands over `Library` (index, search, status, folders, repair) and its
+parser; every handler returns an exit code and lets failures reach `main`'s boundary."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import sys
-import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
 
-from imagehash_app import cli_eval, cli_models, failures
-from imagehash_app.config import default_library_dir
-from imagehash_app.core.errors import ImagehashError
-from imagehash_app.core.stored_paths import b64, display
-from imagehash_app.failures import EXIT_ERROR, EXIT_INTERRUPTED
-
-__all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "build_parser", "main"]
-
-
-class ProgressPrinter:
-    """A one-line progress bar (count, rate, ETA) on a terminal; plain lines otherwise."""
-
-    WIDTH = 28
-    LINE_EVERY = 2.0  # seconds between plain lines
-
-    def __init__(self, stream: TextIO | None = None, tty: bool | None = None) -> None:
-        stream = sys.stderr if stream is None else stream  # looked up now: tests swap sys.stderr
-        self.stream = stream
-        self.tty = stream.isatty() if tty is None else tty
-        self._phase = ""
-        self._last = 0.0
-        self._open_line = False
-
-    def update(self, ev) -> None:
-        if ev.phase != self._phase:
-            self._end_line()
-            self._phase = ev.phase
-            self._last = 0.0
-        final = ev.phase == "done" or (ev.total and ev.done >= ev.total)
-        if self.tty and ev.phase != "done":
-            self.stream.write("\r\x1b[2K" + self._bar(ev))
-            self._open_line = True
-            if final:
-                self._end_line()
-        else:
-            now = time.monotonic()
-            if final or ev.message or now - self._last >= self.LINE_EVERY:
-                self._last = now
-                self.stream.write(self._plain(ev) + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        self._end_line()
-
-    def _end_line(self) -> None:
-        if self._open_line:
-            self.stream.write("\n")
-            self._open_line = False
-
-    def _bar(self, ev) -> str:
-        head = f"{ev.phase:<6}"
-        if ev.total:
-            filled = int(self.WIDTH * min(ev.done / ev.total, 1.0))
-            bar = "#" * filled + "-" * (self.WIDTH - filled)
-            text = f"{head} [{bar}] {ev.done}/{ev.total}"
-        else:
-            text = f"{head} {ev.done}"
-        return text + self._rate(ev) + (f"  {ev.message}" if ev.message else "")
-
-    def _plain(self, ev) -> str:
-        if ev.phase == "done":
-            return ev.message or "done"
-        count = f"{ev.done}/{ev.total}" if ev.total else str(ev.done)
-        return f"{ev.phase}: {count}{self._rate(ev)}" + (f"  {ev.message}" if ev.message else "")
-
-    @staticmethod
-    def _rate(ev) -> str:
-        out = f"  {ev.rate:.1f}/s" if ev.rate else ""
-        if ev.eta_s is not None and ev.total and ev.done < ev.total:
-            out += f"  ETA {_duration(ev.eta_s)}"
-        return out
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+from imagehash_app.cli import eval as eval_command
+from imagehash_app.cli import models
+from imagehash_app.cli.progress import ProgressPrinter
+from imagehash_app.core.library import (
+    Library,
+    SearchResponse,
+    b64,
+    default_library_dir,
+    display,
+    repair,
+)
 
 
 # --- sub-commands ------------------------------------------------------------------------------
-def _open(args: argparse.Namespace, read_only: bool = False):
-    from imagehash_app.core.library import Library
-
+def _open(args: argparse.Namespace, read_only: bool = False) -> Library:
     return Library.open(args.library, read_only=read_only)
 
 
@@ -129,13 +48,18 @@ def cmd_index(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     with _open(args, read_only=True) as lib:
         # Printed batch by batch as they come: memory stays flat however many queries.
-        for batch in lib.iter_search([Path(p) for p in args.images], top_k=args.top):
-            _print_responses(lib, batch, args)
+        # A query that cannot be searched stops the command (one sentence, exit 1), after the
+        # answers printed before it.
+        for answer in lib.iter_search([Path(p) for p in args.images], top_k=args.top):
+            _print_responses(lib, answer.responses, args)
             sys.stdout.flush()
+            answer.check()
     return 0
 
 
-def _print_responses(lib, responses, args: argparse.Namespace) -> None:
+def _print_responses(
+    lib: Library, responses: list[SearchResponse], args: argparse.Namespace
+) -> None:
     # JSON keeps every path exact (surrogate escapes, plus base64 of its bytes); a table shows
     # bytes that are not UTF-8 as U+FFFD, so that printing never fails whatever the locale.
     for resp in responses:
@@ -220,25 +144,7 @@ def cmd_folders(args: argparse.Namespace) -> int:
 def cmd_repair(args: argparse.Namespace) -> int:
     """Mend a damaged catalogue: put the last backup back, or start afresh with the folders list
     and index the photos again. The damaged catalogue is kept, renamed."""
-    from imagehash_app.core import health
-    from imagehash_app.core.locking import WriterLock
-
-    path = _library_path(args)
-    if not path.is_dir() or not any(
-        (path / name).exists() for name in (health.CATALOG_FILE, health.BACKUP_FILE)
-    ):
-        raise ImagehashError(f"There is no library at {path} to repair; check --library.")
-    lock = WriterLock(path)
-    lock.acquire()
-    try:
-        with health.translated(path):
-            if args.restore_backup:
-                kept = health.restore_backup(path)
-                folders: list[str] = []
-            else:
-                kept, folders = health.rebuild_catalog(path)
-    finally:
-        lock.release()
+    kept, folders = repair(library_path(args), restore_backup=args.restore_backup)
     print(f"The damaged catalogue is kept as {kept}.")
     if args.restore_backup:
         print("Restored the last backup; run `imagehash-app index` to add photos changed since.")
@@ -252,19 +158,6 @@ def cmd_repair(args: argparse.Namespace) -> int:
         finally:
             printer.close()
     return 0
-
-
-def cmd_gui(args: argparse.Namespace) -> int:
-    try:
-        from imagehash_app.gui.app import run
-    except ImportError as exc:
-        print(
-            f"imagehash-app: the window is not available ({exc}). "
-            "Use a sub-command instead: imagehash-app --help",
-            file=sys.stderr,
-        )
-        return EXIT_ERROR
-    return run(Path(args.library) if args.library else None)
 
 
 # --- parser ------------------------------------------------------------------------------------
@@ -336,33 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="start a new catalogue with the same folders and settings and index them")
     p.set_defaults(func=cmd_repair)
 
-    cli_eval.add_parser(sub)
-    cli_models.add_parsers(sub)
+    eval_command.add_parser(sub)
+    models.add_parsers(sub)
     return parser
 
 
-def _library_path(args: argparse.Namespace) -> Path:
+def library_path(args: argparse.Namespace) -> Path:
+    """The library folder a command names (for the error boundary's messages)."""
     return Path(args.library or default_library_dir()).expanduser().absolute()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; every failure reaches the person as one sentence and an exit code."""
-    multiprocessing.freeze_support()  # decode workers in a frozen (PyInstaller) build
-    failures.log_warnings()
-    parser = build_parser()
-    args = parser.parse_args(argv)  # usage errors: argparse's message and exit status 2
-    func = getattr(args, "func", None)
-    try:
-        if func is None:
-            return cmd_gui(args)
-        return func(args)
-    except BrokenPipeError:
-        return 0
-    except (Exception, KeyboardInterrupt) as exc:
-        try:
-            library = _library_path(args)
-        except Exception:  # noqa: BLE001
-            library = None
-        message, code = failures.report(exc, library)
-        print(f"imagehash-app: {message}", file=sys.stderr)
-        return code

@@ -24,8 +24,8 @@ from imagehash_app.core.evaluation import (
     Benchmark,
     FeatureSet,
     Split,
+    extract_features,
     first_stage,
-    labelled_images,
     refiners,
     split_all_queries,
     split_per_class,
@@ -36,7 +36,7 @@ from imagehash_app.core.hashing import METHODS, hasher_class, make_hasher
 RECALL_SHALLOW = (10, 100)
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register the ``eval`` sub-command."""
     p = subparsers.add_parser(
         "eval",
@@ -311,47 +311,11 @@ def _features(args: argparse.Namespace) -> FeatureSet | None:
             file=sys.stderr,
         )
         return None
-    fs = extract_features(args.dataset, args.backbone, args.weights)
+    fs = extract_features(args.dataset, args.backbone, args.weights, progress=_log)
     if cache is not None:
         fs.save(cache)
         _log(f"features cached in {cache}")
     return fs
-
-
-def extract_features(root: Path, backbone_name: str, weights: str) -> FeatureSet:
-    """Embed every image under ``root`` once; images that fail to decode are left out (and counted)."""
-    from imagehash_app.core.backbone import load_backbone
-    from imagehash_app.core.embedding import iter_embeddings
-    from imagehash_app.core.images import IMAGE_SUFFIXES
-
-    paths, labels, classes = labelled_images(root, IMAGE_SUFFIXES)
-    backbone = load_backbone(backbone_name, weights=weights)
-    index = {p: i for i, p in enumerate(paths)}
-    feats, kept, failed = [], [], 0
-    started = time.perf_counter()
-    for batch in iter_embeddings(paths, backbone):
-        feats.append(batch.features)
-        kept.extend(index[Path(p)] for p in batch.paths)
-        failed += len(batch.failures)
-        _log(
-            f"embedded {len(kept)}/{len(paths)} ({len(kept) / (time.perf_counter() - started):.0f}/s)",
-            end="\r",
-        )
-    _log(f"embedded {len(kept)} images, {failed} could not be decoded")
-    rows = np.array(kept, dtype=np.int64)
-    return FeatureSet(
-        features=np.concatenate(feats).astype(np.float32)
-        if feats
-        else np.zeros((0, backbone.feature_dim), np.float32),
-        labels=labels[rows],
-        classes=classes,
-        paths=[str(paths[i].relative_to(root)) for i in rows],
-        meta={
-            "backbone": backbone.name,
-            "weights_id": backbone.weights_id,
-            "preprocess": "backbone",
-        },
-    )
 
 
 def _split(fs: FeatureSet, args: argparse.Namespace) -> tuple[Split, np.ndarray]:
