@@ -176,9 +176,9 @@ def library_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     import shutil
 
     from imagehash_app.config import LibrarySettings
-    from imagehash_app.core.catalog import CATALOG_FILE, Catalog
     from imagehash_app.core.embedding import iter_embeddings
     from imagehash_app.core.library import Library
+    from imagehash_app.core.store import CATALOG_FILE, Catalog
     from imagehash_app.core.training import finetune
 
     old = load_hasher(work / f"cifar-urph-{args.bits}")

@@ -1,6 +1,6 @@
 """A library's health: low-level errors in words, the rolling backup, repair, broken models set aside.
 
-The catalogue is checked with `PRAGMA quick_check` where it matters: before a backup replaces the
+The catalogue is checked with SQLite's `quick_check` where it matters: before a backup replaces the
 previous one (a damaged catalogue must never overwrite a sound backup) and in `repair` (the backup
 is checked before it is put back). Opening does not check: on a synthetic 100 000-photo catalogue
 (97.5 MB with a full 20 000 x 1280-d reservoir) quick_check takes 0.18 s and the backup 0.45 s
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import sqlite3
 import time
@@ -35,8 +34,9 @@ from imagehash_app.core.errors import (
     is_damaged_database,
     is_disk_full,
 )
+from imagehash_app.core.store import maintenance
 
-CATALOG_FILE = "catalog.sqlite3"  # = catalog.CATALOG_FILE (not imported: catalog imports us lazily)
+CATALOG_FILE = "catalog.sqlite3"  # = store.CATALOG_FILE (not imported: the store imports us lazily)
 BACKUP_FILE = "catalog.backup.sqlite3"
 SET_ASIDE_KEY = "set_aside_models"  # meta key: JSON list of hasher versions set aside, for status
 BROKEN_SUFFIX = ".broken"
@@ -117,14 +117,13 @@ def _nearly_full(path: Path) -> bool:
 
 # --- checking ----------------------------------------------------------------------------------
 def quick_check(conn: sqlite3.Connection) -> str | None:
-    """None when `PRAGMA quick_check` finds the database sound, else its first complaint."""
+    """None when SQLite's `quick_check` finds the database sound, else its first complaint."""
     try:
-        rows = conn.execute("PRAGMA quick_check(1)").fetchall()
+        first = maintenance.quick_check(conn)
     except sqlite3.DatabaseError as exc:
         if is_disk_full(exc):
             raise
         return first_line(exc)
-    first = str(rows[0][0]) if rows else "no answer"
     return None if first == "ok" else first
 
 
@@ -134,7 +133,7 @@ def check_file(path: Path) -> str | None:
     if not path.is_file() or path.stat().st_size == 0:
         return "the file is missing or empty"
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        conn = maintenance.open_read_only(path)
     except sqlite3.Error as exc:
         return first_line(exc)
     try:
@@ -158,12 +157,7 @@ def make_backup(conn: sqlite3.Connection, library: Path) -> Path:
     target = library / BACKUP_FILE
     tmp = library / f"{BACKUP_FILE}.tmp-{os.getpid()}"
     try:
-        dest = sqlite3.connect(tmp, isolation_level=None)
-        try:
-            conn.backup(dest)
-            dest.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
-        finally:
-            dest.close()
+        maintenance.copy_to(conn, tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
@@ -211,13 +205,7 @@ def restore_backup(library: Path) -> Path:
         )
     tmp = library / f"{CATALOG_FILE}.restore-{os.getpid()}"
     try:
-        src = sqlite3.connect(f"{backup.resolve().as_uri()}?mode=ro", uri=True)
-        dest = sqlite3.connect(tmp)
-        try:
-            src.backup(dest)
-        finally:
-            dest.close()
-            src.close()
+        maintenance.copy_file(backup, tmp)
         kept = _set_damaged_aside(library)
         os.replace(tmp, library / CATALOG_FILE)
     except BaseException as exc:
@@ -229,37 +217,19 @@ def restore_backup(library: Path) -> Path:
     return kept
 
 
-def salvage(path: Path) -> tuple[list[str], dict[str, Any] | None]:
-    """What can still be read from a damaged catalogue: (folder paths, settings), best effort."""
-    folders: list[str] = []
-    settings: dict[str, Any] | None = None
-    if not Path(path).is_file():
-        return folders, settings
-    try:
-        conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return folders, settings
-    try:
-        with contextlib.suppress(sqlite3.Error, ValueError):
-            folders = [str(r[0]) for r in conn.execute("SELECT path FROM folders ORDER BY id")]
-        with contextlib.suppress(sqlite3.Error, ValueError, TypeError):
-            row = conn.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
-            settings = json.loads(row[0]) if row else None
-    finally:
-        conn.close()
-    return folders, settings
+salvage = maintenance.salvage  # what can be read from a damaged catalogue
 
 
 def rebuild_catalog(library: Path) -> tuple[Path, list[str]]:
     """Start the catalogue afresh, keeping the folders list and settings read from the damaged one
     (or, failing that, from the backup). Returns (where the damaged one was kept, folders).
     The caller holds the writer lock and indexes the folders afterwards."""
-    from imagehash_app.core.catalog import Catalog
+    from imagehash_app.core.store import Catalog
 
     library = Path(library)
-    folders, settings = salvage(library / CATALOG_FILE)
+    folders, settings = maintenance.salvage(library / CATALOG_FILE)
     if not folders or settings is None:
-        more_folders, more_settings = salvage(library / BACKUP_FILE)
+        more_folders, more_settings = maintenance.salvage(library / BACKUP_FILE)
         folders = folders or more_folders
         settings = settings if settings is not None else more_settings
     kept = _set_damaged_aside(library)
@@ -342,29 +312,15 @@ def drop_broken_rows(cat: Any) -> int:
     (0.16 s at 100 000 photos) and writes only when there is something to drop."""
     from imagehash_app.core.reservoir import reservoir_remove
 
-    conn = cat.conn
-    bad_codes = conn.execute(
-        "SELECT c.image_id, c.model_id FROM codes c JOIN models m ON m.id = c.model_id "
-        "WHERE typeof(c.code) != 'blob' OR LENGTH(c.code) != ((m.bits + 63) / 64) * 8"
-    ).fetchall()
-    common = conn.execute(
-        "SELECT LENGTH(feature) FROM reservoir GROUP BY LENGTH(feature) "
-        "ORDER BY COUNT(*) DESC LIMIT 1"
-    ).fetchone()
-    bad_features = [] if common is None else [r[0] for r in conn.execute(
-        "SELECT image_id FROM reservoir WHERE typeof(feature) != 'blob' "
-        "OR LENGTH(feature) != ? OR LENGTH(feature) % 2 != 0", (common[0],)
-    )]
+    bad_codes = cat.broken_codes()
+    bad_features = cat.broken_feature_ids()
     if not bad_codes and not bad_features:
         return 0
     with cat.transaction():
-        conn.executemany("DELETE FROM codes WHERE image_id = ? AND model_id = ?", bad_codes)
+        cat.delete_codes(bad_codes)
         if bad_features:
             reservoir_remove(cat, bad_features)
-            conn.executemany(
-                "UPDATE images SET status = 'pending', indexed_at = NULL WHERE id = ?",
-                [(i,) for i in bad_features],
-            )
+            cat.requeue(bad_features)
     return len(bad_codes) + len(bad_features)
 
 

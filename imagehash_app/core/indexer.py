@@ -44,7 +44,6 @@ from pathlib import Path
 import numpy as np
 
 from imagehash_app.config import LibrarySettings
-from imagehash_app.core.catalog import Catalog, FolderRow, ModelRow
 from imagehash_app.core.errors import CancelledError, IncompatibleModelError
 from imagehash_app.core.files import (
     FileInfo,
@@ -74,6 +73,7 @@ from imagehash_app.core.reservoir import (
     reservoir_features,
     reservoir_remove,
 )
+from imagehash_app.core.store import Catalog, FolderRow, ModelRow
 from imagehash_app.core.stored_paths import StoredPath, display, to_db
 
 StopFn = Callable[[], bool]
@@ -228,24 +228,16 @@ class Indexer:
         started = time.perf_counter()
         online = [f for f in folders if f.path.is_dir()]
         offline = [f for f in folders if not f.path.is_dir()]
-        with self.cat.transaction() as conn:
+        with self.cat.transaction():
             for f in offline:
-                conn.execute(
-                    "UPDATE images SET status = 'offline' WHERE folder_id = ? AND status != 'offline'",
-                    (f.id,),
-                )
+                self.cat.mark_folder_offline(f.id)
             for f in online:
-                conn.execute(
-                    "UPDATE images SET status = CASE WHEN indexed_at IS NOT NULL THEN 'indexed' "
-                    "WHEN reason IS NOT NULL THEN 'skipped' ELSE 'pending' END "
-                    "WHERE folder_id = ? AND status = 'offline'",
-                    (f.id,),
-                )
+                self.cat.mark_folder_online(f.id)
         known: dict[Path, KnownFile] = {}
         for f in online:
-            for iid, rel, size, mtime, fp in self.cat.images_of_folder(f.id):
-                path = f.path / rel
-                known[path] = KnownFile(iid, path, size, mtime, fp)
+            for image in self.cat.images_of_folder(f.id):
+                path = f.path / image.rel_path
+                known[path] = KnownFile(image.id, path, image.size, image.mtime_ns, image.fingerprint)
         found: list[tuple[FolderRow, FileInfo]] = []
         unreadable: dict[int, list[tuple[str, str]]] = {f.id: [] for f in folders}
         blocked: list[Path] = []
@@ -273,33 +265,19 @@ class Indexer:
         owner = {info.path: f for f, info in found}
         diff = diff_scan(known, (info for _, info in found))
 
-        def place(info: FileInfo) -> tuple[int, StoredPath]:
+        def place(info: FileInfo) -> tuple[int, StoredPath, int, int]:
             f = owner[info.path]
-            return f.id, to_db(info.path.relative_to(f.path).as_posix())
+            return f.id, to_db(info.path.relative_to(f.path).as_posix()), info.size, info.mtime_ns
 
-        with self.cat.transaction() as conn:
+        with self.cat.transaction():
             gone = [k.id for k in diff.deleted] + [old.id for old, _ in diff.changed]
             reservoir_remove(self.cat, gone)
-            conn.executemany("DELETE FROM images WHERE id = ?", [(k.id,) for k in diff.deleted])
-            conn.executemany(
-                "UPDATE images SET size = ?, mtime_ns = ?, fingerprint = NULL, width = NULL, "
-                "height = NULL, status = 'pending', reason = NULL, indexed_at = NULL WHERE id = ?",
-                [(info.size, info.mtime_ns, old.id) for old, info in diff.changed],
-            )
-            conn.executemany(
-                "DELETE FROM codes WHERE image_id = ?", [(old.id,) for old, _ in diff.changed]
-            )
-            conn.executemany(
-                "UPDATE images SET folder_id = ?, rel_path = ?, size = ?, mtime_ns = ? WHERE id = ?",
-                [(*place(info), info.size, info.mtime_ns, old.id) for old, info in diff.moved],
-            )
-            conn.executemany(
-                "INSERT INTO images(folder_id, rel_path, size, mtime_ns, status) "
-                "VALUES (?, ?, ?, ?, 'pending')",
-                [(*place(info), info.size, info.mtime_ns) for info in diff.new],
-            )
-            conn.executemany(
-                "UPDATE images SET status = 'offline' WHERE id = ?", [(i,) for i in unreachable]
+            self.cat.apply_scan(
+                deleted=[k.id for k in diff.deleted],
+                changed=[(old.id, info.size, info.mtime_ns) for old, info in diff.changed],
+                moved=[(place(info), old.id) for old, info in diff.moved],
+                new=[place(info) for info in diff.new],
+                unreachable=unreachable,
             )
             for folder_id, entries in unreadable.items():
                 self.cat.set_unreadable(folder_id, entries)
@@ -315,23 +293,11 @@ class Indexer:
         """Indexed images with neither a code of the active model nor a reservoir feature (a model
         was never fit for them) must be embedded again."""
         active = self.cat.active_model()
-        has_code = (
-            "SELECT image_id FROM codes WHERE model_id = ?" if active else "SELECT -1 WHERE ? IS NULL"
-        )
-        with self.cat.transaction() as conn:
-            ids = [
-                r[0] for r in conn.execute(
-                    "SELECT id FROM images WHERE status = 'indexed' "
-                    f"AND id NOT IN ({has_code}) AND id NOT IN (SELECT image_id FROM reservoir)",
-                    (active.id if active else None,),
-                )
-            ]
+        with self.cat.transaction():
+            ids = self.cat.orphaned_indexed(active.id if active else None)
             if ids:
                 reservoir_remove(self.cat, ids)
-                conn.executemany(
-                    "UPDATE images SET status = 'pending', indexed_at = NULL WHERE id = ?",
-                    [(i,) for i in ids],
-                )
+                self.cat.requeue(ids)
 
     def embed(self) -> Iterator[IndexProgress]:
         """Embed every pending image; returns how many were embedded. A fit recorded by a run
@@ -463,16 +429,9 @@ class Indexer:
         # re-encode from the reservoir reproduces them exactly.
         features = batch.features.astype(FEATURE_DTYPE).astype(np.float32)
         codes = hasher_state[1].encode(features) if hasher_state and ids else None
-        with self.cat.transaction() as conn:
-            conn.executemany(
-                "UPDATE images SET status = 'skipped', reason = ?, indexed_at = NULL WHERE id = ?",
-                skipped,
-            )
-            conn.executemany(
-                "UPDATE images SET status = 'indexed', reason = NULL, fingerprint = ?, width = ?, "
-                "height = ?, indexed_at = ? WHERE id = ?",
-                rows,
-            )
+        with self.cat.transaction():
+            self.cat.mark_skipped(skipped)
+            self.cat.mark_indexed(rows)
             if ids:
                 reservoir_add(
                     self.cat, ids, features, self.settings.reservoir_size, self.settings.seed
@@ -564,7 +523,7 @@ class Indexer:
             usable = False
         if not usable:
             with self.cat.transaction():
-                self.cat.conn.execute("DELETE FROM meta WHERE key = ?", (PENDING_FIT_KEY,))
+                self.cat.delete_meta(PENDING_FIT_KEY)
             name = str(decision.get("name", "")) if isinstance(decision, dict) else ""
             registered = {m.dir for m in self.cat.models()}
             rel = f"{MODELS_DIR}/{name}"
@@ -660,7 +619,7 @@ class Indexer:
             kill_point("encode")
             self._encode_reservoir_missing(model_id, lambda: hasher)
             self.cat.set_active_model(model_id)
-            self.cat.conn.execute("DELETE FROM meta WHERE key = ?", (PENDING_FIT_KEY,))
+            self.cat.delete_meta(PENDING_FIT_KEY)
         kill_point("activated")
         prune_models(self.cat, self.root, KEEP_MODELS)
         return self.cat.active_model(), hasher
@@ -668,14 +627,7 @@ class Indexer:
     def _encode_reservoir_missing(self, model_id: int, get_hasher: Callable[[], Hasher]) -> int:
         """Give a code of `model_id` to every indexed reservoir photo that lacks one; returns how
         many. Call inside a transaction; the hasher is loaded only when one is missing."""
-        missing = [
-            r[0] for r in self.cat.conn.execute(
-                "SELECT r.image_id FROM reservoir r JOIN images i ON i.id = r.image_id "
-                "WHERE i.indexed_at IS NOT NULL AND r.image_id NOT IN "
-                "(SELECT image_id FROM codes WHERE model_id = ?) ORDER BY r.image_id",
-                (model_id,),
-            )
-        ]
+        missing = self.cat.sampled_missing_codes(model_id)
         if not missing:
             return 0
         feats = reservoir_features(self.cat, missing)

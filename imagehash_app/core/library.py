@@ -20,13 +20,13 @@ import numpy as np
 
 from imagehash_app.config import IDENTITY_FIELDS, LibrarySettings, default_library_dir
 from imagehash_app.core import health
-from imagehash_app.core.catalog import CATALOG_FILE, STATUSES, Catalog, ModelRow
 from imagehash_app.core.errors import ImageDecodeError, ImagehashError, LibraryDamagedError
 from imagehash_app.core.files import query_problem
 from imagehash_app.core.indexer import Indexer, IndexProgress, StopFn
 from imagehash_app.core.locking import LOCK_FILE, OWNER_FILE, WriterLock
 from imagehash_app.core.model_store import GRAPH_DIR, remove_orphans, version_path
 from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_remove, shrink_reservoir
+from imagehash_app.core.store import CATALOG_FILE, STATUSES, Catalog, ModelRow
 from imagehash_app.core.stored_paths import b64, display
 
 # Queries embedded and searched together: one batch's features, candidates and responses are what
@@ -261,7 +261,7 @@ class Library:
                 )
             with self._cat.transaction():
                 if fixed:  # nothing indexed: forget which weights an earlier run loaded
-                    self._cat.conn.execute("DELETE FROM meta WHERE key = 'weights_id'")
+                    self._cat.delete_meta("weights_id")
                 if new.reservoir_size < self.settings.reservoir_size:
                     shrink_reservoir(self._cat, new.reservoir_size, new.seed)
                 self._cat.set_json("settings", new.to_dict())
@@ -314,10 +314,8 @@ class Library:
             if row is None:
                 known = ", ".join(str(f.path) for f in self._cat.folders()) or "none"
                 raise ImagehashError(f"{path} is not a folder of this library (folders: {known}).")
-            with self._cat.transaction() as conn:
-                ids = [r[0] for r in conn.execute(
-                    "SELECT id FROM images WHERE folder_id = ?", (row.id,)
-                )]
+            with self._cat.transaction():
+                ids = self._cat.folder_image_ids(row.id)
                 reservoir_remove(self._cat, ids)
                 self._cat.delete_folder(row.id)
 
@@ -336,7 +334,7 @@ class Library:
         with health.translated(self.path):
             cat = Catalog.open(self.path / CATALOG_FILE)
             try:
-                before = cat.conn.total_changes
+                before = cat.total_changes
                 health.drop_broken_rows(cat)
                 aside = len(_set_aside_records(cat))
                 health.usable_model(cat, self.path, _load_model(self.path), writable=True)
@@ -349,7 +347,7 @@ class Library:
                 folders = [f for f in cat.folders() if wanted is None or f.id in wanted]
                 indexer = Indexer(cat, self.path, self.settings, self.backbone, should_stop)
                 yield from indexer.run(folders)
-                if cat.conn.total_changes != before or not (self.path / health.BACKUP_FILE).exists():
+                if cat.total_changes != before or not (self.path / health.BACKUP_FILE).exists():
                     health.make_backup(cat.conn, self.path)
             finally:
                 cat.close()

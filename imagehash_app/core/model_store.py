@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-from imagehash_app.core.catalog import Catalog, ModelRow
 from imagehash_app.core.errors import IncompatibleModelError
+from imagehash_app.core.store import Catalog, ModelRow
 
 MODELS_DIR = "models"
 GRAPH_DIR = "graph"

@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 
 from imagehash_app.config import LibrarySettings
-from imagehash_app.core.catalog import CATALOG_FILE, Catalog, ModelRow
 from imagehash_app.core.codes import words_for
 from imagehash_app.core.errors import CancelledError, ImagehashError
 from imagehash_app.core.hashing.base import META_FILE, fit_in_thread
@@ -43,6 +42,7 @@ from imagehash_app.core.kill_points import kill_point
 from imagehash_app.core.model_store import FINETUNE_PENDING_KEY as PENDING_KEY
 from imagehash_app.core.model_store import KEEP_MODELS, prune_models, save_version, version_path
 from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_features
+from imagehash_app.core.store import CATALOG_FILE, Catalog, ModelRow
 
 StopFn = Callable[[], bool]
 HELD_OUT_FRACTION = 0.1  # of the reservoir, kept out of training to compare versions
@@ -203,25 +203,7 @@ def _load(root: Path, model: ModelRow) -> Any:
 
 
 def _model(cat: Catalog, model_id: int) -> ModelRow | None:
-    return next((m for m in cat.models() if m.id == model_id), None)
-
-
-def _codes_of(cat: Catalog, model_id: int, image_ids: Sequence[int], words: int) -> dict[int, np.ndarray]:
-    """Packed codes of `image_ids` under `model_id` (those that have one)."""
-    sql = "SELECT image_id, code FROM codes WHERE model_id = ? AND image_id IN ({marks})"
-    return {
-        iid: np.frombuffer(blob, dtype="<u8").astype(np.uint64)[:words]
-        for iid, blob in cat.rows_for_ids(sql, image_ids, (model_id,))
-    }
-
-
-def _missing_ids(cat: Catalog, model_id: int, limit: int = -1, after: int = 0) -> list[int]:
-    """Embedded photos (indexed or offline) without a code of `model_id`, in id order."""
-    return [r[0] for r in cat.conn.execute(
-        "SELECT id FROM images WHERE indexed_at IS NOT NULL AND id > ? AND id NOT IN "
-        "(SELECT image_id FROM codes WHERE model_id = ?) ORDER BY id LIMIT ?",
-        (after, model_id, limit),
-    )]
+    return cat.model(model_id)
 
 
 def encode_for(
@@ -244,7 +226,7 @@ def encode_for(
             break
         if model.id == target.id:
             continue
-        have = _codes_of(cat, model.id, rest, words_for(model.bits))
+        have = cat.codes_of(model.id, rest, words_for(model.bits))
         found = [i for i in rest if i in have]
         if found:
             approx = hasher.decode(np.stack([have[i] for i in found]))
@@ -313,10 +295,7 @@ def plan(library: Any, *, epochs: int | None = None, from_scratch: bool = False)
     cat = Catalog.open(Path(library.path) / CATALOG_FILE, read_only=True)
     try:
         active = cat.active_model()
-        ids = np.array(
-            [r[0] for r in cat.conn.execute("SELECT image_id FROM reservoir ORDER BY image_id")],
-            dtype=np.int64,
-        )
+        ids = np.array(cat.reservoir_image_ids(), dtype=np.int64)
         held = int(held_out_mask(ids, library.settings.seed).sum())
         photos = cat.population()
         pending = cat.get_json(PENDING_KEY)
@@ -384,7 +363,7 @@ def finetune(
         pending = cat.get_json(PENDING_KEY)
         if pending is not None and _model(cat, int(pending.get("new", -1))) is None:
             with cat.transaction():  # its version was dropped meanwhile: nothing to resume
-                cat.conn.execute("DELETE FROM meta WHERE key = ?", (PENDING_KEY,))
+                cat.delete_meta(PENDING_KEY)
             pending = None
         if pending is None:
             pending = yield from _train_and_register(
@@ -488,7 +467,7 @@ def _reencode_and_swap(
     sources = [(m, _load(root, m)) for m in _source_models(cat, target, old)]
     exact_mode = pending.get("reencode", "exact") == "exact" and get_backbone is not None
     batch_size = batch_size or (EMBED_BATCH if exact_mode else REENCODE_BATCH)
-    total = len(_missing_ids(cat, target.id))
+    total = len(cat.missing_codes(target.id))
     done, exact, approx, last = 0, int(pending.get("exact_codes", 0)), 0, 0
     t0 = time.perf_counter()
     yield FinetuneProgress("encode", 0, total, message=f"Re-encoding {total:,} photos")
@@ -497,7 +476,7 @@ def _reencode_and_swap(
             raise CancelledError(
                 "Fine-tuning was paused during re-encoding; it resumes where it stopped next time."
             )
-        batch = _missing_ids(cat, target.id, batch_size, after=last)
+        batch = cat.missing_codes(target.id, batch_size, after=last)
         if not batch:
             break
         embedded = None
@@ -523,13 +502,13 @@ def _reencode_and_swap(
     activate = bool(pending.get("activate"))
     with cat.transaction():
         # Photos indexed after the loop (another process) still get their code before the swap.
-        late = _missing_ids(cat, target.id)
+        late = cat.missing_codes(target.id)
         if late:
             got, codes, _ = encode_for(cat, root, target, new_hasher, late, sources)
             cat.put_codes(target.id, got, codes)
         if activate:
             cat.set_active_model(target.id)
-        cat.conn.execute("DELETE FROM meta WHERE key = ?", (PENDING_KEY,))
+        cat.delete_meta(PENDING_KEY)
     removed = prune_models(cat, root, keep, protect=(target.id,))
     old_m, new_m = pending.get("old_metrics", {}), pending.get("new_metrics", {})
     better = bool(pending.get("better"))
@@ -574,10 +553,7 @@ def list_models(library: Any) -> list[ModelInfo]:
                 doc = json.loads((version_path(root, m.dir) / META_FILE).read_text())
             except (OSError, ValueError, ImagehashError):
                 doc = {}
-            n = cat.conn.execute(
-                "SELECT COUNT(*) FROM codes c JOIN images i ON i.id = c.image_id "
-                "WHERE c.model_id = ? AND i.indexed_at IS NOT NULL", (m.id,),
-            ).fetchone()[0]
+            n = cat.embedded_code_count(m.id)
             out.append(ModelInfo(
                 m.id, m.method, m.bits, m.active, m.created, m.train_size, m.note,
                 doc.get("metrics", {}), n >= population,
@@ -605,7 +581,7 @@ def activate_model(library: Any, model_id: int) -> ModelInfo:
         hasher = _load(root, target)
         sources = [(m, _load(root, m)) for m in _source_models(cat, target, cat.active_model())]
         with cat.transaction():
-            missing = _missing_ids(cat, target.id)
+            missing = cat.missing_codes(target.id)
             if missing:
                 got, codes, _ = encode_for(cat, root, target, hasher, missing, sources)
                 cat.put_codes(target.id, got, codes)
@@ -631,9 +607,7 @@ def suggestion(library: Any) -> str | None:
         except (OSError, ValueError, ImagehashError):
             doc = {}
         base = int(doc.get("library_population") or active.train_size or 0)
-        added = cat.conn.execute(
-            "SELECT COUNT(*) FROM images WHERE indexed_at > ?", (active.created,)
-        ).fetchone()[0]
+        added = cat.embedded_since(active.created)
     finally:
         cat.close()
     if base <= 0 or population < MIN_RESERVOIR:

@@ -11,7 +11,6 @@ import pytest
 from photos import PhotoSet, make_photo_folder
 
 from imagehash_app import cli
-from imagehash_app.core.catalog import CATALOG_FILE, Catalog
 from imagehash_app.core.errors import ImagehashError
 from imagehash_app.core.library import Library
 from imagehash_app.core.model_store import (
@@ -21,6 +20,7 @@ from imagehash_app.core.model_store import (
     save_version,
     version_path,
 )
+from imagehash_app.core.store import CATALOG_FILE, Catalog
 
 TINY_FLAGS = ["--backbone", "tiny", "--weights", "none", "--bits", "32", "--device", "cpu"]
 

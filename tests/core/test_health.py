@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from imagehash_app.core import health
-from imagehash_app.core.catalog import Catalog
 from imagehash_app.core.errors import (
     DiskFullError,
     ImagehashError,
@@ -18,6 +17,7 @@ from imagehash_app.core.errors import (
     LibraryDamagedError,
     is_disk_full,
 )
+from imagehash_app.core.store import Catalog
 
 
 class SafetensorLike(Exception):

@@ -19,13 +19,13 @@ import torch
 from photos import make_photo_folder
 
 from imagehash_app.config import LibrarySettings
-from imagehash_app.core.catalog import CATALOG_FILE, Catalog
 from imagehash_app.core.codes import words_for
 from imagehash_app.core.embedding import iter_embeddings
 from imagehash_app.core.errors import CancelledError
 from imagehash_app.core.hashing import load_hasher, make_hasher
 from imagehash_app.core.library import Library
 from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_add
+from imagehash_app.core.store import CATALOG_FILE, Catalog
 from imagehash_app.core.training import (
     PENDING_KEY,
     activate_model,
