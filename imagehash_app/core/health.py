@@ -1,4 +1,6 @@
-"""A library's health: low-level errors in words, the rolling backup, repair, broken models set aside.
+"""A library's health: low-level errors in words, the rolling backup, repair, broken rows dropped.
+
+(Hasher versions that cannot be loaded are set aside by core/versions.py.)
 
 The catalogue is checked with SQLite's `quick_check` where it matters: before a backup replaces the
 previous one (a damaged catalogue must never overwrite a sound backup) and in `repair` (the backup
@@ -22,9 +24,7 @@ import errno
 import os
 import sqlite3
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from imagehash_app.core.errors import (
     DiskFullError,
@@ -34,12 +34,10 @@ from imagehash_app.core.errors import (
     is_damaged_database,
     is_disk_full,
 )
-from imagehash_app.core.store import maintenance
+from imagehash_app.core.store import Catalog, maintenance
 
 CATALOG_FILE = "catalog.sqlite3"  # = store.CATALOG_FILE (not imported: the store imports us lazily)
 BACKUP_FILE = "catalog.backup.sqlite3"
-SET_ASIDE_KEY = "set_aside_models"  # meta key: JSON list of hasher versions set aside, for status
-BROKEN_SUFFIX = ".broken"
 _SIDE_FILES = ("-wal", "-shm")
 
 
@@ -224,8 +222,6 @@ def rebuild_catalog(library: Path) -> tuple[Path, list[str]]:
     """Start the catalogue afresh, keeping the folders list and settings read from the damaged one
     (or, failing that, from the backup). Returns (where the damaged one was kept, folders).
     The caller holds the writer lock and indexes the folders afterwards."""
-    from imagehash_app.core.store import Catalog
-
     library = Path(library)
     folders, settings = maintenance.salvage(library / CATALOG_FILE)
     if not folders or settings is None:
@@ -245,67 +241,7 @@ def rebuild_catalog(library: Path) -> tuple[Path, list[str]]:
     return kept, folders
 
 
-# --- hasher versions that cannot be loaded -----------------------------------------------------
-def set_aside_model(cat: Any, root: Path, model: Any, reason: str) -> str:
-    """Take a hasher version that cannot be loaded out of service: its folder is renamed
-    `<dir>.broken` (kept for a person to look at), its row and codes removed, and the fact
-    recorded for `status`. Returns the folder's new name, relative to the library."""
-    from imagehash_app.core.model_store import UnsafeLibraryPathError, version_path
-
-    root = Path(root).resolve()
-    try:  # only a folder of the app's own kind inside the library is renamed
-        folder = version_path(root, model.dir)
-    except UnsafeLibraryPathError:
-        folder = None
-    new_dir = ""
-    if folder is not None and not folder.is_symlink() and folder.is_dir():
-        target = folder.with_name(folder.name + BROKEN_SUFFIX)
-        n = 1
-        while target.exists():
-            n += 1
-            target = folder.with_name(f"{folder.name}{BROKEN_SUFFIX}{n}")
-        with contextlib.suppress(OSError):
-            os.replace(folder, target)
-            new_dir = target.relative_to(root).as_posix()
-    with cat.transaction():
-        cat.delete_model(model.id)
-        records = cat.get_json(SET_ASIDE_KEY, []) or []
-        records.append({
-            "id": model.id, "method": model.method, "dir": model.dir, "kept_as": new_dir,
-            "reason": reason, "when": time.time(),
-        })
-        cat.set_json(SET_ASIDE_KEY, records[-20:])
-    return new_dir
-
-
-def usable_model(
-    cat: Any, root: Path, load: Callable[[Any], Any], *, writable: bool
-) -> tuple[Any, Any] | None:
-    """The active hasher version and its loaded hasher, setting aside (when `writable`) every
-    version that cannot be loaded and falling back to the newest one that can. Read-only, broken
-    versions are only skipped. None when no version is usable (the next index run trains one)."""
-    from imagehash_app.core.errors import IncompatibleModelError
-
-    models = cat.models()
-    active = next((m for m in models if m.active), None)
-    if active is None:
-        return None
-    candidates = [active] + [m for m in reversed(models) if not m.active]
-    for model in candidates:
-        try:
-            hasher = load(model)
-        except IncompatibleModelError as exc:
-            if writable:
-                set_aside_model(cat, root, model, first_line(exc))
-            continue
-        if model is not active and writable:
-            with cat.transaction():
-                cat.set_active_model(model.id)
-        return model, hasher
-    return None
-
-
-def drop_broken_rows(cat: Any) -> int:
+def drop_broken_rows(cat: Catalog) -> int:
     """Delete code rows whose length does not fit their version's bits and reservoir rows whose
     length differs from the others' (a damaged or hand-edited catalogue); the images they belonged
     to are re-encoded or re-embedded by the index run. Returns how many rows went. Reads first

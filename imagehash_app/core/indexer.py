@@ -34,16 +34,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from imagehash_app.config import LibrarySettings
+from imagehash_app.core import versions
 from imagehash_app.core.errors import CancelledError, IncompatibleModelError
 from imagehash_app.core.files import (
     FileInfo,
@@ -56,15 +57,6 @@ from imagehash_app.core.hashing import METHODS
 from imagehash_app.core.hashing.base import FitThread, Hasher
 from imagehash_app.core.hashing.fit_process import FitProcess
 from imagehash_app.core.kill_points import kill_point
-from imagehash_app.core.model_store import (
-    FINETUNE_PENDING_KEY,
-    KEEP_MODELS,
-    MODELS_DIR,
-    is_version_name,
-    prune_models,
-    removable_version_dir,
-    version_path,
-)
 from imagehash_app.core.reservoir import (
     FEATURE_DTYPE,
     changed_since_fit,
@@ -75,8 +67,19 @@ from imagehash_app.core.reservoir import (
 )
 from imagehash_app.core.store import Catalog, FolderRow, ModelRow
 from imagehash_app.core.stored_paths import StoredPath, display, to_db
+from imagehash_app.core.versions import (
+    FINETUNE_PENDING_KEY,
+    KEEP_MODELS,
+    MODELS_DIR,
+    is_version_name,
+)
+
+if TYPE_CHECKING:
+    from imagehash_app.core.backbone import Backbone
+    from imagehash_app.core.embedding import EmbeddedBatch
 
 StopFn = Callable[[], bool]
+HasherState = tuple[ModelRow, Hasher] | None  # the active version and its hasher, when there is one
 GROWTH_FACTOR = 4  # retrain when the library has grown this much since the last training
 SCAN_REPORT_EVERY = 0.5  # seconds between scan progress events
 PENDING_FIT_KEY = "fit_pending"  # meta key (JSON): a fit that fell due, until its version is active
@@ -177,7 +180,7 @@ class Indexer:
         cat: Catalog,
         root: Path,
         settings: LibrarySettings,
-        get_backbone: Callable[[], object],
+        get_backbone: Callable[[], Backbone],
         should_stop: StopFn | None = None,
     ) -> None:
         self.cat = cat
@@ -361,7 +364,8 @@ class Indexer:
         return embedded
 
     def _between_batches(
-        self, fit: _Fit | None, hasher_state, upcoming: int, event: IndexProgress | None = None
+        self, fit: _Fit | None, hasher_state: HasherState, upcoming: int,
+        event: IndexProgress | None = None,
     ) -> Iterator[IndexProgress]:
         """After a batch (`event`, yielded with a word when a new version is switched in): wait
         for a fit whose version would already be due for retraining, switch in a finished one,
@@ -390,7 +394,7 @@ class Indexer:
                 )
         return fit, hasher_state
 
-    def _check_weights(self, backbone) -> None:
+    def _check_weights(self, backbone: Backbone) -> None:
         """Codes of one library must come from one set of backbone weights."""
         stored = self.cat.get_meta("weights_id")
         if stored is None:
@@ -403,20 +407,17 @@ class Indexer:
                 "new library with --library DIR."
             )
 
-    def _active_hasher(self, backbone) -> tuple[ModelRow, object] | None:
-        from imagehash_app.core.hashing import load_hasher
-        from imagehash_app.core.health import usable_model
-
+    def _active_hasher(self, backbone: Backbone) -> HasherState:
         # A version that cannot be loaded is set aside (kept, renamed): it must not block indexing.
-        return usable_model(
+        return versions.usable_model(
             self.cat, self.root,
-            lambda m: load_hasher(
-                version_path(self.root, m.dir), expect_feature_dim=backbone.feature_dim, expect_backbone=m.backbone
-            ),
+            lambda m: versions.load_version(self.root, m, expect_feature_dim=backbone.feature_dim),
             writable=True,
         )
 
-    def _store_batch(self, batch, ids_by_path: dict[Path, int], hasher_state) -> None:
+    def _store_batch(
+        self, batch: EmbeddedBatch, ids_by_path: dict[Path, int], hasher_state: HasherState
+    ) -> None:
         """One transaction: skipped files, indexed rows, reservoir features and codes."""
         now = time.time()
         skipped = [(reason, ids_by_path[p]) for p, reason in batch.failures]
@@ -525,11 +526,7 @@ class Indexer:
             with self.cat.transaction():
                 self.cat.delete_meta(PENDING_FIT_KEY)
             name = str(decision.get("name", "")) if isinstance(decision, dict) else ""
-            registered = {m.dir for m in self.cat.models()}
-            rel = f"{MODELS_DIR}/{name}"
-            folder = removable_version_dir(self.root, rel) if is_version_name(name) else None
-            if folder is not None and rel not in registered:
-                shutil.rmtree(folder, ignore_errors=True)  # its killed try
+            versions.discard_unregistered(self.cat, self.root, name)  # its killed try
             return None
         return decision
 
@@ -607,32 +604,23 @@ class Indexer:
         Returns the new active version and its hasher, for the batches still to come."""
         hasher, codes = fit.job.result()
         rel = f"{MODELS_DIR}/{fit.name}"  # recorded with the fit when it fell due
-        hasher.save(version_path(self.root, rel))  # a killed run's try is overwritten
+        versions.save_recorded(self.root, hasher, rel)  # a killed run's try is overwritten
         kill_point("saved")
-        weights_id = self.cat.get_meta("weights_id", "") or ""
-        with self.cat.transaction():
-            model_id = self.cat.add_model(
-                fit.method, self.settings.bits, self.settings.backbone, weights_id,
-                rel, len(fit.ids), fit.why,
-            )
-            self.cat.put_codes(model_id, fit.ids, codes)
-            kill_point("encode")
-            self._encode_reservoir_missing(model_id, lambda: hasher)
-            self.cat.set_active_model(model_id)
-            self.cat.delete_meta(PENDING_FIT_KEY)
-        kill_point("activated")
-        prune_models(self.cat, self.root, KEEP_MODELS)
-        return self.cat.active_model(), hasher
 
-    def _encode_reservoir_missing(self, model_id: int, get_hasher: Callable[[], Hasher]) -> int:
-        """Give a code of `model_id` to every indexed reservoir photo that lacks one; returns how
-        many. Call inside a transaction; the hasher is loaded only when one is missing."""
-        missing = self.cat.sampled_missing_codes(model_id)
-        if not missing:
-            return 0
-        feats = reservoir_features(self.cat, missing)
-        self.cat.put_codes(model_id, missing, get_hasher().encode(np.stack([feats[i] for i in missing])))
-        return len(missing)
+        def switch(model_id: int) -> None:
+            kill_point("encode")
+            versions.encode_sampled(self.cat, model_id, lambda: hasher)
+            versions.activate(self.cat, model_id)
+            self.cat.delete_meta(PENDING_FIT_KEY)
+
+        versions.register(
+            self.cat, method=fit.method, bits=self.settings.bits, backbone=self.settings.backbone,
+            rel=rel, train_size=len(fit.ids), note=fit.why, image_ids=fit.ids, codes=codes,
+            then=switch,
+        )
+        kill_point("activated")
+        versions.prune_models(self.cat, self.root, KEEP_MODELS)
+        return self.cat.active_model(), hasher
 
     def encode_missing(self) -> Iterator[IndexProgress]:
         """Indexed images in the reservoir without a code of the active model get one (e.g. after
@@ -640,12 +628,10 @@ class Indexer:
         active = self.cat.active_model()
         if active is None:
             return
-        from imagehash_app.core.hashing import load_hasher
-
         started = time.perf_counter()
         with self.cat.transaction():
-            n = self._encode_reservoir_missing(
-                active.id, lambda: load_hasher(version_path(self.root, active.dir), expect_backbone=active.backbone)
+            n = versions.encode_sampled(
+                self.cat, active.id, lambda: versions.load_version(self.root, active)
             )
         if n:
             yield _progress("encode", n, n, started)

@@ -11,23 +11,26 @@ from __future__ import annotations
 import dataclasses
 import stat
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from imagehash_app.config import IDENTITY_FIELDS, LibrarySettings, default_library_dir
-from imagehash_app.core import health
+from imagehash_app.core import health, versions
 from imagehash_app.core.errors import ImageDecodeError, ImagehashError, LibraryDamagedError
 from imagehash_app.core.files import query_problem
 from imagehash_app.core.indexer import Indexer, IndexProgress, StopFn
 from imagehash_app.core.locking import LOCK_FILE, OWNER_FILE, WriterLock
-from imagehash_app.core.model_store import GRAPH_DIR, remove_orphans, version_path
 from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_remove, shrink_reservoir
 from imagehash_app.core.store import CATALOG_FILE, STATUSES, Catalog, ModelRow
 from imagehash_app.core.stored_paths import b64, display
+from imagehash_app.core.versions import GRAPH_DIR, remove_orphans
+
+if TYPE_CHECKING:
+    from imagehash_app.core.hashing.base import Hasher
 
 # Queries embedded and searched together: one batch's features, candidates and responses are what
 # a search holds at once, however many queries it is given. Searching all at once held 2 MB a query
@@ -336,9 +339,9 @@ class Library:
             try:
                 before = cat.total_changes
                 health.drop_broken_rows(cat)
-                aside = len(_set_aside_records(cat))
-                health.usable_model(cat, self.path, _load_model(self.path), writable=True)
-                for m in _set_aside_records(cat)[aside:]:
+                aside = len(versions.set_aside_records(cat))
+                versions.usable_model(cat, self.path, _load_model(self.path), writable=True)
+                for m in versions.set_aside_records(cat)[aside:]:
                     yield IndexProgress("scan", 0, 0, message=(
                         f"Set aside hasher {m['dir']}, which cannot be loaded (kept as "
                         f"{m['kept_as'] or 'nothing'}); the library goes on without it."
@@ -478,7 +481,7 @@ class Library:
         if state is not None and state.model.id == model.id:
             hasher = state.hasher
         else:
-            usable = health.usable_model(
+            usable = versions.usable_model(
                 self._cat, self.path, _load_model(self.path), writable=not self.read_only
             )
             if usable is None:
@@ -581,7 +584,7 @@ class Library:
                     {"path": str(p), "path_b64": b64(p), "reason": reason}
                     for p, reason in cat.unreadable()
                 ],
-                set_aside=_set_aside_records(cat),
+                set_aside=versions.set_aside_records(cat),
             )
 
     def _warnings(self) -> list[str]:
@@ -607,19 +610,9 @@ class Library:
             return "no photo of the library matched"
 
 
-def _set_aside_records(cat: Catalog) -> list[dict[str, Any]]:
-    try:
-        records = cat.get_json(health.SET_ASIDE_KEY, [])
-    except ValueError:
-        return []
-    return records if isinstance(records, list) else []
-
-
-def _load_model(root: Path):
-    """Loader of a registered hasher version, for `health.usable_model`."""
-    from imagehash_app.core.hashing import load_hasher
-
-    return lambda m: load_hasher(version_path(root, m.dir), expect_backbone=m.backbone)
+def _load_model(root: Path) -> Callable[[ModelRow], Hasher]:
+    """Loader of a registered hasher version, for `versions.usable_model`."""
+    return lambda m: versions.load_version(root, m)
 
 
 def _position(ids: np.ndarray, image_id: int | None) -> int | None:

@@ -30,19 +30,23 @@ import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from imagehash_app.config import LibrarySettings
+from imagehash_app.core import versions
 from imagehash_app.core.codes import words_for
 from imagehash_app.core.errors import CancelledError, ImagehashError
-from imagehash_app.core.hashing.base import META_FILE, fit_in_thread
+from imagehash_app.core.hashing.base import META_FILE, Hasher, fit_in_thread
 from imagehash_app.core.kill_points import kill_point
-from imagehash_app.core.model_store import FINETUNE_PENDING_KEY as PENDING_KEY
-from imagehash_app.core.model_store import KEEP_MODELS, prune_models, save_version, version_path
 from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_features
 from imagehash_app.core.store import CATALOG_FILE, Catalog, ModelRow
+from imagehash_app.core.versions import FINETUNE_PENDING_KEY as PENDING_KEY
+from imagehash_app.core.versions import KEEP_MODELS, prune_models, version_path
+
+if TYPE_CHECKING:
+    from imagehash_app.core.backbone import Backbone
 
 StopFn = Callable[[], bool]
 HELD_OUT_FRACTION = 0.1  # of the reservoir, kept out of training to compare versions
@@ -153,7 +157,7 @@ def held_out_mask(image_ids: np.ndarray, seed: int, fraction: float = HELD_OUT_F
 
 
 def evaluate_versions(
-    hasher: Any, X: np.ndarray, queries: np.ndarray, rerank_depth: int, k: int = RECALL_K
+    hasher: Hasher, X: np.ndarray, queries: np.ndarray, rerank_depth: int, k: int = RECALL_K
 ) -> dict[str, float]:
     """kNN recall of `hasher` for the rows `queries` of X against all of X (each query left out)
     compared with exact float cosine: 10@10 and 10@100 in Hamming order and after decoder re-rank
@@ -196,10 +200,8 @@ def _stopping(should_stop: StopFn | None) -> bool:
     return bool(should_stop and should_stop())
 
 
-def _load(root: Path, model: ModelRow) -> Any:
-    from imagehash_app.core.hashing import load_hasher
-
-    return load_hasher(version_path(root, model.dir), expect_backbone=model.backbone)
+def _load(root: Path, model: ModelRow) -> Hasher:
+    return versions.load_version(root, model)
 
 
 def _model(cat: Catalog, model_id: int) -> ModelRow | None:
@@ -207,8 +209,8 @@ def _model(cat: Catalog, model_id: int) -> ModelRow | None:
 
 
 def encode_for(
-    cat: Catalog, root: Path, target: ModelRow, target_hasher: Any, image_ids: Sequence[int],
-    sources: Sequence[tuple[ModelRow, Any]], embedded: dict[int, np.ndarray] | None = None,
+    cat: Catalog, root: Path, target: ModelRow, target_hasher: Hasher, image_ids: Sequence[int],
+    sources: Sequence[tuple[ModelRow, Hasher]], embedded: dict[int, np.ndarray] | None = None,
 ) -> tuple[list[int], np.ndarray, int]:
     """Codes of `target` for `image_ids`: exact from the reservoir feature or a freshly `embedded`
     one where there is one, else `target.encode(source.decode(code))` from the first source
@@ -238,7 +240,7 @@ def encode_for(
 
 
 def embed_photos(
-    cat: Catalog, get_backbone: Callable[[], Any], settings: LibrarySettings,
+    cat: Catalog, get_backbone: Callable[[], Backbone], settings: LibrarySettings,
     image_ids: Sequence[int], should_stop: StopFn | None,
 ) -> dict[int, np.ndarray]:
     """Features of the photos' files, run through the backbone again (as the indexer does: rounded
@@ -263,24 +265,24 @@ def embed_photos(
 
 
 def _register(
-    cat: Catalog, root: Path, hasher: Any, settings: LibrarySettings, note: str,
+    cat: Catalog, root: Path, hasher: Hasher, settings: LibrarySettings, note: str,
     res_ids: np.ndarray, res_X: np.ndarray, pending: dict[str, Any] | None,
 ) -> int:
     """Save `hasher` and register it (inactive) with exact codes for the reservoir photos, in one
     transaction; a kill before the commit leaves only an orphan folder (removed at next open)."""
-    rel = save_version(cat, root, hasher)
+    rel = versions.save_version(cat, root, hasher)
     kill_point("finetune-saved")
     codes = hasher.encode(res_X)
-    weights_id = cat.get_meta("weights_id", "") or ""
-    with cat.transaction():
-        model_id = cat.add_model(
-            hasher.method, hasher.bits, settings.backbone, weights_id, rel,
-            int(hasher.meta.get("train_size", len(res_ids))), note,
-        )
-        cat.put_codes(model_id, res_ids, codes)
+
+    def record(model_id: int) -> None:
         if pending is not None:
             cat.set_json(PENDING_KEY, {**pending, "new": model_id, "exact_codes": len(res_ids)})
-    return model_id
+
+    return versions.register(
+        cat, method=hasher.method, bits=hasher.bits, backbone=settings.backbone, rel=rel,
+        train_size=int(hasher.meta.get("train_size", len(res_ids))), note=note,
+        image_ids=res_ids, codes=codes, then=record,
+    )
 
 
 def _open_writer(library: Any) -> Catalog:
@@ -459,7 +461,7 @@ def _train_and_register(
 
 def _reencode_and_swap(
     cat: Catalog, root: Path, settings: LibrarySettings, pending: dict[str, Any], keep: int,
-    should_stop: StopFn | None, batch_size: int | None, get_backbone: Callable[[], Any] | None,
+    should_stop: StopFn | None, batch_size: int | None, get_backbone: Callable[[], Backbone] | None,
 ) -> Generator[FinetuneProgress, None, FinetuneResult]:
     target = _model(cat, int(pending["new"]))
     old = _model(cat, int(pending["old"])) or cat.active_model()
@@ -467,7 +469,7 @@ def _reencode_and_swap(
     sources = [(m, _load(root, m)) for m in _source_models(cat, target, old)]
     exact_mode = pending.get("reencode", "exact") == "exact" and get_backbone is not None
     batch_size = batch_size or (EMBED_BATCH if exact_mode else REENCODE_BATCH)
-    total = len(cat.missing_codes(target.id))
+    total = len(versions.missing_codes(cat, target.id))
     done, exact, approx, last = 0, int(pending.get("exact_codes", 0)), 0, 0
     t0 = time.perf_counter()
     yield FinetuneProgress("encode", 0, total, message=f"Re-encoding {total:,} photos")
@@ -476,7 +478,7 @@ def _reencode_and_swap(
             raise CancelledError(
                 "Fine-tuning was paused during re-encoding; it resumes where it stopped next time."
             )
-        batch = cat.missing_codes(target.id, batch_size, after=last)
+        batch = versions.missing_codes(cat, target.id, limit=batch_size, after=last)
         if not batch:
             break
         embedded = None
@@ -502,12 +504,12 @@ def _reencode_and_swap(
     activate = bool(pending.get("activate"))
     with cat.transaction():
         # Photos indexed after the loop (another process) still get their code before the swap.
-        late = cat.missing_codes(target.id)
+        late = versions.missing_codes(cat, target.id)
         if late:
             got, codes, _ = encode_for(cat, root, target, new_hasher, late, sources)
             cat.put_codes(target.id, got, codes)
         if activate:
-            cat.set_active_model(target.id)
+            versions.activate(cat, target.id)
         cat.delete_meta(PENDING_KEY)
     removed = prune_models(cat, root, keep, protect=(target.id,))
     old_m, new_m = pending.get("old_metrics", {}), pending.get("new_metrics", {})
@@ -581,11 +583,11 @@ def activate_model(library: Any, model_id: int) -> ModelInfo:
         hasher = _load(root, target)
         sources = [(m, _load(root, m)) for m in _source_models(cat, target, cat.active_model())]
         with cat.transaction():
-            missing = cat.missing_codes(target.id)
+            missing = versions.missing_codes(cat, target.id)
             if missing:
                 got, codes, _ = encode_for(cat, root, target, hasher, missing, sources)
                 cat.put_codes(target.id, got, codes)
-            cat.set_active_model(target.id)
+            versions.activate(cat, target.id)
     finally:
         cat.close()
     return next(m for m in list_models(library) if m.id == int(model_id))

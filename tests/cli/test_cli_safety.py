@@ -13,14 +13,14 @@ from photos import PhotoSet, make_photo_folder
 from imagehash_app import cli
 from imagehash_app.core.errors import ImagehashError
 from imagehash_app.core.library import Library
-from imagehash_app.core.model_store import (
+from imagehash_app.core.store import CATALOG_FILE, Catalog
+from imagehash_app.core.versions import (
     VERSIONS_STARTED_KEY,
     UnsafeLibraryPathError,
     prune_models,
     save_version,
     version_path,
 )
-from imagehash_app.core.store import CATALOG_FILE, Catalog
 
 TINY_FLAGS = ["--backbone", "tiny", "--weights", "none", "--bits", "32", "--device", "cpu"]
 
