@@ -62,7 +62,6 @@ from imagehash_app.core.reservoir import (
     changed_since_fit,
     clear_changed,
     reservoir_add,
-    reservoir_features,
     reservoir_remove,
 )
 from imagehash_app.core.store import Catalog, FolderRow, ModelRow
@@ -550,7 +549,7 @@ class Indexer:
         method, why, name = str(decision["method"]), str(decision["why"]), str(decision["name"])
         ids = np.asarray(decision["ids"], dtype=np.int64)
         if X is None:
-            feats = reservoir_features(self.cat, ids.tolist())
+            feats = self.cat.reservoir_features(ids.tolist())
             X = np.stack([feats[int(i)] for i in ids])
         params = self.settings.hasher_params.get(method, {})
         hasher = make_hasher(method, self.settings.bits, X.shape[1], **params)

@@ -23,7 +23,7 @@ from imagehash_app.core.store import FEATURE_DTYPE, Catalog
 
 __all__ = [
     "FEATURE_DTYPE", "RandomPairingSampler", "changed_since_fit", "clear_changed", "reservoir_add",
-    "reservoir_features", "reservoir_remove", "shrink_reservoir",
+    "reservoir_remove", "shrink_reservoir",
 ]
 _KEYS = ("reservoir_seen", "reservoir_c1", "reservoir_c2")
 CHANGED_KEY = "changed_since_fit"  # meta key: photos were embedded or removed since the last fit
@@ -172,7 +172,3 @@ def shrink_reservoir(cat: Catalog, capacity: int, seed: int) -> None:
     cat.reservoir_delete([i for i in rows if i not in keep])
     cat.reservoir_renumber(sorted(keep))
 
-
-def reservoir_features(cat: Catalog, image_ids: Sequence[int]) -> dict[int, np.ndarray]:
-    """Stored float16 features (as float32) of those of `image_ids` that are in the reservoir."""
-    return cat.reservoir_features(image_ids)

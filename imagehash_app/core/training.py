@@ -40,7 +40,7 @@ from imagehash_app.core.codes import words_for
 from imagehash_app.core.errors import CancelledError, ImagehashError
 from imagehash_app.core.hashing.base import META_FILE, Hasher, fit_in_thread
 from imagehash_app.core.kill_points import kill_point
-from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_features
+from imagehash_app.core.reservoir import FEATURE_DTYPE
 from imagehash_app.core.store import CATALOG_FILE, Catalog, ModelRow
 from imagehash_app.core.versions import FINETUNE_PENDING_KEY as PENDING_KEY
 from imagehash_app.core.versions import KEEP_MODELS, prune_models, version_path
@@ -200,14 +200,6 @@ def _stopping(should_stop: StopFn | None) -> bool:
     return bool(should_stop and should_stop())
 
 
-def _load(root: Path, model: ModelRow) -> Hasher:
-    return versions.load_version(root, model)
-
-
-def _model(cat: Catalog, model_id: int) -> ModelRow | None:
-    return cat.model(model_id)
-
-
 def encode_for(
     cat: Catalog, root: Path, target: ModelRow, target_hasher: Hasher, image_ids: Sequence[int],
     sources: Sequence[tuple[ModelRow, Hasher]], embedded: dict[int, np.ndarray] | None = None,
@@ -218,7 +210,7 @@ def encode_for(
 
     Returns (image ids encoded, codes, how many were exact); photos with neither are left out.
     """
-    feats = {**(embedded or {}), **reservoir_features(cat, image_ids)}
+    feats = {**(embedded or {}), **cat.reservoir_features(image_ids)}
     exact_ids = [i for i in image_ids if i in feats]
     rest = [i for i in image_ids if i not in feats]
     ids_out: list[int] = list(exact_ids)
@@ -363,7 +355,7 @@ def finetune(
     cat = _open_writer(library)
     try:
         pending = cat.get_json(PENDING_KEY)
-        if pending is not None and _model(cat, int(pending.get("new", -1))) is None:
+        if pending is not None and cat.model(int(pending.get("new", -1))) is None:
             with cat.transaction():  # its version was dropped meanwhile: nothing to resume
                 cat.delete_meta(PENDING_KEY)
             pending = None
@@ -400,7 +392,7 @@ def _train_and_register(
         )
     held = held_out_mask(ids, settings.seed)
     X_train, X_held = X[~held], X[held]
-    old = _load(root, active)
+    old = versions.load_version(root, active)
     warm = not from_scratch and old.method == "urph" and old.bits == settings.bits
     n_epochs = _epochs(settings, epochs, warm)
     # A warm start must have the old version's architecture; from scratch, the library's settings.
@@ -463,10 +455,10 @@ def _reencode_and_swap(
     cat: Catalog, root: Path, settings: LibrarySettings, pending: dict[str, Any], keep: int,
     should_stop: StopFn | None, batch_size: int | None, get_backbone: Callable[[], Backbone] | None,
 ) -> Generator[FinetuneProgress, None, FinetuneResult]:
-    target = _model(cat, int(pending["new"]))
-    old = _model(cat, int(pending["old"])) or cat.active_model()
-    new_hasher = _load(root, target)
-    sources = [(m, _load(root, m)) for m in _source_models(cat, target, old)]
+    target = cat.model(int(pending["new"]))
+    old = cat.model(int(pending["old"])) or cat.active_model()
+    new_hasher = versions.load_version(root, target)
+    sources = [(m, versions.load_version(root, m)) for m in _source_models(cat, target, old)]
     exact_mode = pending.get("reencode", "exact") == "exact" and get_backbone is not None
     batch_size = batch_size or (EMBED_BATCH if exact_mode else REENCODE_BATCH)
     total = len(versions.missing_codes(cat, target.id))
@@ -571,7 +563,7 @@ def activate_model(library: Any, model_id: int) -> ModelInfo:
     root = Path(library.path)
     cat = _open_writer(library)
     try:
-        target = _model(cat, int(model_id))
+        target = cat.model(int(model_id))
         if target is None:
             known = ", ".join(str(m.id) for m in cat.models()) or "none"
             raise ImagehashError(f"There is no version {model_id} in this library (kept: {known}).")
@@ -580,8 +572,8 @@ def activate_model(library: Any, model_id: int) -> ModelInfo:
             raise ImagehashError(
                 f"Version {target.id} is still being re-encoded; run `finetune` again to finish it."
             )
-        hasher = _load(root, target)
-        sources = [(m, _load(root, m)) for m in _source_models(cat, target, cat.active_model())]
+        hasher = versions.load_version(root, target)
+        sources = [(m, versions.load_version(root, m)) for m in _source_models(cat, target, cat.active_model())]
         with cat.transaction():
             missing = versions.missing_codes(cat, target.id)
             if missing:
