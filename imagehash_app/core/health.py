@@ -233,7 +233,7 @@ def rebuild_catalog(library: Path) -> tuple[Path, list[str]]:
     try:
         with cat.transaction():
             if settings is not None:
-                cat.set_json("settings", settings)
+                cat.set_settings_doc(settings)
             for folder in folders:
                 cat.add_folder(Path(folder))
     finally:

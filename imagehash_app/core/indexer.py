@@ -395,10 +395,10 @@ class Indexer:
 
     def _check_weights(self, backbone: Backbone) -> None:
         """Codes of one library must come from one set of backbone weights."""
-        stored = self.cat.get_meta("weights_id")
+        stored = self.cat.weights_id()
         if stored is None:
             with self.cat.transaction():
-                self.cat.set_meta("weights_id", backbone.weights_id)
+                self.cat.set_weights_id(backbone.weights_id)
         elif stored != backbone.weights_id:
             raise IncompatibleModelError(
                 f"This library was indexed with other {backbone.name} weights ({stored}; these are "

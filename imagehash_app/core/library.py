@@ -176,7 +176,7 @@ class Library:
         self._backbone = None
         self._backbone_lock = threading.Lock()
         self._search_state: _SearchState | None = None
-        self.settings = LibrarySettings.from_dict(cat.get_json("settings", {}))
+        self.settings = LibrarySettings.from_dict(cat.settings_doc() or {})
 
     # --- opening -------------------------------------------------------------------------------
     @classmethod
@@ -204,11 +204,11 @@ class Library:
                 raise
         try:
             cat = Catalog.open(path / CATALOG_FILE)
-            if cat.get_meta("settings") is None:
+            if not cat.has_settings():
                 initial = _normalised(settings or LibrarySettings())
                 initial.validate()
                 with cat.transaction():
-                    cat.set_json("settings", initial.to_dict())
+                    cat.set_settings_doc(initial.to_dict())
             lib = cls(path, cat, lock)
         except BaseException:
             lock.release()
@@ -264,10 +264,10 @@ class Library:
                 )
             with self._cat.transaction():
                 if fixed:  # nothing indexed: forget which weights an earlier run loaded
-                    self._cat.delete_meta("weights_id")
+                    self._cat.forget_weights_id()
                 if new.reservoir_size < self.settings.reservoir_size:
                     shrink_reservoir(self._cat, new.reservoir_size, new.seed)
-                self._cat.set_json("settings", new.to_dict())
+                self._cat.set_settings_doc(new.to_dict())
             self.settings = new
             if "device" in changes or "threads" in changes or fixed:
                 self._backbone = None

@@ -202,7 +202,7 @@ def register(
     (given the new id) does, in one transaction: a kill leaves no half-registered version, only
     a folder the next writer removes. Returns the version's id."""
     with cat.transaction():
-        weights_id = cat.get_meta("weights_id", "") or ""
+        weights_id = cat.weights_id() or ""
         model_id = cat.add_model(method, bits, backbone, weights_id, rel, train_size, note)
         cat.put_codes(model_id, image_ids, codes)
         if then is not None:
