@@ -177,10 +177,10 @@ def library_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     library, fine-tune (exact re-encode, and the quick one on a copy), compare searches."""
     import shutil
 
-    from imagehash_app.core.catalog import CATALOG_FILE, Catalog
     from imagehash_app.core.embedding import iter_embeddings
     from imagehash_app.core.library import Library
     from imagehash_app.core.settings import LibrarySettings
+    from imagehash_app.core.store import CATALOG_FILE, Catalog
 
     old, _ = foreign_hasher(np.load(args.cifar)["features"].astype(np.float32), args.bits, work)
     root = Path(tempfile.mkdtemp(prefix="finetune-lib-", dir=work))

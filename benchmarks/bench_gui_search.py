@@ -38,10 +38,10 @@ from PySide6.QtCore import QCoreApplication, QMimeData, QPointF, QSettings, Qt, 
 from PySide6.QtGui import QDragEnterEvent, QDropEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from imagehash_app.core.catalog import CATALOG_FILE, Catalog  # noqa: E402
 from imagehash_app.core.codes import words_for  # noqa: E402
 from imagehash_app.core.library import Library  # noqa: E402
 from imagehash_app.core.settings import LibrarySettings  # noqa: E402
+from imagehash_app.core.store import CATALOG_FILE, Catalog  # noqa: E402
 from imagehash_app.gui.app import create_application  # noqa: E402
 from imagehash_app.gui.main_window import MainWindow  # noqa: E402
 

@@ -139,7 +139,7 @@ def quick_check_cost(photos: int, reservoir: int, dim: int, workdir: Path) -> di
     """A synthetic catalogue of `photos` images with 64-bit codes and a full reservoir of
     `dim`-d float16 features: how long quick_check and a backup take."""
     from imagehash_app.core import health
-    from imagehash_app.core.catalog import Catalog
+    from imagehash_app.core.store import Catalog
 
     lib = workdir / "qc"
     shutil.rmtree(lib, ignore_errors=True)

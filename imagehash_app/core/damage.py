@@ -97,24 +97,27 @@ def _nearly_full(path: Path) -> bool:
 
 # --- checking ----------------------------------------------------------------------------------
 def quick_check(conn: sqlite3.Connection) -> str | None:
-    """None when `PRAGMA quick_check` finds the database sound, else its first complaint."""
+    """None when SQLite's `quick_check` finds the database sound, else its first complaint."""
+    from imagehash_app.core.store import maintenance
+
     try:
-        rows = conn.execute("PRAGMA quick_check(1)").fetchall()
+        first = maintenance.quick_check(conn)
     except sqlite3.DatabaseError as exc:
         if is_disk_full(exc):
             raise
         return first_line(exc)
-    first = str(rows[0][0]) if rows else "no answer"
     return None if first == "ok" else first
 
 
 def check_file(path: Path) -> str | None:
     """quick_check of the database file at `path` (opened read-only); None when sound."""
+    from imagehash_app.core.store import maintenance
+
     path = Path(path)
     if not path.is_file() or path.stat().st_size == 0:
         return "the file is missing or empty"
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        conn = maintenance.open_read_only(path)
     except sqlite3.Error as exc:
         return first_line(exc)
     try:

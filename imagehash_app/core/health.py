@@ -1,7 +1,9 @@
-"""A library's health: the rolling backup, repair, broken models set aside (low-level errors in
-words are core/damage.py's, used here and by the catalogue).
+"""A library's health: the rolling backup, repair, broken rows dropped.
 
-The catalogue is checked with `PRAGMA quick_check` where it matters: before a backup replaces the
+(Low-level errors in words are core/damage.py's, used here and by the store; hasher versions that
+cannot be loaded are set aside by core/versions.py.)
+
+The catalogue is checked with SQLite's `quick_check` where it matters: before a backup replaces the
 previous one (a damaged catalogue must never overwrite a sound backup) and in `repair` (the backup
 is checked before it is put back). Opening does not check: on a synthetic 100 000-photo catalogue
 (97.5 MB with a full 20 000 x 1280-d reservoir) quick_check takes 0.18 s and the backup 0.45 s
@@ -19,22 +21,19 @@ catalogue that keeps the folders list and settings, to be indexed again from the
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from imagehash_app.core.damage import (  # translate(d) re-exported: callers use health.translated
+from imagehash_app.core.damage import (  # noqa: F401 (re-exported: the faces' error boundary)
     BACKUP_FILE,
     check_file,
     damaged_error,
     first_line,
     quick_check,
-    translate,  # noqa: F401
-    translated,  # noqa: F401
+    translate,
+    translated,
 )
 from imagehash_app.core.errors import (
     DiskFullError,
@@ -42,17 +41,13 @@ from imagehash_app.core.errors import (
     disk_full,
     is_disk_full,
 )
+from imagehash_app.core.store import Catalog, maintenance
 
-if TYPE_CHECKING:
-    from imagehash_app.core.catalog import Catalog, ModelRow
-    from imagehash_app.core.hashing.base import Hasher
-
-CATALOG_FILE = "catalog.sqlite3"  # = catalog.CATALOG_FILE
-SET_ASIDE_KEY = "set_aside_models"  # meta key: JSON list of hasher versions set aside, for status
-BROKEN_SUFFIX = ".broken"
+CATALOG_FILE = "catalog.sqlite3"  # = store.CATALOG_FILE
 _SIDE_FILES = ("-wal", "-shm")
 
 
+# --- the rolling backup ------------------------------------------------------------------------
 def make_backup(conn: sqlite3.Connection, library: Path) -> Path:
     """Replace `<library>/catalog.backup.sqlite3` with a copy of the catalogue behind `conn`.
 
@@ -67,12 +62,7 @@ def make_backup(conn: sqlite3.Connection, library: Path) -> Path:
     target = library / BACKUP_FILE
     tmp = library / f"{BACKUP_FILE}.tmp-{os.getpid()}"
     try:
-        dest = sqlite3.connect(tmp, isolation_level=None)
-        try:
-            conn.backup(dest)
-            dest.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
-        finally:
-            dest.close()
+        maintenance.copy_to(conn, tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
@@ -120,13 +110,7 @@ def restore_backup(library: Path) -> Path:
         )
     tmp = library / f"{CATALOG_FILE}.restore-{os.getpid()}"
     try:
-        src = sqlite3.connect(f"{backup.resolve().as_uri()}?mode=ro", uri=True)
-        dest = sqlite3.connect(tmp)
-        try:
-            src.backup(dest)
-        finally:
-            dest.close()
-            src.close()
+        maintenance.copy_file(backup, tmp)
         kept = _set_damaged_aside(library)
         os.replace(tmp, library / CATALOG_FILE)
     except BaseException as exc:
@@ -138,37 +122,17 @@ def restore_backup(library: Path) -> Path:
     return kept
 
 
-def salvage(path: Path) -> tuple[list[str], dict[str, Any] | None]:
-    """What can still be read from a damaged catalogue: (folder paths, settings), best effort."""
-    folders: list[str] = []
-    settings: dict[str, Any] | None = None
-    if not Path(path).is_file():
-        return folders, settings
-    try:
-        conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return folders, settings
-    try:
-        with contextlib.suppress(sqlite3.Error, ValueError):
-            folders = [str(r[0]) for r in conn.execute("SELECT path FROM folders ORDER BY id")]
-        with contextlib.suppress(sqlite3.Error, ValueError, TypeError):
-            row = conn.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
-            settings = json.loads(row[0]) if row else None
-    finally:
-        conn.close()
-    return folders, settings
+salvage = maintenance.salvage  # what can be read from a damaged catalogue
 
 
 def rebuild_catalog(library: Path) -> tuple[Path, list[str]]:
     """Start the catalogue afresh, keeping the folders list and settings read from the damaged one
     (or, failing that, from the backup). Returns (where the damaged one was kept, folders).
     The caller holds the writer lock and indexes the folders afterwards."""
-    from imagehash_app.core.catalog import Catalog
-
     library = Path(library)
-    folders, settings = salvage(library / CATALOG_FILE)
+    folders, settings = maintenance.salvage(library / CATALOG_FILE)
     if not folders or settings is None:
-        more_folders, more_settings = salvage(library / BACKUP_FILE)
+        more_folders, more_settings = maintenance.salvage(library / BACKUP_FILE)
         folders = folders or more_folders
         settings = settings if settings is not None else more_settings
     kept = _set_damaged_aside(library)
@@ -176,72 +140,12 @@ def rebuild_catalog(library: Path) -> tuple[Path, list[str]]:
     try:
         with cat.transaction():
             if settings is not None:
-                cat.set_json("settings", settings)
+                cat.set_settings_doc(settings)
             for folder in folders:
                 cat.add_folder(Path(folder))
     finally:
         cat.close()
     return kept, folders
-
-
-# --- hasher versions that cannot be loaded -----------------------------------------------------
-def set_aside_model(cat: Catalog, root: Path, model: ModelRow, reason: str) -> str:
-    """Take a hasher version that cannot be loaded out of service: its folder is renamed
-    `<dir>.broken` (kept for a person to look at), its row and codes removed, and the fact
-    recorded for `status`. Returns the folder's new name, relative to the library."""
-    from imagehash_app.core.model_store import UnsafeLibraryPathError, version_path
-
-    root = Path(root).resolve()
-    try:  # only a folder of the app's own kind inside the library is renamed
-        folder = version_path(root, model.dir)
-    except UnsafeLibraryPathError:
-        folder = None
-    new_dir = ""
-    if folder is not None and not folder.is_symlink() and folder.is_dir():
-        target = folder.with_name(folder.name + BROKEN_SUFFIX)
-        n = 1
-        while target.exists():
-            n += 1
-            target = folder.with_name(f"{folder.name}{BROKEN_SUFFIX}{n}")
-        with contextlib.suppress(OSError):
-            os.replace(folder, target)
-            new_dir = target.relative_to(root).as_posix()
-    with cat.transaction():
-        cat.delete_model(model.id)
-        records = cat.get_json(SET_ASIDE_KEY, []) or []
-        records.append({
-            "id": model.id, "method": model.method, "dir": model.dir, "kept_as": new_dir,
-            "reason": reason, "when": time.time(),
-        })
-        cat.set_json(SET_ASIDE_KEY, records[-20:])
-    return new_dir
-
-
-def usable_model(
-    cat: Catalog, root: Path, load: Callable[[ModelRow], Hasher], *, writable: bool
-) -> tuple[ModelRow, Hasher] | None:
-    """The active hasher version and its loaded hasher, setting aside (when `writable`) every
-    version that cannot be loaded and falling back to the newest one that can. Read-only, broken
-    versions are only skipped. None when no version is usable (the next index run trains one)."""
-    from imagehash_app.core.errors import IncompatibleModelError
-
-    models = cat.models()
-    active = next((m for m in models if m.active), None)
-    if active is None:
-        return None
-    candidates = [active] + [m for m in reversed(models) if not m.active]
-    for model in candidates:
-        try:
-            hasher = load(model)
-        except IncompatibleModelError as exc:
-            if writable:
-                set_aside_model(cat, root, model, first_line(exc))
-            continue
-        if model is not active and writable:
-            with cat.transaction():
-                cat.set_active_model(model.id)
-        return model, hasher
-    return None
 
 
 def drop_broken_rows(cat: Catalog) -> int:
@@ -251,29 +155,13 @@ def drop_broken_rows(cat: Catalog) -> int:
     (0.16 s at 100 000 photos) and writes only when there is something to drop."""
     from imagehash_app.core.reservoir import reservoir_remove
 
-    conn = cat.conn
-    bad_codes = conn.execute(
-        "SELECT c.image_id, c.model_id FROM codes c JOIN models m ON m.id = c.model_id "
-        "WHERE typeof(c.code) != 'blob' OR LENGTH(c.code) != ((m.bits + 63) / 64) * 8"
-    ).fetchall()
-    common = conn.execute(
-        "SELECT LENGTH(feature) FROM reservoir GROUP BY LENGTH(feature) "
-        "ORDER BY COUNT(*) DESC LIMIT 1"
-    ).fetchone()
-    bad_features = [] if common is None else [r[0] for r in conn.execute(
-        "SELECT image_id FROM reservoir WHERE typeof(feature) != 'blob' "
-        "OR LENGTH(feature) != ? OR LENGTH(feature) % 2 != 0", (common[0],)
-    )]
+    bad_codes = cat.broken_codes()
+    bad_features = cat.broken_feature_ids()
     if not bad_codes and not bad_features:
         return 0
     with cat.transaction():
-        conn.executemany("DELETE FROM codes WHERE image_id = ? AND model_id = ?", bad_codes)
+        cat.delete_codes(bad_codes)
         if bad_features:
             reservoir_remove(cat, bad_features)
-            conn.executemany(
-                "UPDATE images SET status = 'pending', indexed_at = NULL WHERE id = ?",
-                [(i,) for i in bad_features],
-            )
+            cat.requeue(bad_features)
     return len(bad_codes) + len(bad_features)
-
-

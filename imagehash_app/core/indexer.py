@@ -34,16 +34,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from imagehash_app.core.catalog import Catalog, FolderRow, ModelRow
+from imagehash_app.core import versions
 from imagehash_app.core.errors import CancelledError, IncompatibleModelError
 from imagehash_app.core.files import (
     FileInfo,
@@ -56,27 +56,29 @@ from imagehash_app.core.hashing import METHODS
 from imagehash_app.core.hashing.base import FitThread, Hasher
 from imagehash_app.core.hashing.fit_process import FitProcess
 from imagehash_app.core.kill_points import kill_point
-from imagehash_app.core.model_store import (
-    FINETUNE_PENDING_KEY,
-    KEEP_MODELS,
-    MODELS_DIR,
-    is_version_name,
-    prune_models,
-    removable_version_dir,
-    version_path,
-)
 from imagehash_app.core.reservoir import (
     FEATURE_DTYPE,
     changed_since_fit,
     clear_changed,
     reservoir_add,
-    reservoir_features,
     reservoir_remove,
 )
 from imagehash_app.core.settings import LibrarySettings
+from imagehash_app.core.store import Catalog, FolderRow, ModelRow
 from imagehash_app.core.stored_paths import StoredPath, display, to_db
+from imagehash_app.core.versions import (
+    FINETUNE_PENDING_KEY,
+    KEEP_MODELS,
+    MODELS_DIR,
+    is_version_name,
+)
+
+if TYPE_CHECKING:
+    from imagehash_app.core.backbone import Backbone
+    from imagehash_app.core.embedding import EmbeddedBatch
 
 StopFn = Callable[[], bool]
+HasherState = tuple[ModelRow, Hasher] | None  # the active version and its hasher, when there is one
 GROWTH_FACTOR = 4  # retrain when the library has grown this much since the last training
 SCAN_REPORT_EVERY = 0.5  # seconds between scan progress events
 PENDING_FIT_KEY = "fit_pending"  # meta key (JSON): a fit that fell due, until its version is active
@@ -177,7 +179,7 @@ class Indexer:
         cat: Catalog,
         root: Path,
         settings: LibrarySettings,
-        get_backbone: Callable[[], object],
+        get_backbone: Callable[[], Backbone],
         should_stop: StopFn | None = None,
     ) -> None:
         self.cat = cat
@@ -228,24 +230,16 @@ class Indexer:
         started = time.perf_counter()
         online = [f for f in folders if f.path.is_dir()]
         offline = [f for f in folders if not f.path.is_dir()]
-        with self.cat.transaction() as conn:
+        with self.cat.transaction():
             for f in offline:
-                conn.execute(
-                    "UPDATE images SET status = 'offline' WHERE folder_id = ? AND status != 'offline'",
-                    (f.id,),
-                )
+                self.cat.mark_folder_offline(f.id)
             for f in online:
-                conn.execute(
-                    "UPDATE images SET status = CASE WHEN indexed_at IS NOT NULL THEN 'indexed' "
-                    "WHEN reason IS NOT NULL THEN 'skipped' ELSE 'pending' END "
-                    "WHERE folder_id = ? AND status = 'offline'",
-                    (f.id,),
-                )
+                self.cat.mark_folder_online(f.id)
         known: dict[Path, KnownFile] = {}
         for f in online:
-            for iid, rel, size, mtime, fp in self.cat.images_of_folder(f.id):
-                path = f.path / rel
-                known[path] = KnownFile(iid, path, size, mtime, fp)
+            for image in self.cat.images_of_folder(f.id):
+                path = f.path / image.rel_path
+                known[path] = KnownFile(image.id, path, image.size, image.mtime_ns, image.fingerprint)
         found: list[tuple[FolderRow, FileInfo]] = []
         unreadable: dict[int, list[tuple[str, str]]] = {f.id: [] for f in folders}
         blocked: list[Path] = []
@@ -273,33 +267,19 @@ class Indexer:
         owner = {info.path: f for f, info in found}
         diff = diff_scan(known, (info for _, info in found))
 
-        def place(info: FileInfo) -> tuple[int, StoredPath]:
+        def place(info: FileInfo) -> tuple[int, StoredPath, int, int]:
             f = owner[info.path]
-            return f.id, to_db(info.path.relative_to(f.path).as_posix())
+            return f.id, to_db(info.path.relative_to(f.path).as_posix()), info.size, info.mtime_ns
 
-        with self.cat.transaction() as conn:
+        with self.cat.transaction():
             gone = [k.id for k in diff.deleted] + [old.id for old, _ in diff.changed]
             reservoir_remove(self.cat, gone)
-            conn.executemany("DELETE FROM images WHERE id = ?", [(k.id,) for k in diff.deleted])
-            conn.executemany(
-                "UPDATE images SET size = ?, mtime_ns = ?, fingerprint = NULL, width = NULL, "
-                "height = NULL, status = 'pending', reason = NULL, indexed_at = NULL WHERE id = ?",
-                [(info.size, info.mtime_ns, old.id) for old, info in diff.changed],
-            )
-            conn.executemany(
-                "DELETE FROM codes WHERE image_id = ?", [(old.id,) for old, _ in diff.changed]
-            )
-            conn.executemany(
-                "UPDATE images SET folder_id = ?, rel_path = ?, size = ?, mtime_ns = ? WHERE id = ?",
-                [(*place(info), info.size, info.mtime_ns, old.id) for old, info in diff.moved],
-            )
-            conn.executemany(
-                "INSERT INTO images(folder_id, rel_path, size, mtime_ns, status) "
-                "VALUES (?, ?, ?, ?, 'pending')",
-                [(*place(info), info.size, info.mtime_ns) for info in diff.new],
-            )
-            conn.executemany(
-                "UPDATE images SET status = 'offline' WHERE id = ?", [(i,) for i in unreachable]
+            self.cat.apply_scan(
+                deleted=[k.id for k in diff.deleted],
+                changed=[(old.id, info.size, info.mtime_ns) for old, info in diff.changed],
+                moved=[(place(info), old.id) for old, info in diff.moved],
+                new=[place(info) for info in diff.new],
+                unreachable=unreachable,
             )
             for folder_id, entries in unreadable.items():
                 self.cat.set_unreadable(folder_id, entries)
@@ -315,23 +295,11 @@ class Indexer:
         """Indexed images with neither a code of the active model nor a reservoir feature (a model
         was never fit for them) must be embedded again."""
         active = self.cat.active_model()
-        has_code = (
-            "SELECT image_id FROM codes WHERE model_id = ?" if active else "SELECT -1 WHERE ? IS NULL"
-        )
-        with self.cat.transaction() as conn:
-            ids = [
-                r[0] for r in conn.execute(
-                    "SELECT id FROM images WHERE status = 'indexed' "
-                    f"AND id NOT IN ({has_code}) AND id NOT IN (SELECT image_id FROM reservoir)",
-                    (active.id if active else None,),
-                )
-            ]
+        with self.cat.transaction():
+            ids = self.cat.orphaned_indexed(active.id if active else None)
             if ids:
                 reservoir_remove(self.cat, ids)
-                conn.executemany(
-                    "UPDATE images SET status = 'pending', indexed_at = NULL WHERE id = ?",
-                    [(i,) for i in ids],
-                )
+                self.cat.requeue(ids)
 
     def embed(self) -> Iterator[IndexProgress]:
         """Embed every pending image; returns how many were embedded. A fit recorded by a run
@@ -395,7 +363,8 @@ class Indexer:
         return embedded
 
     def _between_batches(
-        self, fit: _Fit | None, hasher_state, upcoming: int, event: IndexProgress | None = None
+        self, fit: _Fit | None, hasher_state: HasherState, upcoming: int,
+        event: IndexProgress | None = None,
     ) -> Iterator[IndexProgress]:
         """After a batch (`event`, yielded with a word when a new version is switched in): wait
         for a fit whose version would already be due for retraining, switch in a finished one,
@@ -424,12 +393,12 @@ class Indexer:
                 )
         return fit, hasher_state
 
-    def _check_weights(self, backbone) -> None:
+    def _check_weights(self, backbone: Backbone) -> None:
         """Codes of one library must come from one set of backbone weights."""
-        stored = self.cat.get_meta("weights_id")
+        stored = self.cat.weights_id()
         if stored is None:
             with self.cat.transaction():
-                self.cat.set_meta("weights_id", backbone.weights_id)
+                self.cat.set_weights_id(backbone.weights_id)
         elif stored != backbone.weights_id:
             raise IncompatibleModelError(
                 f"This library was indexed with other {backbone.name} weights ({stored}; these are "
@@ -437,20 +406,17 @@ class Indexer:
                 "new library with --library DIR."
             )
 
-    def _active_hasher(self, backbone) -> tuple[ModelRow, object] | None:
-        from imagehash_app.core.hashing import load_hasher
-        from imagehash_app.core.health import usable_model
-
+    def _active_hasher(self, backbone: Backbone) -> HasherState:
         # A version that cannot be loaded is set aside (kept, renamed): it must not block indexing.
-        return usable_model(
+        return versions.usable_model(
             self.cat, self.root,
-            lambda m: load_hasher(
-                version_path(self.root, m.dir), expect_feature_dim=backbone.feature_dim, expect_backbone=m.backbone
-            ),
+            lambda m: versions.load_version(self.root, m, expect_feature_dim=backbone.feature_dim),
             writable=True,
         )
 
-    def _store_batch(self, batch, ids_by_path: dict[Path, int], hasher_state) -> None:
+    def _store_batch(
+        self, batch: EmbeddedBatch, ids_by_path: dict[Path, int], hasher_state: HasherState
+    ) -> None:
         """One transaction: skipped files, indexed rows, reservoir features and codes."""
         now = time.time()
         skipped = [(reason, ids_by_path[p]) for p, reason in batch.failures]
@@ -463,16 +429,9 @@ class Indexer:
         # re-encode from the reservoir reproduces them exactly.
         features = batch.features.astype(FEATURE_DTYPE).astype(np.float32)
         codes = hasher_state[1].encode(features) if hasher_state and ids else None
-        with self.cat.transaction() as conn:
-            conn.executemany(
-                "UPDATE images SET status = 'skipped', reason = ?, indexed_at = NULL WHERE id = ?",
-                skipped,
-            )
-            conn.executemany(
-                "UPDATE images SET status = 'indexed', reason = NULL, fingerprint = ?, width = ?, "
-                "height = ?, indexed_at = ? WHERE id = ?",
-                rows,
-            )
+        with self.cat.transaction():
+            self.cat.mark_skipped(skipped)
+            self.cat.mark_indexed(rows)
             if ids:
                 reservoir_add(
                     self.cat, ids, features, self.settings.reservoir_size, self.settings.seed
@@ -564,13 +523,9 @@ class Indexer:
             usable = False
         if not usable:
             with self.cat.transaction():
-                self.cat.conn.execute("DELETE FROM meta WHERE key = ?", (PENDING_FIT_KEY,))
+                self.cat.delete_meta(PENDING_FIT_KEY)
             name = str(decision.get("name", "")) if isinstance(decision, dict) else ""
-            registered = {m.dir for m in self.cat.models()}
-            rel = f"{MODELS_DIR}/{name}"
-            folder = removable_version_dir(self.root, rel) if is_version_name(name) else None
-            if folder is not None and rel not in registered:
-                shutil.rmtree(folder, ignore_errors=True)  # its killed try
+            versions.discard_unregistered(self.cat, self.root, name)  # its killed try
             return None
         return decision
 
@@ -594,7 +549,7 @@ class Indexer:
         method, why, name = str(decision["method"]), str(decision["why"]), str(decision["name"])
         ids = np.asarray(decision["ids"], dtype=np.int64)
         if X is None:
-            feats = reservoir_features(self.cat, ids.tolist())
+            feats = self.cat.reservoir_features(ids.tolist())
             X = np.stack([feats[int(i)] for i in ids])
         params = self.settings.hasher_params.get(method, {})
         hasher = make_hasher(method, self.settings.bits, X.shape[1], **params)
@@ -648,39 +603,23 @@ class Indexer:
         Returns the new active version and its hasher, for the batches still to come."""
         hasher, codes = fit.job.result()
         rel = f"{MODELS_DIR}/{fit.name}"  # recorded with the fit when it fell due
-        hasher.save(version_path(self.root, rel))  # a killed run's try is overwritten
+        versions.save_recorded(self.root, hasher, rel)  # a killed run's try is overwritten
         kill_point("saved")
-        weights_id = self.cat.get_meta("weights_id", "") or ""
-        with self.cat.transaction():
-            model_id = self.cat.add_model(
-                fit.method, self.settings.bits, self.settings.backbone, weights_id,
-                rel, len(fit.ids), fit.why,
-            )
-            self.cat.put_codes(model_id, fit.ids, codes)
-            kill_point("encode")
-            self._encode_reservoir_missing(model_id, lambda: hasher)
-            self.cat.set_active_model(model_id)
-            self.cat.conn.execute("DELETE FROM meta WHERE key = ?", (PENDING_FIT_KEY,))
-        kill_point("activated")
-        prune_models(self.cat, self.root, KEEP_MODELS)
-        return self.cat.active_model(), hasher
 
-    def _encode_reservoir_missing(self, model_id: int, get_hasher: Callable[[], Hasher]) -> int:
-        """Give a code of `model_id` to every indexed reservoir photo that lacks one; returns how
-        many. Call inside a transaction; the hasher is loaded only when one is missing."""
-        missing = [
-            r[0] for r in self.cat.conn.execute(
-                "SELECT r.image_id FROM reservoir r JOIN images i ON i.id = r.image_id "
-                "WHERE i.indexed_at IS NOT NULL AND r.image_id NOT IN "
-                "(SELECT image_id FROM codes WHERE model_id = ?) ORDER BY r.image_id",
-                (model_id,),
-            )
-        ]
-        if not missing:
-            return 0
-        feats = reservoir_features(self.cat, missing)
-        self.cat.put_codes(model_id, missing, get_hasher().encode(np.stack([feats[i] for i in missing])))
-        return len(missing)
+        def switch(model_id: int) -> None:
+            kill_point("encode")
+            versions.encode_sampled(self.cat, model_id, lambda: hasher)
+            versions.activate(self.cat, model_id)
+            self.cat.delete_meta(PENDING_FIT_KEY)
+
+        versions.register(
+            self.cat, method=fit.method, bits=self.settings.bits, backbone=self.settings.backbone,
+            rel=rel, train_size=len(fit.ids), note=fit.why, image_ids=fit.ids, codes=codes,
+            then=switch,
+        )
+        kill_point("activated")
+        versions.prune_models(self.cat, self.root, KEEP_MODELS)
+        return self.cat.active_model(), hasher
 
     def encode_missing(self) -> Iterator[IndexProgress]:
         """Indexed images in the reservoir without a code of the active model get one (e.g. after
@@ -688,12 +627,10 @@ class Indexer:
         active = self.cat.active_model()
         if active is None:
             return
-        from imagehash_app.core.hashing import load_hasher
-
         started = time.perf_counter()
         with self.cat.transaction():
-            n = self._encode_reservoir_missing(
-                active.id, lambda: load_hasher(version_path(self.root, active.dir), expect_backbone=active.backbone)
+            n = versions.encode_sampled(
+                self.cat, active.id, lambda: versions.load_version(self.root, active)
             )
         if n:
             yield _progress("encode", n, n, started)

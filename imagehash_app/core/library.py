@@ -11,25 +11,25 @@ from __future__ import annotations
 import dataclasses
 import stat
 import threading
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from imagehash_app.core import health, training
-from imagehash_app.core.catalog import CATALOG_FILE, STATUSES, Catalog, ModelRow
+from imagehash_app.core import health, training, versions
 from imagehash_app.core.errors import ImageDecodeError, ImagehashError, LibraryDamagedError
 from imagehash_app.core.files import query_problem
 from imagehash_app.core.images import IMAGE_SUFFIXES, load_rgb, make_thumbnail
 from imagehash_app.core.indexer import Indexer, IndexProgress, StopFn
 from imagehash_app.core.locking import LOCK_FILE, OWNER_FILE, WriterLock
-from imagehash_app.core.model_store import GRAPH_DIR, KEEP_MODELS, remove_orphans, version_path
 from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_remove, shrink_reservoir
 from imagehash_app.core.settings import IDENTITY_FIELDS, LibrarySettings, default_library_dir
+from imagehash_app.core.store import CATALOG_FILE, STATUSES, Catalog, ModelRow
 from imagehash_app.core.stored_paths import b64, display
 from imagehash_app.core.training import FinetunePlan, FinetuneProgress, FinetuneResult, ModelInfo
+from imagehash_app.core.versions import GRAPH_DIR, KEEP_MODELS, remove_orphans
 
 if TYPE_CHECKING:
     from imagehash_app.core.backbone import Backbone
@@ -239,7 +239,7 @@ class Library:
         self._backbone = None
         self._backbone_lock = threading.Lock()
         self._search_state: _SearchState | None = None
-        self.settings = LibrarySettings.from_dict(cat.get_json("settings", {}))
+        self.settings = LibrarySettings.from_dict(cat.settings_doc() or {})
 
     # --- opening -------------------------------------------------------------------------------
     @classmethod
@@ -267,11 +267,11 @@ class Library:
                 raise
         try:
             cat = Catalog.open(path / CATALOG_FILE)
-            if cat.get_meta("settings") is None:
+            if not cat.has_settings():
                 initial = _normalised(settings or LibrarySettings())
                 initial.validate()
                 with cat.transaction():
-                    cat.set_json("settings", initial.to_dict())
+                    cat.set_settings_doc(initial.to_dict())
             lib = cls(path, cat, lock)
         except BaseException:
             lock.release()
@@ -327,10 +327,10 @@ class Library:
                 )
             with self._cat.transaction():
                 if fixed:  # nothing indexed: forget which weights an earlier run loaded
-                    self._cat.conn.execute("DELETE FROM meta WHERE key = 'weights_id'")
+                    self._cat.forget_weights_id()
                 if new.reservoir_size < self.settings.reservoir_size:
                     shrink_reservoir(self._cat, new.reservoir_size, new.seed)
-                self._cat.set_json("settings", new.to_dict())
+                self._cat.set_settings_doc(new.to_dict())
             self.settings = new
             if "device" in changes or "threads" in changes or fixed:
                 self._backbone = None
@@ -384,10 +384,8 @@ class Library:
             if row is None:
                 known = ", ".join(str(f.path) for f in self._cat.folders()) or "none"
                 raise ImagehashError(f"{path} is not a folder of this library (folders: {known}).")
-            with self._cat.transaction() as conn:
-                ids = [r[0] for r in conn.execute(
-                    "SELECT id FROM images WHERE folder_id = ?", (row.id,)
-                )]
+            with self._cat.transaction():
+                ids = self._cat.folder_image_ids(row.id)
                 reservoir_remove(self._cat, ids)
                 self._cat.delete_folder(row.id)
 
@@ -425,11 +423,11 @@ class Library:
         with health.translated(self.path):
             cat = Catalog.open(self.path / CATALOG_FILE)
             try:
-                before = cat.conn.total_changes
+                before = cat.total_changes
                 health.drop_broken_rows(cat)
-                aside = len(_set_aside_records(cat))
-                health.usable_model(cat, self.path, _load_model(self.path), writable=True)
-                for m in _set_aside_records(cat)[aside:]:
+                aside = len(versions.set_aside_records(cat))
+                versions.usable_model(cat, self.path, _load_model(self.path), writable=True)
+                for m in versions.set_aside_records(cat)[aside:]:
                     yield IndexProgress("scan", 0, 0, message=(
                         f"Set aside hasher {m['dir']}, which cannot be loaded (kept as "
                         f"{m['kept_as'] or 'nothing'}); the library goes on without it."
@@ -438,7 +436,7 @@ class Library:
                 folders = [f for f in cat.folders() if wanted is None or f.path in wanted]
                 indexer = Indexer(cat, self.path, self.settings, self.backbone, should_stop)
                 yield from indexer.run(folders)
-                if cat.conn.total_changes != before or not (self.path / health.BACKUP_FILE).exists():
+                if cat.total_changes != before or not (self.path / health.BACKUP_FILE).exists():
                     health.make_backup(cat.conn, self.path)
             finally:
                 cat.close()
@@ -592,7 +590,7 @@ class Library:
         if state is not None and state.model.id == model.id:
             hasher = state.hasher
         else:
-            usable = health.usable_model(
+            usable = versions.usable_model(
                 self._cat, self.path, _load_model(self.path), writable=not self.read_only
             )
             if usable is None:
@@ -741,7 +739,7 @@ class Library:
                     {"path": str(p), "path_b64": b64(p), "reason": reason}
                     for p, reason in cat.unreadable()
                 ],
-                set_aside=_set_aside_records(cat),
+                set_aside=versions.set_aside_records(cat),
             )
 
     def _warnings(self) -> list[str]:
@@ -825,19 +823,9 @@ def _checked_queries(
     return queries, paths, failures
 
 
-def _set_aside_records(cat: Catalog) -> list[dict[str, Any]]:
-    try:
-        records = cat.get_json(health.SET_ASIDE_KEY, [])
-    except ValueError:
-        return []
-    return records if isinstance(records, list) else []
-
-
-def _load_model(root: Path):
-    """Loader of a registered hasher version, for `health.usable_model`."""
-    from imagehash_app.core.hashing import load_hasher
-
-    return lambda m: load_hasher(version_path(root, m.dir), expect_backbone=m.backbone)
+def _load_model(root: Path) -> Callable[[ModelRow], Hasher]:
+    """Loader of a registered hasher version, for `versions.usable_model`."""
+    return lambda m: versions.load_version(root, m)
 
 
 def _position(ids: np.ndarray, image_id: int | None) -> int | None:

@@ -19,9 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imagehash_app.core.catalog import Catalog
+from imagehash_app.core.store import FEATURE_DTYPE, Catalog
 
-FEATURE_DTYPE = "<f2"
+__all__ = [
+    "FEATURE_DTYPE", "RandomPairingSampler", "changed_since_fit", "clear_changed", "reservoir_add",
+    "reservoir_remove", "shrink_reservoir",
+]
 _KEYS = ("reservoir_seen", "reservoir_c1", "reservoir_c2")
 CHANGED_KEY = "changed_since_fit"  # meta key: photos were embedded or removed since the last fit
 
@@ -93,10 +96,10 @@ def _save_state(cat: Catalog, state: SamplerState) -> None:
 def _free_slots(cat: Catalog, capacity: int, sample: int) -> Iterator[int]:
     """The free slots, lowest first. Slots fill from 0 and only deletions leave holes, so a dense
     sample (the common case) needs no scan of the table."""
-    top = cat.conn.execute("SELECT MAX(slot) FROM reservoir").fetchone()[0]
+    top = cat.reservoir_top_slot()
     if top is None or top + 1 == sample:
         return iter(range(sample, capacity))
-    used = {r[0] for r in cat.conn.execute("SELECT slot FROM reservoir")}
+    used = cat.reservoir_slots()
     return (slot for slot in range(capacity) if slot not in used)
 
 
@@ -116,18 +119,14 @@ def reservoir_add(
         decision = sampler.insert()
         if decision == SKIP:
             continue
+        replace = decision != ADD
         if decision == ADD:
             slot = next(free, None)
             if slot is None:  # capacity shrank below the stored sample: treat as a replacement
-                slot = int(rng.integers(capacity))
-                cat.conn.execute("DELETE FROM reservoir WHERE slot = ?", (slot,))
+                slot, replace = int(rng.integers(capacity)), True
         else:
             slot = decision
-            cat.conn.execute("DELETE FROM reservoir WHERE slot = ?", (slot,))
-        cat.conn.execute(
-            "INSERT INTO reservoir(image_id, slot, feature) VALUES (?, ?, ?)",
-            (int(image_id), slot, row.tobytes()),
-        )
+        cat.reservoir_put(int(image_id), slot, row.tobytes(), replace=replace)
         kept += 1
     _save_state(cat, state)
     if len(image_ids):
@@ -141,14 +140,13 @@ def reservoir_remove(cat: Catalog, image_ids: Sequence[int]) -> None:
     ids = [int(i) for i in image_ids]
     if not ids:
         return
-    sql = "SELECT id FROM images WHERE id IN ({marks}) AND indexed_at IS NOT NULL"
-    in_population = [r[0] for r in cat.rows_for_ids(sql, ids)]
+    in_population = cat.embedded_among(ids)
     state = _load_state(cat)
     sampled = cat.reservoir_ids(in_population)
     sampler = RandomPairingSampler(1, state, np.random.default_rng(0))
     for image_id in in_population:
         sampler.remove(image_id in sampled)
-    cat.conn.executemany("DELETE FROM reservoir WHERE image_id = ?", [(i,) for i in sampled])
+    cat.reservoir_delete(sampled)
     _save_state(cat, state)
     if in_population:
         cat.set_meta(CHANGED_KEY, "1")
@@ -166,23 +164,11 @@ def clear_changed(cat: Catalog) -> None:
 
 def shrink_reservoir(cat: Catalog, capacity: int, seed: int) -> None:
     """Apply a smaller reservoir size: keep a uniform random subset and renumber the slots."""
-    rows = [r[0] for r in cat.conn.execute("SELECT image_id FROM reservoir ORDER BY image_id")]
+    rows = cat.reservoir_image_ids()
     if len(rows) <= capacity:
         return
     rng = np.random.default_rng([seed, len(rows), capacity])
     keep = set(rng.choice(rows, size=capacity, replace=False).tolist())
-    cat.conn.executemany(
-        "DELETE FROM reservoir WHERE image_id = ?", [(i,) for i in rows if i not in keep]
-    )
-    cat.conn.execute("UPDATE reservoir SET slot = -1 - slot")
-    for new_slot, image_id in enumerate(sorted(keep)):
-        cat.conn.execute("UPDATE reservoir SET slot = ? WHERE image_id = ?", (new_slot, image_id))
+    cat.reservoir_delete([i for i in rows if i not in keep])
+    cat.reservoir_renumber(sorted(keep))
 
-
-def reservoir_features(cat: Catalog, image_ids: Sequence[int]) -> dict[int, np.ndarray]:
-    """Stored float16 features (as float32) of those of `image_ids` that are in the reservoir."""
-    sql = "SELECT image_id, feature FROM reservoir WHERE image_id IN ({marks})"
-    return {
-        iid: np.frombuffer(blob, dtype=FEATURE_DTYPE).astype(np.float32)
-        for iid, blob in cat.rows_for_ids(sql, image_ids)
-    }

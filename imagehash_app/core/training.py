@@ -34,15 +34,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from imagehash_app.core.catalog import CATALOG_FILE, Catalog, ModelRow
+from imagehash_app.core import versions
 from imagehash_app.core.codes import words_for
 from imagehash_app.core.errors import CancelledError, ImagehashError
-from imagehash_app.core.hashing.base import META_FILE, fit_in_thread
+from imagehash_app.core.hashing.base import META_FILE, Hasher, fit_in_thread
 from imagehash_app.core.kill_points import kill_point
-from imagehash_app.core.model_store import FINETUNE_PENDING_KEY as PENDING_KEY
-from imagehash_app.core.model_store import KEEP_MODELS, prune_models, save_version, version_path
-from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_features
+from imagehash_app.core.reservoir import FEATURE_DTYPE
 from imagehash_app.core.settings import LibrarySettings
+from imagehash_app.core.store import CATALOG_FILE, Catalog, ModelRow
+from imagehash_app.core.versions import FINETUNE_PENDING_KEY as PENDING_KEY
+from imagehash_app.core.versions import KEEP_MODELS, prune_models, version_path
 
 if TYPE_CHECKING:
     from imagehash_app.core.backbone import Backbone
@@ -201,34 +202,6 @@ def _stopping(should_stop: StopFn | None) -> bool:
     return bool(should_stop and should_stop())
 
 
-def _load(root: Path, model: ModelRow) -> Hasher:
-    from imagehash_app.core.hashing import load_hasher
-
-    return load_hasher(version_path(root, model.dir), expect_backbone=model.backbone)
-
-
-def _model(cat: Catalog, model_id: int) -> ModelRow | None:
-    return next((m for m in cat.models() if m.id == model_id), None)
-
-
-def _codes_of(cat: Catalog, model_id: int, image_ids: Sequence[int], words: int) -> dict[int, np.ndarray]:
-    """Packed codes of `image_ids` under `model_id` (those that have one)."""
-    sql = "SELECT image_id, code FROM codes WHERE model_id = ? AND image_id IN ({marks})"
-    return {
-        iid: np.frombuffer(blob, dtype="<u8").astype(np.uint64)[:words]
-        for iid, blob in cat.rows_for_ids(sql, image_ids, (model_id,))
-    }
-
-
-def _missing_ids(cat: Catalog, model_id: int, limit: int = -1, after: int = 0) -> list[int]:
-    """Embedded photos (indexed or offline) without a code of `model_id`, in id order."""
-    return [r[0] for r in cat.conn.execute(
-        "SELECT id FROM images WHERE indexed_at IS NOT NULL AND id > ? AND id NOT IN "
-        "(SELECT image_id FROM codes WHERE model_id = ?) ORDER BY id LIMIT ?",
-        (after, model_id, limit),
-    )]
-
-
 def encode_for(
     cat: Catalog, root: Path, target: ModelRow, target_hasher: Hasher, image_ids: Sequence[int],
     sources: Sequence[tuple[ModelRow, Hasher]], embedded: dict[int, np.ndarray] | None = None,
@@ -239,7 +212,7 @@ def encode_for(
 
     Returns (image ids encoded, codes, how many were exact); photos with neither are left out.
     """
-    feats = {**(embedded or {}), **reservoir_features(cat, image_ids)}
+    feats = {**(embedded or {}), **cat.reservoir_features(image_ids)}
     exact_ids = [i for i in image_ids if i in feats]
     rest = [i for i in image_ids if i not in feats]
     ids_out: list[int] = list(exact_ids)
@@ -249,7 +222,7 @@ def encode_for(
             break
         if model.id == target.id:
             continue
-        have = _codes_of(cat, model.id, rest, words_for(model.bits))
+        have = cat.codes_of(model.id, rest, words_for(model.bits))
         found = [i for i in rest if i in have]
         if found:
             approx = hasher.decode(np.stack([have[i] for i in found]))
@@ -291,19 +264,19 @@ def _register(
 ) -> int:
     """Save `hasher` and register it (inactive) with exact codes for the reservoir photos, in one
     transaction; a kill before the commit leaves only an orphan folder (removed at next open)."""
-    rel = save_version(cat, root, hasher)
+    rel = versions.save_version(cat, root, hasher)
     kill_point("finetune-saved")
     codes = hasher.encode(res_X)
-    weights_id = cat.get_meta("weights_id", "") or ""
-    with cat.transaction():
-        model_id = cat.add_model(
-            hasher.method, hasher.bits, settings.backbone, weights_id, rel,
-            int(hasher.meta.get("train_size", len(res_ids))), note,
-        )
-        cat.put_codes(model_id, res_ids, codes)
+
+    def record(model_id: int) -> None:
         if pending is not None:
             cat.set_json(PENDING_KEY, {**pending, "new": model_id, "exact_codes": len(res_ids)})
-    return model_id
+
+    return versions.register(
+        cat, method=hasher.method, bits=hasher.bits, backbone=settings.backbone, rel=rel,
+        train_size=int(hasher.meta.get("train_size", len(res_ids))), note=note,
+        image_ids=res_ids, codes=codes, then=record,
+    )
 
 
 def _open(root: Path, *, read_only: bool = False) -> Catalog:
@@ -320,10 +293,7 @@ def plan(
     cat = _open(root, read_only=True)
     try:
         active = cat.active_model()
-        ids = np.array(
-            [r[0] for r in cat.conn.execute("SELECT image_id FROM reservoir ORDER BY image_id")],
-            dtype=np.int64,
-        )
+        ids = np.array(cat.reservoir_image_ids(), dtype=np.int64)
         held = int(held_out_mask(ids, settings.seed).sum())
         photos = cat.population()
         pending = cat.get_json(PENDING_KEY)
@@ -390,9 +360,9 @@ def finetune(
     cat = _open(root)
     try:
         pending = cat.get_json(PENDING_KEY)
-        if pending is not None and _model(cat, int(pending.get("new", -1))) is None:
+        if pending is not None and cat.model(int(pending.get("new", -1))) is None:
             with cat.transaction():  # its version was dropped meanwhile: nothing to resume
-                cat.conn.execute("DELETE FROM meta WHERE key = ?", (PENDING_KEY,))
+                cat.delete_meta(PENDING_KEY)
             pending = None
         if pending is None:
             pending = yield from _train_and_register(
@@ -426,7 +396,7 @@ def _train_and_register(
         )
     held = held_out_mask(ids, settings.seed)
     X_train, X_held = X[~held], X[held]
-    old = _load(root, active)
+    old = versions.load_version(root, active)
     warm = not from_scratch and old.method == "urph" and old.bits == settings.bits
     n_epochs = _epochs(settings, epochs, warm)
     # A warm start must have the old version's architecture; from scratch, the library's settings.
@@ -489,13 +459,13 @@ def _reencode_and_swap(
     cat: Catalog, root: Path, settings: LibrarySettings, pending: dict[str, Any], keep: int,
     should_stop: StopFn | None, batch_size: int | None, get_backbone: BackboneFn | None,
 ) -> Generator[FinetuneProgress, None, FinetuneResult]:
-    target = _model(cat, int(pending["new"]))
-    old = _model(cat, int(pending["old"])) or cat.active_model()
-    new_hasher = _load(root, target)
-    sources = [(m, _load(root, m)) for m in _source_models(cat, target, old)]
+    target = cat.model(int(pending["new"]))
+    old = cat.model(int(pending["old"])) or cat.active_model()
+    new_hasher = versions.load_version(root, target)
+    sources = [(m, versions.load_version(root, m)) for m in _source_models(cat, target, old)]
     exact_mode = pending.get("reencode", "exact") == "exact" and get_backbone is not None
     batch_size = batch_size or (EMBED_BATCH if exact_mode else REENCODE_BATCH)
-    total = len(_missing_ids(cat, target.id))
+    total = len(versions.missing_codes(cat, target.id))
     done, exact, approx, last = 0, int(pending.get("exact_codes", 0)), 0, 0
     t0 = time.perf_counter()
     yield FinetuneProgress("encode", 0, total, message=f"Re-encoding {total:,} photos")
@@ -504,7 +474,7 @@ def _reencode_and_swap(
             raise CancelledError(
                 "Fine-tuning was paused during re-encoding; it resumes where it stopped next time."
             )
-        batch = _missing_ids(cat, target.id, batch_size, after=last)
+        batch = versions.missing_codes(cat, target.id, limit=batch_size, after=last)
         if not batch:
             break
         embedded = None
@@ -530,13 +500,13 @@ def _reencode_and_swap(
     activate = bool(pending.get("activate"))
     with cat.transaction():
         # Photos indexed after the loop (another process) still get their code before the swap.
-        late = _missing_ids(cat, target.id)
+        late = versions.missing_codes(cat, target.id)
         if late:
             got, codes, _ = encode_for(cat, root, target, new_hasher, late, sources)
             cat.put_codes(target.id, got, codes)
         if activate:
-            cat.set_active_model(target.id)
-        cat.conn.execute("DELETE FROM meta WHERE key = ?", (PENDING_KEY,))
+            versions.activate(cat, target.id)
+        cat.delete_meta(PENDING_KEY)
     removed = prune_models(cat, root, keep, protect=(target.id,))
     old_m, new_m = pending.get("old_metrics", {}), pending.get("new_metrics", {})
     better = bool(pending.get("better"))
@@ -580,10 +550,7 @@ def list_models(root: Path) -> list[ModelInfo]:
                 doc = json.loads((version_path(root, m.dir) / META_FILE).read_text())
             except (OSError, ValueError, ImagehashError):
                 doc = {}
-            n = cat.conn.execute(
-                "SELECT COUNT(*) FROM codes c JOIN images i ON i.id = c.image_id "
-                "WHERE c.model_id = ? AND i.indexed_at IS NOT NULL", (m.id,),
-            ).fetchone()[0]
+            n = cat.embedded_code_count(m.id)
             out.append(ModelInfo(
                 m.id, m.method, m.bits, m.active, m.created, m.train_size, m.note,
                 doc.get("metrics", {}), n >= population,
@@ -598,7 +565,7 @@ def activate_model(root: Path, model_id: int) -> ModelInfo:
     active get its code first (from their reservoir feature or another version's code)."""
     cat = _open(root)
     try:
-        target = _model(cat, int(model_id))
+        target = cat.model(int(model_id))
         if target is None:
             known = ", ".join(str(m.id) for m in cat.models()) or "none"
             raise ImagehashError(f"There is no version {model_id} in this library (kept: {known}).")
@@ -607,14 +574,14 @@ def activate_model(root: Path, model_id: int) -> ModelInfo:
             raise ImagehashError(
                 f"Version {target.id} is still being re-encoded; run `finetune` again to finish it."
             )
-        hasher = _load(root, target)
-        sources = [(m, _load(root, m)) for m in _source_models(cat, target, cat.active_model())]
+        hasher = versions.load_version(root, target)
+        sources = [(m, versions.load_version(root, m)) for m in _source_models(cat, target, cat.active_model())]
         with cat.transaction():
-            missing = _missing_ids(cat, target.id)
+            missing = versions.missing_codes(cat, target.id)
             if missing:
                 got, codes, _ = encode_for(cat, root, target, hasher, missing, sources)
                 cat.put_codes(target.id, got, codes)
-            cat.set_active_model(target.id)
+            versions.activate(cat, target.id)
     finally:
         cat.close()
     return next(m for m in list_models(root) if m.id == int(model_id))
@@ -635,9 +602,7 @@ def suggestion(root: Path) -> str | None:
         except (OSError, ValueError, ImagehashError):
             doc = {}
         base = int(doc.get("library_population") or active.train_size or 0)
-        added = cat.conn.execute(
-            "SELECT COUNT(*) FROM images WHERE indexed_at > ?", (active.created,)
-        ).fetchone()[0]
+        added = cat.embedded_since(active.created)
     finally:
         cat.close()
     if base <= 0 or population < MIN_RESERVOIR:

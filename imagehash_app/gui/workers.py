@@ -103,7 +103,7 @@ class Job(QObject):
         """The callable handed to the engine."""
         return self._stop.is_set()
 
-    def execute(self, library: Library) -> None:
+    def perform(self, library: Library) -> None:
         """Run on the worker thread; never raises."""
         if self._stop.is_set():
             self._post("cancelled", None)
@@ -236,7 +236,7 @@ class EngineThread(QThread):
                     except Exception as exc:
                         job.fail_now(exc)
                         continue
-                job.execute(library)
+                job.perform(library)
         finally:
             if library is not None:
                 _close_quietly(library)

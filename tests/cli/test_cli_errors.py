@@ -280,7 +280,7 @@ def test_read_only_mount_searches_and_refuses_changes(lib, photos, capsys, tmp_p
 def test_read_only_folder_falls_back_to_immutable(lib, photos, capsys, monkeypatch) -> None:
     """Where no mount is allowed: SQLite cannot make the -shm, so `mode=ro` fails as it does on a
     read-only folder; the catalogue is then opened immutable and search still works."""
-    from imagehash_app.core import catalog
+    from imagehash_app.core.store import catalog
 
     real = sqlite3.connect
     seen: list[str] = []

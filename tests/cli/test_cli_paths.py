@@ -16,7 +16,7 @@ import pytest
 from photos import make_photo, make_photo_folder
 
 from imagehash_app import cli
-from imagehash_app.core import catalog as catalog_mod
+from imagehash_app.core.store import schema as catalog_mod
 
 TINY_FLAGS = ["--backbone", "tiny", "--weights", "none", "--bits", "32", "--device", "cpu"]
 

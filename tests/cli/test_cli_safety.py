@@ -11,10 +11,10 @@ import pytest
 from photos import PhotoSet, make_photo_folder
 
 from imagehash_app import cli
-from imagehash_app.core.catalog import CATALOG_FILE, Catalog
 from imagehash_app.core.errors import ImagehashError
 from imagehash_app.core.library import Library
-from imagehash_app.core.model_store import (
+from imagehash_app.core.store import CATALOG_FILE, Catalog
+from imagehash_app.core.versions import (
     VERSIONS_STARTED_KEY,
     UnsafeLibraryPathError,
     prune_models,

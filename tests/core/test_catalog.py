@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imagehash_app.core import catalog as catalog_mod
-from imagehash_app.core.catalog import SCHEMA_VERSION, Catalog
 from imagehash_app.core.errors import ImagehashError
+from imagehash_app.core.store import SCHEMA_VERSION, Catalog
+from imagehash_app.core.store import schema as catalog_mod
 from imagehash_app.core.stored_paths import b64, display, from_db, to_db
 
 TABLES = {"folders", "images", "models", "codes", "reservoir", "meta"}

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from imagehash_app.core import health
-from imagehash_app.core.catalog import Catalog
+from imagehash_app.core import health, versions
 from imagehash_app.core.errors import (
     DiskFullError,
     ImagehashError,
@@ -18,6 +17,7 @@ from imagehash_app.core.errors import (
     LibraryDamagedError,
     is_disk_full,
 )
+from imagehash_app.core.store import Catalog
 
 
 class SafetensorLike(Exception):
@@ -199,10 +199,10 @@ def test_set_aside_renames_inside_the_library_only(tmp_path: Path) -> None:
     mid = cat.add_model("itq", 32, "tiny", "w", "../victim", 1, "")
     cat.set_active_model(mid)
     model = cat.models()[0]
-    assert health.set_aside_model(cat, lib, model, "broken") == ""
+    assert versions.set_aside_model(cat, lib, model, "broken") == ""
     assert (victim / "precious").read_text() == "mine" and not (tmp_path / "victim.broken").exists()
     assert cat.models() == []
-    (record,) = cat.get_json(health.SET_ASIDE_KEY)
+    (record,) = cat.get_json(versions.SET_ASIDE_KEY)
     assert record["dir"] == "../victim" and record["kept_as"] == ""
     cat.close()
 
@@ -222,9 +222,9 @@ def test_usable_model_falls_back_and_sets_aside(tmp_path: Path) -> None:
         return "hasher"
 
     # read-only: skipped, nothing written
-    model, hasher = health.usable_model(cat, lib, load, writable=False)
+    model, hasher = versions.usable_model(cat, lib, load, writable=False)
     assert model.id == old and hasher == "hasher" and cat.active_model().id == new
-    model, _ = health.usable_model(cat, lib, load, writable=True)
+    model, _ = versions.usable_model(cat, lib, load, writable=True)
     assert model.id == old and cat.active_model().id == old
     assert (lib / "models" / "itq-00000000000b.broken").is_dir() and not (lib / "models" / "itq-00000000000b").exists()
     cat.close()

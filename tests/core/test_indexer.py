@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from photos import make_photo, make_photo_folder
 
-from imagehash_app.core.catalog import ModelRow
 from imagehash_app.core.hashing import fit_process
 from imagehash_app.core.hashing.urph import URPHHasher
 from imagehash_app.core.indexer import Indexer, plan_training
 from imagehash_app.core.library import Library
 from imagehash_app.core.settings import LibrarySettings
+from imagehash_app.core.store import ModelRow
 
 TINY = LibrarySettings(backbone="tiny", weights="none", bits=32, device="cpu", batch_size=4, threads=1)
 ROOT = Path(__file__).resolve().parents[2]

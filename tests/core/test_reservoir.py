@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 
-from imagehash_app.core.catalog import Catalog
 from imagehash_app.core.reservoir import (
     ADD,
     SKIP,
@@ -16,6 +15,7 @@ from imagehash_app.core.reservoir import (
     reservoir_remove,
     shrink_reservoir,
 )
+from imagehash_app.core.store import Catalog
 
 
 def chi2_critical(df: int, z: float = 3.09) -> float:

@@ -18,7 +18,6 @@ import pytest
 import torch
 from photos import make_photo_folder
 
-from imagehash_app.core.catalog import CATALOG_FILE, Catalog
 from imagehash_app.core.codes import words_for
 from imagehash_app.core.embedding import iter_embeddings
 from imagehash_app.core.errors import CancelledError
@@ -26,6 +25,7 @@ from imagehash_app.core.hashing import load_hasher, make_hasher
 from imagehash_app.core.library import Library
 from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_add
 from imagehash_app.core.settings import LibrarySettings
+from imagehash_app.core.store import CATALOG_FILE, Catalog
 from imagehash_app.core.training import PENDING_KEY, held_out_mask
 
 DIM, BITS = 32, 16

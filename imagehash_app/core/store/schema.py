@@ -1,0 +1,114 @@
+"""The catalogue's schema: its migrations and version.
+
+The schema version lives in `PRAGMA user_version`; `MIGRATIONS[i]` takes version i to i + 1. A
+migration, once released, is never edited: libraries made by every earlier version replay them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from imagehash_app.core.errors import ImagehashError
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE folders(
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL UNIQUE,
+        added REAL NOT NULL
+    );
+    CREATE TABLE images(
+        id INTEGER PRIMARY KEY,
+        folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+        rel_path TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        fingerprint TEXT,
+        width INTEGER,
+        height INTEGER,
+        status TEXT NOT NULL CHECK (status IN ('indexed', 'pending', 'skipped', 'offline')),
+        reason TEXT,
+        indexed_at REAL,
+        UNIQUE(folder_id, rel_path)
+    );
+    CREATE INDEX images_status ON images(status);
+    CREATE TABLE models(
+        id INTEGER PRIMARY KEY,
+        method TEXT NOT NULL,
+        bits INTEGER NOT NULL,
+        backbone TEXT NOT NULL,
+        weights_id TEXT NOT NULL,
+        created REAL NOT NULL,
+        active INTEGER NOT NULL DEFAULT 0,
+        dir TEXT NOT NULL,
+        train_size INTEGER NOT NULL DEFAULT 0,
+        note TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE codes(
+        image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+        code BLOB NOT NULL,
+        PRIMARY KEY(image_id, model_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX codes_model ON codes(model_id, image_id);
+    CREATE TABLE reservoir(
+        image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+        slot INTEGER NOT NULL UNIQUE,
+        feature BLOB NOT NULL
+    );
+    CREATE TABLE meta(
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+    # 2: counting the embedded photos (the sampler and the training policy do, every batch) reads
+    # this small index instead of the whole images table: 1.2 ms instead of 11 at 100 000 photos.
+    """
+    CREATE INDEX images_embedded ON images(indexed_at) WHERE indexed_at IS NOT NULL;
+    """,
+    # 3: folders the last scan could not list (permission denied, I/O error), so that `status`
+    # names them instead of their photos silently going missing; `rel_path` '' is the folder
+    # itself. Here as in folders.path and images.rel_path, a name that is not valid UTF-8 is
+    # stored as a BLOB of its bytes (core/stored_paths.py); older libraries hold only TEXT.
+    """
+    CREATE TABLE unreadable_dirs(
+        folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+        rel_path TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        PRIMARY KEY(folder_id, rel_path)
+    );
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def user_version(conn: sqlite3.Connection) -> int:
+    """The schema version a database file is at."""
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply the migrations this database has not seen yet, each in its own transaction."""
+    migrations, latest = MIGRATIONS, SCHEMA_VERSION  # read here: tests add a migration
+    version = user_version(conn)
+    if version > latest:
+        raise ImagehashError(
+            f"This library was written by a newer imagehash-app (schema {version}, "
+            f"this version knows {latest}). Update imagehash-app to open it."
+        )
+    for target in range(version + 1, latest + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(migrations[target - 1]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {target}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return latest
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script (no semicolons inside statements) so it runs inside our transaction."""
+    return [s.strip() for s in script.split(";") if s.strip()]
