@@ -28,7 +28,15 @@ from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_remove, shrink
 from imagehash_app.core.settings import IDENTITY_FIELDS, LibrarySettings, default_library_dir
 from imagehash_app.core.store import CATALOG_FILE, STATUSES, Catalog, ModelRow
 from imagehash_app.core.stored_paths import b64, display
-from imagehash_app.core.training import FinetunePlan, FinetuneProgress, FinetuneResult, ModelInfo
+from imagehash_app.core.training import (
+    DEFAULT_METHOD,
+    FINETUNE_METHODS,
+    SUPERVISED_METHODS,
+    FinetunePlan,
+    FinetuneProgress,
+    FinetuneResult,
+    ModelInfo,
+)
 from imagehash_app.core.versions import GRAPH_DIR, KEEP_MODELS, remove_orphans
 
 if TYPE_CHECKING:
@@ -47,7 +55,7 @@ QUERY_EMBED_BATCH = 8
 QUERY_CHECK_SIDE = 64  # pixels: enough of a decode to know a query is a photo (library empty)
 
 __all__ = [
-    "IDENTITY_FIELDS", "IMAGE_SUFFIXES", "FinetunePlan", "FinetuneProgress",
+    "DEFAULT_METHOD", "FINETUNE_METHODS", "SUPERVISED_METHODS", "IDENTITY_FIELDS", "IMAGE_SUFFIXES", "FinetunePlan", "FinetuneProgress",
     "FinetuneResult", "FolderInfo", "IndexProgress", "Library", "LibrarySettings", "LibraryStatus",
     "ModelInfo", "QueryFailure", "SearchAnswer", "SearchResponse", "SearchResult",
     "b64", "backbone_names", "default_library_dir", "display", "make_thumbnail", "repair",
@@ -649,11 +657,14 @@ class Library:
 
     # --- fine-tuning and hasher versions ----------------------------------------------------------
     def finetune_plan(
-        self, *, epochs: int | None = None, from_scratch: bool = False
+        self, *, epochs: int | None = None, from_scratch: bool = False,
+        method: str = DEFAULT_METHOD,
     ) -> FinetunePlan:
         """What `finetune` would do and roughly how long it takes (no training, no writes)."""
         with health.translated(self.path):
-            return training.plan(self.path, self.settings, epochs=epochs, from_scratch=from_scratch)
+            return training.plan(
+                self.path, self.settings, epochs=epochs, from_scratch=from_scratch, method=method
+            )
 
     def finetune(
         self,
@@ -665,6 +676,7 @@ class Library:
         should_stop: StopFn | None = None,
         reencode: str = "exact",
         batch_size: int | None = None,
+        method: str = DEFAULT_METHOD,
     ) -> Generator[FinetuneProgress, None, FinetuneResult]:
         """Train, compare and (if better, or `force`) activate a new hasher version, re-encoding
         the library with this library's backbone; see core/training.py for the lifecycle. A
@@ -673,7 +685,7 @@ class Library:
         return training.finetune(
             self.path, self.settings, self.backbone, epochs=epochs, from_scratch=from_scratch,
             force=force, keep=keep, should_stop=should_stop, reencode=reencode,
-            batch_size=batch_size,
+            batch_size=batch_size, method=method,
         )
 
     def models(self) -> list[ModelInfo]:

@@ -25,6 +25,7 @@ Lifecycle of `finetune()`, a cancellable generator of `FinetuneProgress` that re
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from collections.abc import Callable, Generator, Sequence
@@ -67,6 +68,25 @@ RECALL_K = 10
 # the estimate shown before a fine-tune starts (1e-4 on an idle machine, 5e-4 under load).
 TRAIN_SECONDS_PER_SAMPLE_EPOCH = 3.0e-4
 FINETUNE_EPOCHS = 20  # a warm start gets most of the gain in half the epochs of a first one (measured)
+# The methods a fine-tune can train: the sign-code ones (Hamming search, decoder re-rank). DeepQuan's
+# PQ codes need their own distance in the first stage, which the library does not have: eval only.
+UNSUPERVISED_METHODS = ("urph", "itq", "harr", "distillhash", "dsg", "dmuh")
+SUPERVISED_METHODS = ("dsh", "dpsh", "dsdh")
+FINETUNE_METHODS = UNSUPERVISED_METHODS + SUPERVISED_METHODS
+DEFAULT_METHOD = "urph"
+
+
+def method_problem(method: str) -> str:
+    """Why `method` cannot be fine-tuned on a library at all ('' when it can)."""
+    if method == "deepquan":
+        return (
+            "DeepQuan's product-quantization codes need their own distance, which library search "
+            "does not use; it stays in `imagehash-app eval` (choose one of "
+            f"{', '.join(FINETUNE_METHODS)})."
+        )
+    if method not in FINETUNE_METHODS:
+        return f"Unknown method {method!r}; choose one of {', '.join(FINETUNE_METHODS)}."
+    return ""
 
 
 @dataclass(frozen=True)
@@ -137,6 +157,7 @@ class FinetunePlan:
     estimated_s: float
     resumable: bool
     problem: str  # non-empty: why a fine-tune cannot run now
+    method: str = DEFAULT_METHOD
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -287,7 +308,8 @@ def _open(root: Path, *, read_only: bool = False) -> Catalog:
 
 # --- the plan --------------------------------------------------------------------------------
 def plan(
-    root: Path, settings: LibrarySettings, *, epochs: int | None = None, from_scratch: bool = False
+    root: Path, settings: LibrarySettings, *, epochs: int | None = None, from_scratch: bool = False,
+    method: str = DEFAULT_METHOD,
 ) -> FinetunePlan:
     """What `finetune` would do and roughly how long it takes (no training, no writes)."""
     cat = _open(root, read_only=True)
@@ -299,11 +321,13 @@ def plan(
         pending = cat.get_json(PENDING_KEY)
     finally:
         cat.close()
-    warm = not from_scratch and active is not None and active.method == "urph"
+    warm = _warm(method, from_scratch, active)
     n_epochs = _epochs(settings, epochs, warm)
     train = len(ids) - held
-    problem = ""
-    if active is None:
+    problem = method_problem(method)
+    if problem:
+        pass
+    elif active is None:
         problem = "The library has no hasher yet: index some photos first."
     elif len(ids) < MIN_RESERVOIR:
         problem = f"Index at least {MIN_RESERVOIR} photos first ({len(ids)} now)."
@@ -314,8 +338,13 @@ def plan(
     return FinetunePlan(
         active=active, reservoir=len(ids), held_out=held, train=train, photos=photos,
         warm_start=warm, epochs=n_epochs, estimated_s=estimate, resumable=pending is not None,
-        problem=problem,
+        problem=problem, method=method,
     )
+
+
+def _warm(method: str, from_scratch: bool, active: ModelRow | None) -> bool:
+    """Only URPH warm-starts, and only from a URPH version."""
+    return method == "urph" and not from_scratch and active is not None and active.method == "urph"
 
 
 def _epochs(settings: LibrarySettings, epochs: int | None, warm: bool) -> int:
@@ -330,6 +359,14 @@ def _epochs(settings: LibrarySettings, epochs: int | None, warm: bool) -> int:
 
 
 # --- fine-tune -------------------------------------------------------------------------------
+def _supervised_training_set(
+    cat: Catalog, settings: LibrarySettings, train_ids: np.ndarray, X_train: np.ndarray,
+    get_backbone: BackboneFn | None, should_stop: StopFn | None,
+) -> Generator[FinetuneProgress, None, tuple[np.ndarray, dict[str, Any]]]:
+    raise ImagehashError("The supervised methods need labelled pairs, which this library has none of yet.")
+    yield  # pragma: no cover
+
+
 def finetune(
     root: Path,
     settings: LibrarySettings,
@@ -342,8 +379,10 @@ def finetune(
     should_stop: StopFn | None = None,
     reencode: str = "exact",
     batch_size: int | None = None,
+    method: str = DEFAULT_METHOD,
 ) -> Generator[FinetuneProgress, None, FinetuneResult]:
-    """Train, evaluate, re-encode and (if better, or `force`) activate a new hasher version.
+    """Train, evaluate, re-encode and (if better, or `force`) activate a new hasher version of
+    `method` (one of FINETUNE_METHODS; URPH by default, the only one that warm-starts).
 
     `reencode="exact"` runs the backbone again over the photos outside the reservoir (their old
     codes are used only where a file cannot be read); "approx" encodes them from their decoded old
@@ -356,6 +395,9 @@ def finetune(
     """
     if reencode not in REENCODE_MODES:
         raise ValueError(f"reencode must be one of {REENCODE_MODES}, not {reencode!r}")
+    problem = method_problem(method)
+    if problem:
+        raise ImagehashError(problem)
     started = time.perf_counter()
     cat = _open(root)
     try:
@@ -366,7 +408,8 @@ def finetune(
             pending = None
         if pending is None:
             pending = yield from _train_and_register(
-                cat, root, settings, epochs, from_scratch, force, reencode, should_stop
+                cat, root, settings, epochs, from_scratch, force, reencode, should_stop, method,
+                get_backbone,
             )
         else:
             yield FinetuneProgress("prepare", 0, 0, message="Resuming the interrupted fine-tune")
@@ -382,7 +425,8 @@ def finetune(
 
 def _train_and_register(
     cat: Catalog, root: Path, settings: LibrarySettings, epochs: int | None, from_scratch: bool,
-    force: bool, reencode: str, should_stop: StopFn | None,
+    force: bool, reencode: str, should_stop: StopFn | None, method: str,
+    get_backbone: BackboneFn | None,
 ) -> Generator[FinetuneProgress, None, dict[str, Any]]:
     from imagehash_app.core.hashing import make_hasher
 
@@ -397,16 +441,24 @@ def _train_and_register(
     held = held_out_mask(ids, settings.seed)
     X_train, X_held = X[~held], X[held]
     old = versions.load_version(root, active)
-    warm = not from_scratch and old.method == "urph" and old.bits == settings.bits
-    n_epochs = _epochs(settings, epochs, warm)
+    warm = _warm(method, from_scratch, active) and old.bits == settings.bits
+    # URPH's epochs are the fine-tune's own (fewer when warm); other methods keep their defaults
+    # unless the person asks for a number.
+    n_epochs = _epochs(settings, epochs, warm) if method == "urph" else epochs
     # A warm start must have the old version's architecture; from scratch, the library's settings.
-    params = dict(old.params) if warm else dict(settings.hasher_params.get("urph", {}))
-    params.pop("epochs", None)
-    new = make_hasher("urph", settings.bits, X.shape[1], **params)
+    params = dict(old.params) if warm else dict(settings.hasher_params.get(method, {}))
+    if method == "urph" or epochs is not None:
+        params.pop("epochs", None)
+    new = make_hasher(method, settings.bits, X.shape[1], **params)
     new.meta["backbone"] = settings.backbone
     how = f"from version {active.id}" if warm else "from scratch"
+    fit_kwargs: dict[str, Any] = {}
+    if method in SUPERVISED_METHODS:
+        X_train, fit_kwargs = yield from _supervised_training_set(
+            cat, settings, ids[~held], X_train, get_backbone, should_stop
+        )
     yield FinetuneProgress(
-        "prepare", 0, n_epochs,
+        "prepare", 0, n_epochs or 0,
         message=f"Training on {len(X_train):,} photos ({len(X_held):,} held out), {how}",
     )
 
@@ -414,11 +466,16 @@ def _train_and_register(
 
     device = training_device(settings.device)
 
+    accepted = inspect.signature(new.fit).parameters
+    if "device" in accepted:
+        fit_kwargs["device"] = device
+    if "epochs" in accepted and n_epochs is not None:
+        fit_kwargs["epochs"] = n_epochs
+    if warm:
+        fit_kwargs["init_from"] = old
+
     def fit(progress: Callable[..., None], should_stop: StopFn) -> None:
-        new.fit(
-            X_train, progress=progress, should_stop=should_stop, seed=settings.seed,
-            init_from=old if warm else None, epochs=n_epochs, device=device,
-        )
+        new.fit(X_train, progress=progress, should_stop=should_stop, seed=settings.seed, **fit_kwargs)
 
     t0 = time.perf_counter()
     for report in fit_in_thread(fit, should_stop):
@@ -439,6 +496,7 @@ def _train_and_register(
     record = {
         "held_out": int(len(X_held)), "trained_on": int(len(X_train)), "previous": active.id,
         "warm_start": warm, "epochs": n_epochs, "old": old_m, "new": new_m, "better": better,
+        "method": method, **new.meta.pop("finetune_labels", {}),
     }
     new.meta["metrics"] = {**new.meta.get("metrics", {}), "finetune": record}
     new.meta["library_population"] = cat.population()
@@ -450,7 +508,9 @@ def _train_and_register(
         "old_metrics": old_m, "new_metrics": new_m, "held_out": int(len(X_held)),
         "trained_on": int(len(X_train)), "warm_start": warm, "reencode": reencode,
     }
-    note = f"fine-tuned {how} on {len(X_train):,} photos"
+    note = f"{method} fine-tuned {how} on {len(X_train):,} photos"
+    if "pairs" in record:
+        note += f" with {record['pairs']['marked']:,} marked and {record['pairs']['folder']:,} folder pairs"
     _register(cat, root, new, settings, note, ids, X, pending)
     return cat.get_json(PENDING_KEY)
 
