@@ -164,6 +164,8 @@ class LibraryStatus:
     # folders the last scan could not list: {"path", "path_b64", "reason"}
     unreadable: list[dict[str, str]] = field(default_factory=list)
     set_aside: list[dict[str, Any]] = field(default_factory=list)  # hasher versions that broke
+    # the person's marks on results: {"similar": n, "not_similar": m} (Library.mark_similar)
+    marks: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -705,6 +707,33 @@ class Library:
         with health.translated(self.path):
             return training.suggestion(self.path)
 
+    # --- the person's marks on results ------------------------------------------------------------
+    def mark_similar(self, query: Path, result: Path, similar: bool) -> None:
+        """Record that `result` is ("More like this") or is not ("Not similar") like `query`; the
+        supervised fine-tunes learn from these pairs. Both must be library photos: a query from
+        outside the library has no stored feature to learn from, so it is refused in words (add
+        its folder first). Marking a pair again replaces its mark."""
+        self._require_writer()
+        with self._mutex, health.translated(self.path):
+            ids = []
+            for what, path in (("query", query), ("result", result)):
+                image_id = self._cat.image_id_for(Path(path).resolve())
+                if image_id is None:
+                    raise ImagehashError(
+                        f"Only photos in the library can be marked, and the {what} "
+                        f"{display(Path(path))} is not one; add its folder to the library first."
+                    )
+                ids.append(image_id)
+            if ids[0] == ids[1]:
+                raise ImagehashError("A photo cannot be marked against itself; pick another result.")
+            with self._cat.transaction():
+                self._cat.put_mark(ids[0], ids[1], bool(similar))
+
+    def mark_counts(self) -> dict[str, int]:
+        """How many pairs the person marked: {"similar": n, "not_similar": m}."""
+        with self._mutex, health.translated(self.path):
+            return self._cat.mark_counts()
+
     # --- reports -------------------------------------------------------------------------------
     def skipped(self) -> list[tuple[Path, str]]:
         with self._mutex:
@@ -752,6 +781,7 @@ class Library:
                     for p, reason in cat.unreadable()
                 ],
                 set_aside=versions.set_aside_records(cat),
+                marks=cat.mark_counts(),
             )
 
     def _warnings(self) -> list[str]:
