@@ -74,6 +74,10 @@ UNSUPERVISED_METHODS = ("urph", "itq", "harr", "distillhash", "dsg", "dmuh")
 SUPERVISED_METHODS = ("dsh", "dpsh", "dsdh")
 FINETUNE_METHODS = UNSUPERVISED_METHODS + SUPERVISED_METHODS
 DEFAULT_METHOD = "urph"
+# "Enough labels" for a supervised fine-tune: this many marked pairs of each kind. Folders give
+# positives only, and a pairwise objective with no negatives puts every photo on one code.
+MIN_MARKS = 3
+FOLDER_PAIRS_PER_PHOTO = 5
 
 
 def method_problem(method: str) -> str:
@@ -319,12 +323,15 @@ def plan(
         held = int(held_out_mask(ids, settings.seed).sum())
         photos = cat.population()
         pending = cat.get_json(PENDING_KEY)
+        marks = cat.mark_counts()
     finally:
         cat.close()
     warm = _warm(method, from_scratch, active)
     n_epochs = _epochs(settings, epochs, warm)
     train = len(ids) - held
     problem = method_problem(method)
+    if not problem and method in SUPERVISED_METHODS:
+        problem = labels_problem(marks)
     if problem:
         pass
     elif active is None:
@@ -359,12 +366,82 @@ def _epochs(settings: LibrarySettings, epochs: int | None, warm: bool) -> int:
 
 
 # --- fine-tune -------------------------------------------------------------------------------
+def labels_problem(marks: dict[str, int]) -> str:
+    """Why the supervised methods cannot learn from this library's marks yet ('' when they can)."""
+    similar, not_similar = marks.get("similar", 0), marks.get("not_similar", 0)
+    if similar >= MIN_MARKS and not_similar >= MIN_MARKS:
+        return ""
+    return (
+        f"The supervised methods learn from your marks: mark at least {MIN_MARKS} results "
+        f"\"More like this\" and {MIN_MARKS} \"Not similar\" (now {similar} and {not_similar}), "
+        "then fine-tune again."
+    )
+
+
+def folder_pairs(
+    ids: np.ndarray, paths: dict[int, Path], seed: int, per_photo: int = FOLDER_PAIRS_PER_PHOTO
+) -> list[tuple[int, int]]:
+    """Positive pairs (rows of `ids`) of photos in the same directory: up to `per_photo` random
+    partners each, so a folder of thousands does not make millions. Never negatives: photos in
+    different folders may be copies of each other (a backup folder)."""
+    rng = np.random.default_rng(seed)
+    by_dir: dict[Path, list[int]] = {}
+    for row, image_id in enumerate(ids):
+        path = paths.get(int(image_id))
+        if path is not None:
+            by_dir.setdefault(path.parent, []).append(row)
+    out: set[tuple[int, int]] = set()
+    for rows in by_dir.values():
+        if len(rows) < 2:
+            continue
+        for r in rows:
+            others = [o for o in rows if o != r]
+            for o in rng.choice(others, size=min(per_photo, len(others)), replace=False):
+                out.add((min(r, int(o)), max(r, int(o))))
+    return sorted(out)
+
+
 def _supervised_training_set(
     cat: Catalog, settings: LibrarySettings, train_ids: np.ndarray, X_train: np.ndarray,
     get_backbone: BackboneFn | None, should_stop: StopFn | None,
-) -> Generator[FinetuneProgress, None, tuple[np.ndarray, dict[str, Any]]]:
-    raise ImagehashError("The supervised methods need labelled pairs, which this library has none of yet.")
-    yield  # pragma: no cover
+) -> Generator[FinetuneProgress, None, tuple[np.ndarray, dict[str, Any], dict[str, Any]]]:
+    """The training rows and labelled pairs of a supervised fine-tune: the reservoir's training
+    photos with their same-folder positive pairs, plus both ends of every marked pair (their
+    reservoir feature, held-out ones included: a mark is worth more than a clean held-out set,
+    or the backbone run on their file). Returns (X, fit keyword arguments, the record)."""
+    problem = labels_problem(cat.mark_counts())
+    if problem:
+        raise ImagehashError(problem)
+    marks = cat.marks()
+    row_of = {int(i): r for r, i in enumerate(train_ids)}
+    ends = sorted({i for m in marks for i in (m.query_id, m.result_id)} - set(row_of))
+    extra = cat.reservoir_features(ends)
+    missing = [i for i in ends if i not in extra]
+    if missing and get_backbone is not None:
+        yield FinetuneProgress("prepare", 0, len(missing), message=f"Reading {len(missing)} marked photos")
+        extra.update(embed_photos(cat, get_backbone, settings, missing, should_stop))
+    ids = list(map(int, train_ids)) + [i for i in ends if i in extra]
+    X = np.concatenate([X_train, np.stack([extra[i] for i in ends if i in extra])]) if extra else X_train
+    row_of = {i: r for r, i in enumerate(ids)}
+    marked = [
+        (row_of[m.query_id], row_of[m.result_id], 1 if m.similar else -1)
+        for m in marks if m.query_id in row_of and m.result_id in row_of
+    ]
+    problem = labels_problem({
+        "similar": sum(s > 0 for *_, s in marked), "not_similar": sum(s < 0 for *_, s in marked)
+    })
+    if problem:  # marked photos whose files cannot be read now
+        raise ImagehashError(problem.replace("then fine-tune", "with photos that can be read now, then fine-tune"))
+    taken = {(min(a, b), max(a, b)) for a, b, _ in marked}
+    folder = [(a, b, 1) for a, b in folder_pairs(np.array(ids), cat.paths_of(ids), settings.seed)
+              if (a, b) not in taken]  # a mark overrides what the folders say
+    pairs = np.array(marked + folder, dtype=np.int64)
+    record = {"pairs": {
+        "marked": len(marked), "folder": len(folder),
+        "positive": int((pairs[:, 2] > 0).sum()), "negative": int((pairs[:, 2] < 0).sum()),
+        "marked_image_ids": sorted([[ids[a], ids[b], s] for a, b, s in marked]),
+    }}
+    return X, {"pairs": pairs}, record
 
 
 def finetune(
@@ -454,9 +531,10 @@ def _train_and_register(
     how = f"from version {active.id}" if warm else "from scratch"
     fit_kwargs: dict[str, Any] = {}
     if method in SUPERVISED_METHODS:
-        X_train, fit_kwargs = yield from _supervised_training_set(
+        X_train, fit_kwargs, labels = yield from _supervised_training_set(
             cat, settings, ids[~held], X_train, get_backbone, should_stop
         )
+        new.meta["finetune_labels"] = labels
     yield FinetuneProgress(
         "prepare", 0, n_epochs or 0,
         message=f"Training on {len(X_train):,} photos ({len(X_held):,} held out), {how}",
