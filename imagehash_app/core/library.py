@@ -729,6 +729,16 @@ class Library:
             with self._cat.transaction():
                 self._cat.put_mark(ids[0], ids[1], bool(similar))
 
+    def marks(self) -> list[tuple[Path, Path, bool]]:
+        """The marked pairs as (photo, photo, similar), the pair's two photos in id order."""
+        with self._mutex, health.translated(self.path):
+            rows = self._cat.marks()
+            paths = self._cat.paths_of([i for m in rows for i in (m.query_id, m.result_id)])
+            return [
+                (paths[m.query_id], paths[m.result_id], m.similar)
+                for m in rows if m.query_id in paths and m.result_id in paths
+            ]
+
     def mark_counts(self) -> dict[str, int]:
         """How many pairs the person marked: {"similar": n, "not_similar": m}."""
         with self._mutex, health.translated(self.path):
