@@ -162,6 +162,7 @@ class FinetunePlan:
     resumable: bool
     problem: str  # non-empty: why a fine-tune cannot run now
     method: str = DEFAULT_METHOD
+    supervised_problem: str = ""  # non-empty: why the supervised methods are not offered (labels)
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -327,11 +328,12 @@ def plan(
     finally:
         cat.close()
     warm = _warm(method, from_scratch, active)
-    n_epochs = _epochs(settings, epochs, warm)
+    n_epochs = _epochs(settings, epochs, warm) if method == "urph" else _method_epochs(settings, epochs, method)
     train = len(ids) - held
     problem = method_problem(method)
+    supervised_problem = labels_problem(marks)
     if not problem and method in SUPERVISED_METHODS:
-        problem = labels_problem(marks)
+        problem = supervised_problem
     if problem:
         pass
     elif active is None:
@@ -345,8 +347,26 @@ def plan(
     return FinetunePlan(
         active=active, reservoir=len(ids), held_out=held, train=train, photos=photos,
         warm_start=warm, epochs=n_epochs, estimated_s=estimate, resumable=pending is not None,
-        problem=problem, method=method,
+        problem=problem, method=method, supervised_problem=supervised_problem,
     )
+
+
+def _method_epochs(settings: LibrarySettings, epochs: int | None, method: str) -> int:
+    """The epochs a fit of `method` will run (its configured or default count), for the estimate."""
+    if epochs is not None:
+        return int(epochs)
+    if method_problem(method):
+        return 0
+    from imagehash_app.core.hashing import hasher_class
+
+    configured = settings.hasher_params.get(method, {}).get("epochs")
+    cls = hasher_class(method)
+    default = {**getattr(cls, "DEFAULTS", {}), **getattr(cls, "defaults", {})}.get("epochs")
+    if default is None and method in SUPERVISED_METHODS:
+        from imagehash_app.core.hashing.supervised import COMMON
+
+        default = COMMON["epochs"]
+    return int(configured or default or 1)
 
 
 def _warm(method: str, from_scratch: bool, active: ModelRow | None) -> bool:
