@@ -414,10 +414,11 @@ def folder_pairs(
     for rows in by_dir.values():
         if len(rows) < 2:
             continue
-        for r in rows:
-            others = [o for o in rows if o != r]
-            for o in rng.choice(others, size=min(per_photo, len(others)), replace=False):
-                out.add((min(r, int(o)), max(r, int(o))))
+        k = min(per_photo, len(rows) - 1)
+        for at, r in enumerate(rows):
+            picks = rng.choice(len(rows) - 1, size=k, replace=False)  # every other row, r left out
+            for o in (rows[p + (p >= at)] for p in picks):
+                out.add((min(r, o), max(r, o)))
     return sorted(out)
 
 

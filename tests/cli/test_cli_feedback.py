@@ -98,3 +98,19 @@ def test_supervised_fine_tune_learns_from_the_marks_and_the_folders(indexed, cap
     assert pairs["marked"] == 7 and pairs["negative"] == 3  # the earlier test's mark is kept
     assert pairs["folder"] > 0 and pairs["positive"] == 4 + pairs["folder"]
     assert "marked" in new["note"] and new["active"]
+
+
+def test_folder_pairs_are_positives_within_a_directory_only() -> None:
+    import numpy as np
+
+    from imagehash_app.core.training import folder_pairs
+
+    ids = np.arange(10, 22)
+    paths = {int(i): Path(f"/p/{'a' if i < 16 else 'b'}/{i}.jpg") for i in ids}
+    paths[21] = Path("/p/c/alone.jpg")
+    pairs = folder_pairs(ids, paths, seed=0, per_photo=2)
+    assert pairs and all(a < b for a, b in pairs)
+    assert all(paths[int(ids[a])].parent == paths[int(ids[b])].parent for a, b in pairs)
+    assert 11 not in {x for p in pairs for x in p}  # row 11 (id 21) shares its folder with no one
+    assert all(sum(r in p for p in pairs) >= 2 for r in range(11))  # every photo gets partners
+    assert folder_pairs(ids, paths, seed=0, per_photo=2) == pairs  # seeded
