@@ -99,6 +99,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"Reservoir: {s.reservoir['count']} of {s.reservoir['capacity']} features "
         f"({s.reservoir['bytes'] / 1e6:.1f} MB, {s.reservoir['dtype']})",
     ]
+    if s.marks:
+        lines.append(
+            f"Marks:     {s.marks.get('similar', 0)} more like this, "
+            f"{s.marks.get('not_similar', 0)} not similar (what supervised fine-tunes learn from)"
+        )
     lines += [f"Warning:   {w}" for w in s.warnings]
     for reason, n in s.skipped_reasons.items():
         lines.append(f"  skipped: {n} {reason}")

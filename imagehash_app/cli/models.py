@@ -14,7 +14,12 @@ import time
 from collections.abc import Callable
 
 from imagehash_app.cli.progress import ProgressPrinter
-from imagehash_app.core.library import FinetuneResult, Library
+from imagehash_app.core.library import (
+    DEFAULT_METHOD,
+    FINETUNE_METHODS,
+    FinetuneResult,
+    Library,
+)
 
 Handler = Callable[[argparse.Namespace, Library], int]
 
@@ -40,6 +45,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true",
                    help="re-encode photos outside the reservoir from their old codes instead of "
                         "running the backbone again (instant, but keeps little of the gain)")
+    p.add_argument("--method", default=DEFAULT_METHOD, metavar="NAME",
+                   help=f"the hashing method to train: {', '.join(FINETUNE_METHODS)} "
+                        f"(default {DEFAULT_METHOD}; the last three learn from your labels)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     _bind(p, cmd_finetune, writer=True)
 
@@ -63,7 +71,7 @@ def _bind(parser: argparse.ArgumentParser, handler: Handler, *, writer: bool) ->
 
 def cmd_finetune(args: argparse.Namespace, lib: Library) -> int:
     """Run the fine-tune with a progress bar on stderr, then print what it did."""
-    p = lib.finetune_plan(epochs=args.epochs, from_scratch=args.from_scratch)
+    p = lib.finetune_plan(epochs=args.epochs, from_scratch=args.from_scratch, method=args.method)
     if p.problem and not p.resumable:
         print(f"imagehash-app: {p.problem}", file=sys.stderr)
         return 1
@@ -72,12 +80,12 @@ def cmd_finetune(args: argparse.Namespace, lib: Library) -> int:
             print("Resuming the interrupted fine-tune.", file=sys.stderr)
         else:
             how = f"from version {p.active.id}" if p.warm_start else "from scratch"
-            print(f"Fine-tuning on {p.train:,} photos ({p.held_out:,} held out), {how}, "
+            print(f"Fine-tuning {p.method} on {p.train:,} photos ({p.held_out:,} held out), {how}, "
                   f"{p.epochs} epochs; about {_duration(p.estimated_s)}.", file=sys.stderr)
     printer = ProgressPrinter(sys.stderr)  # the current stream, not the one at import time
     gen = lib.finetune(
         epochs=args.epochs, from_scratch=args.from_scratch, force=args.force,
-        reencode="approx" if args.quick else "exact",
+        reencode="approx" if args.quick else "exact", method=args.method,
     )
     try:
         while True:
@@ -127,7 +135,7 @@ def cmd_models_list(args: argparse.Namespace, lib: Library) -> int:
     if not models:
         print("No hasher yet: index some photos first (imagehash-app index PATH).")
         return 0
-    print(f"  {'ID':>3}  {'method':<6} {'bits':>4}  {'created':<16}  {'trained on':>10}  "
+    print(f"  {'ID':>3}  {'method':<11} {'bits':>4}  {'created':<16}  {'trained on':>10}  "
           f"{'re-rank 10@10':>13}  note")
     for m in models:
         ft = m.metrics.get("finetune", {}).get("new", {})
@@ -135,7 +143,7 @@ def cmd_models_list(args: argparse.Namespace, lib: Library) -> int:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(m.created))
         mark = "*" if m.active else " "
         note = m.note + ("" if m.complete else " (codes incomplete)")
-        print(f"{mark} {m.id:>3}  {m.method:<6} {m.bits:>4}  {created:<16}  {m.train_size:>10,}  "
+        print(f"{mark} {m.id:>3}  {m.method:<11} {m.bits:>4}  {created:<16}  {m.train_size:>10,}  "
               f"{recall:>13}  {note}")
     return 0
 

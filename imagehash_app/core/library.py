@@ -28,7 +28,15 @@ from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_remove, shrink
 from imagehash_app.core.settings import IDENTITY_FIELDS, LibrarySettings, default_library_dir
 from imagehash_app.core.store import CATALOG_FILE, STATUSES, Catalog, ModelRow
 from imagehash_app.core.stored_paths import b64, display
-from imagehash_app.core.training import FinetunePlan, FinetuneProgress, FinetuneResult, ModelInfo
+from imagehash_app.core.training import (
+    DEFAULT_METHOD,
+    FINETUNE_METHODS,
+    SUPERVISED_METHODS,
+    FinetunePlan,
+    FinetuneProgress,
+    FinetuneResult,
+    ModelInfo,
+)
 from imagehash_app.core.versions import GRAPH_DIR, KEEP_MODELS, remove_orphans
 
 if TYPE_CHECKING:
@@ -47,7 +55,7 @@ QUERY_EMBED_BATCH = 8
 QUERY_CHECK_SIDE = 64  # pixels: enough of a decode to know a query is a photo (library empty)
 
 __all__ = [
-    "IDENTITY_FIELDS", "IMAGE_SUFFIXES", "FinetunePlan", "FinetuneProgress",
+    "DEFAULT_METHOD", "FINETUNE_METHODS", "SUPERVISED_METHODS", "IDENTITY_FIELDS", "IMAGE_SUFFIXES", "FinetunePlan", "FinetuneProgress",
     "FinetuneResult", "FolderInfo", "IndexProgress", "Library", "LibrarySettings", "LibraryStatus",
     "ModelInfo", "QueryFailure", "SearchAnswer", "SearchResponse", "SearchResult",
     "b64", "backbone_names", "default_library_dir", "display", "make_thumbnail", "repair",
@@ -156,6 +164,8 @@ class LibraryStatus:
     # folders the last scan could not list: {"path", "path_b64", "reason"}
     unreadable: list[dict[str, str]] = field(default_factory=list)
     set_aside: list[dict[str, Any]] = field(default_factory=list)  # hasher versions that broke
+    # the person's marks on results: {"similar": n, "not_similar": m} (Library.mark_similar)
+    marks: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -649,11 +659,14 @@ class Library:
 
     # --- fine-tuning and hasher versions ----------------------------------------------------------
     def finetune_plan(
-        self, *, epochs: int | None = None, from_scratch: bool = False
+        self, *, epochs: int | None = None, from_scratch: bool = False,
+        method: str = DEFAULT_METHOD,
     ) -> FinetunePlan:
         """What `finetune` would do and roughly how long it takes (no training, no writes)."""
         with health.translated(self.path):
-            return training.plan(self.path, self.settings, epochs=epochs, from_scratch=from_scratch)
+            return training.plan(
+                self.path, self.settings, epochs=epochs, from_scratch=from_scratch, method=method
+            )
 
     def finetune(
         self,
@@ -665,6 +678,7 @@ class Library:
         should_stop: StopFn | None = None,
         reencode: str = "exact",
         batch_size: int | None = None,
+        method: str = DEFAULT_METHOD,
     ) -> Generator[FinetuneProgress, None, FinetuneResult]:
         """Train, compare and (if better, or `force`) activate a new hasher version, re-encoding
         the library with this library's backbone; see core/training.py for the lifecycle. A
@@ -673,7 +687,7 @@ class Library:
         return training.finetune(
             self.path, self.settings, self.backbone, epochs=epochs, from_scratch=from_scratch,
             force=force, keep=keep, should_stop=should_stop, reencode=reencode,
-            batch_size=batch_size,
+            batch_size=batch_size, method=method,
         )
 
     def models(self) -> list[ModelInfo]:
@@ -692,6 +706,43 @@ class Library:
         """A sentence for the person when the library grew enough since its hasher was trained."""
         with health.translated(self.path):
             return training.suggestion(self.path)
+
+    # --- the person's marks on results ------------------------------------------------------------
+    def mark_similar(self, query: Path, result: Path, similar: bool) -> None:
+        """Record that `result` is ("More like this") or is not ("Not similar") like `query`; the
+        supervised fine-tunes learn from these pairs. Both must be library photos: a query from
+        outside the library has no stored feature to learn from, so it is refused in words (add
+        its folder first). Marking a pair again replaces its mark."""
+        self._require_writer()
+        with self._mutex, health.translated(self.path):
+            ids = []
+            for what, path in (("query", query), ("result", result)):
+                image_id = self._cat.image_id_for(Path(path).resolve())
+                if image_id is None:
+                    raise ImagehashError(
+                        f"Only photos in the library can be marked, and the {what} "
+                        f"{display(Path(path))} is not one; add its folder to the library first."
+                    )
+                ids.append(image_id)
+            if ids[0] == ids[1]:
+                raise ImagehashError("A photo cannot be marked against itself; pick another result.")
+            with self._cat.transaction():
+                self._cat.put_mark(ids[0], ids[1], bool(similar))
+
+    def marks(self) -> list[tuple[Path, Path, bool]]:
+        """The marked pairs as (photo, photo, similar), the pair's two photos in id order."""
+        with self._mutex, health.translated(self.path):
+            rows = self._cat.marks()
+            paths = self._cat.paths_of([i for m in rows for i in (m.query_id, m.result_id)])
+            return [
+                (paths[m.query_id], paths[m.result_id], m.similar)
+                for m in rows if m.query_id in paths and m.result_id in paths
+            ]
+
+    def mark_counts(self) -> dict[str, int]:
+        """How many pairs the person marked: {"similar": n, "not_similar": m}."""
+        with self._mutex, health.translated(self.path):
+            return self._cat.mark_counts()
 
     # --- reports -------------------------------------------------------------------------------
     def skipped(self) -> list[tuple[Path, str]]:
@@ -740,6 +791,7 @@ class Library:
                     for p, reason in cat.unreadable()
                 ],
                 set_aside=versions.set_aside_records(cat),
+                marks=cat.mark_counts(),
             )
 
     def _warnings(self) -> list[str]:

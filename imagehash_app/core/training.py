@@ -25,6 +25,7 @@ Lifecycle of `finetune()`, a cancellable generator of `FinetuneProgress` that re
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from collections.abc import Callable, Generator, Sequence
@@ -67,6 +68,29 @@ RECALL_K = 10
 # the estimate shown before a fine-tune starts (1e-4 on an idle machine, 5e-4 under load).
 TRAIN_SECONDS_PER_SAMPLE_EPOCH = 3.0e-4
 FINETUNE_EPOCHS = 20  # a warm start gets most of the gain in half the epochs of a first one (measured)
+# The methods a fine-tune can train: the sign-code ones (Hamming search, decoder re-rank). DeepQuan's
+# PQ codes need their own distance in the first stage, which the library does not have: eval only.
+UNSUPERVISED_METHODS = ("urph", "itq", "harr", "distillhash", "dsg", "dmuh")
+SUPERVISED_METHODS = ("dsh", "dpsh", "dsdh")
+FINETUNE_METHODS = UNSUPERVISED_METHODS + SUPERVISED_METHODS
+DEFAULT_METHOD = "urph"
+# "Enough labels" for a supervised fine-tune: this many marked pairs of each kind. Folders give
+# positives only, and a pairwise objective with no negatives puts every photo on one code.
+MIN_MARKS = 3
+FOLDER_PAIRS_PER_PHOTO = 5
+
+
+def method_problem(method: str) -> str:
+    """Why `method` cannot be fine-tuned on a library at all ('' when it can)."""
+    if method == "deepquan":
+        return (
+            "DeepQuan's product-quantization codes need their own distance, which library search "
+            "does not use; it stays in `imagehash-app eval` (choose one of "
+            f"{', '.join(FINETUNE_METHODS)})."
+        )
+    if method not in FINETUNE_METHODS:
+        return f"Unknown method {method!r}; choose one of {', '.join(FINETUNE_METHODS)}."
+    return ""
 
 
 @dataclass(frozen=True)
@@ -137,6 +161,8 @@ class FinetunePlan:
     estimated_s: float
     resumable: bool
     problem: str  # non-empty: why a fine-tune cannot run now
+    method: str = DEFAULT_METHOD
+    supervised_problem: str = ""  # non-empty: why the supervised methods are not offered (labels)
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -287,7 +313,8 @@ def _open(root: Path, *, read_only: bool = False) -> Catalog:
 
 # --- the plan --------------------------------------------------------------------------------
 def plan(
-    root: Path, settings: LibrarySettings, *, epochs: int | None = None, from_scratch: bool = False
+    root: Path, settings: LibrarySettings, *, epochs: int | None = None, from_scratch: bool = False,
+    method: str = DEFAULT_METHOD,
 ) -> FinetunePlan:
     """What `finetune` would do and roughly how long it takes (no training, no writes)."""
     cat = _open(root, read_only=True)
@@ -297,13 +324,19 @@ def plan(
         held = int(held_out_mask(ids, settings.seed).sum())
         photos = cat.population()
         pending = cat.get_json(PENDING_KEY)
+        marks = cat.mark_counts()
     finally:
         cat.close()
-    warm = not from_scratch and active is not None and active.method == "urph"
-    n_epochs = _epochs(settings, epochs, warm)
+    warm = _warm(method, from_scratch, active)
+    n_epochs = _epochs(settings, epochs, warm) if method == "urph" else _method_epochs(settings, epochs, method)
     train = len(ids) - held
-    problem = ""
-    if active is None:
+    problem = method_problem(method)
+    supervised_problem = labels_problem(marks)
+    if not problem and method in SUPERVISED_METHODS:
+        problem = supervised_problem
+    if problem:
+        pass
+    elif active is None:
         problem = "The library has no hasher yet: index some photos first."
     elif len(ids) < MIN_RESERVOIR:
         problem = f"Index at least {MIN_RESERVOIR} photos first ({len(ids)} now)."
@@ -314,8 +347,31 @@ def plan(
     return FinetunePlan(
         active=active, reservoir=len(ids), held_out=held, train=train, photos=photos,
         warm_start=warm, epochs=n_epochs, estimated_s=estimate, resumable=pending is not None,
-        problem=problem,
+        problem=problem, method=method, supervised_problem=supervised_problem,
     )
+
+
+def _method_epochs(settings: LibrarySettings, epochs: int | None, method: str) -> int:
+    """The epochs a fit of `method` will run (its configured or default count), for the estimate."""
+    if epochs is not None:
+        return int(epochs)
+    if method_problem(method):
+        return 0
+    from imagehash_app.core.hashing import hasher_class
+
+    configured = settings.hasher_params.get(method, {}).get("epochs")
+    cls = hasher_class(method)
+    default = {**getattr(cls, "DEFAULTS", {}), **getattr(cls, "defaults", {})}.get("epochs")
+    if default is None and method in SUPERVISED_METHODS:
+        from imagehash_app.core.hashing.supervised import COMMON
+
+        default = COMMON["epochs"]
+    return int(configured or default or 1)
+
+
+def _warm(method: str, from_scratch: bool, active: ModelRow | None) -> bool:
+    """Only URPH warm-starts, and only from a URPH version."""
+    return method == "urph" and not from_scratch and active is not None and active.method == "urph"
 
 
 def _epochs(settings: LibrarySettings, epochs: int | None, warm: bool) -> int:
@@ -330,6 +386,85 @@ def _epochs(settings: LibrarySettings, epochs: int | None, warm: bool) -> int:
 
 
 # --- fine-tune -------------------------------------------------------------------------------
+def labels_problem(marks: dict[str, int]) -> str:
+    """Why the supervised methods cannot learn from this library's marks yet ('' when they can)."""
+    similar, not_similar = marks.get("similar", 0), marks.get("not_similar", 0)
+    if similar >= MIN_MARKS and not_similar >= MIN_MARKS:
+        return ""
+    return (
+        f"The supervised methods learn from your marks: mark at least {MIN_MARKS} results "
+        f"\"More like this\" and {MIN_MARKS} \"Not similar\" (now {similar} and {not_similar}), "
+        "then fine-tune again."
+    )
+
+
+def folder_pairs(
+    ids: np.ndarray, paths: dict[int, Path], seed: int, per_photo: int = FOLDER_PAIRS_PER_PHOTO
+) -> list[tuple[int, int]]:
+    """Positive pairs (rows of `ids`) of photos in the same directory: up to `per_photo` random
+    partners each, so a folder of thousands does not make millions. Never negatives: photos in
+    different folders may be copies of each other (a backup folder)."""
+    rng = np.random.default_rng(seed)
+    by_dir: dict[Path, list[int]] = {}
+    for row, image_id in enumerate(ids):
+        path = paths.get(int(image_id))
+        if path is not None:
+            by_dir.setdefault(path.parent, []).append(row)
+    out: set[tuple[int, int]] = set()
+    for rows in by_dir.values():
+        if len(rows) < 2:
+            continue
+        k = min(per_photo, len(rows) - 1)
+        for at, r in enumerate(rows):
+            picks = rng.choice(len(rows) - 1, size=k, replace=False)  # every other row, r left out
+            for o in (rows[p + (p >= at)] for p in picks):
+                out.add((min(r, o), max(r, o)))
+    return sorted(out)
+
+
+def _supervised_training_set(
+    cat: Catalog, settings: LibrarySettings, train_ids: np.ndarray, X_train: np.ndarray,
+    get_backbone: BackboneFn | None, should_stop: StopFn | None,
+) -> Generator[FinetuneProgress, None, tuple[np.ndarray, dict[str, Any], dict[str, Any]]]:
+    """The training rows and labelled pairs of a supervised fine-tune: the reservoir's training
+    photos with their same-folder positive pairs, plus both ends of every marked pair (their
+    reservoir feature, held-out ones included: a mark is worth more than a clean held-out set,
+    or the backbone run on their file). Returns (X, fit keyword arguments, the record)."""
+    problem = labels_problem(cat.mark_counts())
+    if problem:
+        raise ImagehashError(problem)
+    marks = cat.marks()
+    row_of = {int(i): r for r, i in enumerate(train_ids)}
+    ends = sorted({i for m in marks for i in (m.query_id, m.result_id)} - set(row_of))
+    extra = cat.reservoir_features(ends)
+    missing = [i for i in ends if i not in extra]
+    if missing and get_backbone is not None:
+        yield FinetuneProgress("prepare", 0, len(missing), message=f"Reading {len(missing)} marked photos")
+        extra.update(embed_photos(cat, get_backbone, settings, missing, should_stop))
+    ids = list(map(int, train_ids)) + [i for i in ends if i in extra]
+    X = np.concatenate([X_train, np.stack([extra[i] for i in ends if i in extra])]) if extra else X_train
+    row_of = {i: r for r, i in enumerate(ids)}
+    marked = [
+        (row_of[m.query_id], row_of[m.result_id], 1 if m.similar else -1)
+        for m in marks if m.query_id in row_of and m.result_id in row_of
+    ]
+    problem = labels_problem({
+        "similar": sum(s > 0 for *_, s in marked), "not_similar": sum(s < 0 for *_, s in marked)
+    })
+    if problem:  # marked photos whose files cannot be read now
+        raise ImagehashError(problem.replace("then fine-tune", "with photos that can be read now, then fine-tune"))
+    taken = {(min(a, b), max(a, b)) for a, b, _ in marked}
+    folder = [(a, b, 1) for a, b in folder_pairs(np.array(ids), cat.paths_of(ids), settings.seed)
+              if (a, b) not in taken]  # a mark overrides what the folders say
+    pairs = np.array(marked + folder, dtype=np.int64)
+    record = {"pairs": {
+        "marked": len(marked), "folder": len(folder),
+        "positive": int((pairs[:, 2] > 0).sum()), "negative": int((pairs[:, 2] < 0).sum()),
+        "marked_image_ids": sorted([[ids[a], ids[b], s] for a, b, s in marked]),
+    }}
+    return X, {"pairs": pairs}, record
+
+
 def finetune(
     root: Path,
     settings: LibrarySettings,
@@ -342,8 +477,10 @@ def finetune(
     should_stop: StopFn | None = None,
     reencode: str = "exact",
     batch_size: int | None = None,
+    method: str = DEFAULT_METHOD,
 ) -> Generator[FinetuneProgress, None, FinetuneResult]:
-    """Train, evaluate, re-encode and (if better, or `force`) activate a new hasher version.
+    """Train, evaluate, re-encode and (if better, or `force`) activate a new hasher version of
+    `method` (one of FINETUNE_METHODS; URPH by default, the only one that warm-starts).
 
     `reencode="exact"` runs the backbone again over the photos outside the reservoir (their old
     codes are used only where a file cannot be read); "approx" encodes them from their decoded old
@@ -356,6 +493,9 @@ def finetune(
     """
     if reencode not in REENCODE_MODES:
         raise ValueError(f"reencode must be one of {REENCODE_MODES}, not {reencode!r}")
+    problem = method_problem(method)
+    if problem:
+        raise ImagehashError(problem)
     started = time.perf_counter()
     cat = _open(root)
     try:
@@ -366,7 +506,8 @@ def finetune(
             pending = None
         if pending is None:
             pending = yield from _train_and_register(
-                cat, root, settings, epochs, from_scratch, force, reencode, should_stop
+                cat, root, settings, epochs, from_scratch, force, reencode, should_stop, method,
+                get_backbone,
             )
         else:
             yield FinetuneProgress("prepare", 0, 0, message="Resuming the interrupted fine-tune")
@@ -382,7 +523,8 @@ def finetune(
 
 def _train_and_register(
     cat: Catalog, root: Path, settings: LibrarySettings, epochs: int | None, from_scratch: bool,
-    force: bool, reencode: str, should_stop: StopFn | None,
+    force: bool, reencode: str, should_stop: StopFn | None, method: str,
+    get_backbone: BackboneFn | None,
 ) -> Generator[FinetuneProgress, None, dict[str, Any]]:
     from imagehash_app.core.hashing import make_hasher
 
@@ -397,16 +539,25 @@ def _train_and_register(
     held = held_out_mask(ids, settings.seed)
     X_train, X_held = X[~held], X[held]
     old = versions.load_version(root, active)
-    warm = not from_scratch and old.method == "urph" and old.bits == settings.bits
-    n_epochs = _epochs(settings, epochs, warm)
+    warm = _warm(method, from_scratch, active) and old.bits == settings.bits
+    # URPH's epochs are the fine-tune's own (fewer when warm); other methods keep their defaults
+    # unless the person asks for a number.
+    n_epochs = _epochs(settings, epochs, warm) if method == "urph" else epochs
     # A warm start must have the old version's architecture; from scratch, the library's settings.
-    params = dict(old.params) if warm else dict(settings.hasher_params.get("urph", {}))
-    params.pop("epochs", None)
-    new = make_hasher("urph", settings.bits, X.shape[1], **params)
+    params = dict(old.params) if warm else dict(settings.hasher_params.get(method, {}))
+    if method == "urph" or epochs is not None:
+        params.pop("epochs", None)
+    new = make_hasher(method, settings.bits, X.shape[1], **params)
     new.meta["backbone"] = settings.backbone
     how = f"from version {active.id}" if warm else "from scratch"
+    fit_kwargs: dict[str, Any] = {}
+    if method in SUPERVISED_METHODS:
+        X_train, fit_kwargs, labels = yield from _supervised_training_set(
+            cat, settings, ids[~held], X_train, get_backbone, should_stop
+        )
+        new.meta["finetune_labels"] = labels
     yield FinetuneProgress(
-        "prepare", 0, n_epochs,
+        "prepare", 0, n_epochs or 0,
         message=f"Training on {len(X_train):,} photos ({len(X_held):,} held out), {how}",
     )
 
@@ -414,11 +565,16 @@ def _train_and_register(
 
     device = training_device(settings.device)
 
+    accepted = inspect.signature(new.fit).parameters
+    if "device" in accepted:
+        fit_kwargs["device"] = device
+    if "epochs" in accepted and n_epochs is not None:
+        fit_kwargs["epochs"] = n_epochs
+    if warm:
+        fit_kwargs["init_from"] = old
+
     def fit(progress: Callable[..., None], should_stop: StopFn) -> None:
-        new.fit(
-            X_train, progress=progress, should_stop=should_stop, seed=settings.seed,
-            init_from=old if warm else None, epochs=n_epochs, device=device,
-        )
+        new.fit(X_train, progress=progress, should_stop=should_stop, seed=settings.seed, **fit_kwargs)
 
     t0 = time.perf_counter()
     for report in fit_in_thread(fit, should_stop):
@@ -439,6 +595,7 @@ def _train_and_register(
     record = {
         "held_out": int(len(X_held)), "trained_on": int(len(X_train)), "previous": active.id,
         "warm_start": warm, "epochs": n_epochs, "old": old_m, "new": new_m, "better": better,
+        "method": method, **new.meta.pop("finetune_labels", {}),
     }
     new.meta["metrics"] = {**new.meta.get("metrics", {}), "finetune": record}
     new.meta["library_population"] = cat.population()
@@ -450,7 +607,9 @@ def _train_and_register(
         "old_metrics": old_m, "new_metrics": new_m, "held_out": int(len(X_held)),
         "trained_on": int(len(X_train)), "warm_start": warm, "reencode": reencode,
     }
-    note = f"fine-tuned {how} on {len(X_train):,} photos"
+    note = f"{method} fine-tuned {how} on {len(X_train):,} photos"
+    if "pairs" in record:
+        note += f" with {record['pairs']['marked']:,} marked and {record['pairs']['folder']:,} folder pairs"
     _register(cat, root, new, settings, note, ids, X, pending)
     return cat.get_json(PENDING_KEY)
 

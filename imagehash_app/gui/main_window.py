@@ -165,6 +165,7 @@ class MainWindow(QMainWindow):
         self.results_model = ResultsModel(self.thumbs, self)
         self.results_view = ResultsView(self.results_model)
         self.results_view.findSimilar.connect(lambda p: self.search([p]))
+        self.results_view.markSimilar.connect(self.mark_result)
         self.results_view.message.connect(self.statusBar().showMessage)
 
         self.count_spin = QSpinBox()
@@ -475,6 +476,19 @@ class MainWindow(QMainWindow):
         job = self.writer.call(lambda lib, _stop: lib.remove_folder(path), "remove folder")
         job.succeeded.connect(lambda _r: self.refresh())
         job.failed.connect(lambda exc: self.report(exc, "remove the folder"))
+        return job
+
+    def mark_result(self, path: Path, similar: bool) -> Job | None:
+        """Store the person's "More like this" / "Not similar" on a result of the current query
+        (what a supervised fine-tune learns from), then show the new counts."""
+        if self.query is None or not self.query.queries or self.read_only:
+            self.show_message("Marks are stored only for a query of this library, when no other program has it open.", Level.WARNING)
+            return None
+        query = self.query.queries[0]
+        job = self.writer.call(lambda lib, _stop: lib.mark_similar(query, path, similar), "mark")
+        word = "like" if similar else "not like"
+        job.succeeded.connect(lambda _r: (self.statusBar().showMessage(f"Marked {path.name} as {word} {query.name}"), self.refresh()))
+        job.failed.connect(lambda exc: self.report(exc, "store the mark"))
         return job
 
     def show_skipped(self) -> None:

@@ -187,6 +187,7 @@ class ResultsView(QListView):
     """The grid; double-click opens the photo in the system viewer; right-click offers more."""
 
     findSimilar = Signal(Path)
+    markSimilar = Signal(Path, bool)  # a result is (True: "More like this") or is not like the query
     message = Signal(str)
 
     def __init__(self, model: ResultsModel, parent: QWidget | None = None) -> None:
@@ -248,6 +249,8 @@ class ResultsView(QListView):
             ("Open containing folder", lambda: self.open_folder(path)),
             ("Copy path", lambda: self.copy_path(chosen)),
             ("Find similar to this one", lambda: self.findSimilar.emit(path)),
+            ("More like this", lambda: self.markSimilar.emit(path, True)),
+            ("Not similar", lambda: self.markSimilar.emit(path, False)),
         ):
             action = QAction(text, parent or self)
             action.triggered.connect(slot)

@@ -58,7 +58,7 @@ def test_finetune_prints_the_table_and_switches(library: Path, capsys) -> None:
     out = capsys.readouterr()
     assert "kNN recall 10@10, decoder re-rank" in out.out
     assert f"v{first} (old)" in out.out and "Version 2 " in out.out
-    assert "Fine-tuning on" in out.err  # the plan, with its time estimate
+    assert "Fine-tuning urph on" in out.err  # the plan, with its time estimate
     assert active(library) != first
 
 
@@ -83,3 +83,37 @@ def test_finetune_json_and_models_list_and_activate(library: Path, capsys) -> No
 
     assert main(["--library", str(library), "models", "activate", "999"]) == 1
     assert "There is no version 999" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("method", ["itq", "dsg"])
+def test_finetune_method_trains_that_method_and_models_list_shows_it(
+    library: Path, capsys, method: str
+) -> None:
+    argv = ["--library", str(library), "finetune", "--method", method, "--force", "--json"]
+    if method == "dsg":
+        argv[-1:-1] = ["--epochs", "2"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert not result["warm_start"]
+    assert main(["--library", str(library), "models", "list", "--json"]) == 0
+    models = {m["id"]: m for m in json.loads(capsys.readouterr().out)}
+    new = models[result["new_model"]]
+    assert new["method"] == method and new["active"]
+    assert new["note"].startswith(f"{method} fine-tuned")
+    assert new["metrics"]["finetune"]["method"] == method
+    assert main(["--library", str(library), "models", "list"]) == 0
+    row = next(r for r in capsys.readouterr().out.splitlines() if r.startswith("*"))
+    assert row.split()[2] == method
+
+
+@pytest.mark.parametrize(("method", "words"), [
+    ("deepquan", "stays in `imagehash-app eval`"), ("nope", "Unknown method 'nope'"),
+])
+def test_finetune_refuses_eval_only_and_unknown_methods(
+    library: Path, capsys, method: str, words: str
+) -> None:
+    before = active(library)
+    assert main(["--library", str(library), "finetune", "--method", method]) == 1
+    err = capsys.readouterr().err
+    assert words in err
+    assert active(library) == before

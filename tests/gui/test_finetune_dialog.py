@@ -156,3 +156,25 @@ def _text(event) -> str:
     from imagehash_app.gui.dialogs.finetune import event_text
 
     return event_text(event)
+
+
+def test_method_choice_trains_the_chosen_method_and_hides_supervised_without_marks(
+    qtbot, make_window, library, photos, gate
+) -> None:
+    window = make_window(library)
+    with qtbot.waitSignal(window.indexingFinished, timeout=WAIT_MS):
+        window.add_folders([photos])
+    dialog = open_dialog(qtbot, window)
+    offered = [dialog.method.itemData(i) for i in range(dialog.method.count())]
+    assert offered == ["urph", "itq", "harr", "distillhash", "dsg", "dmuh"]  # no marks: no dsh…
+    assert "mark at least 3" in dialog.method.toolTip()
+    dialog.method.setCurrentIndex(offered.index("itq"))
+    dialog.method.activated.emit(offered.index("itq"))  # as a person's pick does: re-plan
+    qtbot.waitUntil(lambda: dialog.plan is not None and dialog.plan.method == "itq", timeout=WAIT_MS)
+    gate.set()
+    dialog.force.setChecked(True)
+    with qtbot.waitSignal(dialog.finetuneFinished, timeout=WAIT_MS) as finished:
+        dialog.start_button.click()
+    assert finished.args[0] is not None and dialog.result is finished.args[0]
+    with Library.open(library, read_only=True) as lib:
+        assert next(m for m in lib.models() if m.id == dialog.result.new_model).method == "itq"

@@ -77,7 +77,10 @@ def test_find_similar_from_context_menu_and_open(qtbot, make_window, tiny_librar
     second = window.results_model.index(1)
     second_path = window.results_view.path_at(second)
     actions = {a.text(): a for a in window.results_view.context_actions(second)}
-    assert set(actions) == {"Open", "Open containing folder", "Copy path", "Find similar to this one"}
+    assert set(actions) == {
+        "Open", "Open containing folder", "Copy path", "Find similar to this one", "More like this",
+        "Not similar",
+    }
     actions["Copy path"].trigger()
     assert QApplication.clipboard().text() == str(second_path)
     actions["Open containing folder"].trigger()

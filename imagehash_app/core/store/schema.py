@@ -78,6 +78,17 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY(folder_id, rel_path)
     );
     """,
+    # 4: the person's marks on results ("More like this" +1, "Not similar" -1), the labels of the
+    # supervised fine-tunes; both ends are library photos, the pair stored in id order.
+    """
+    CREATE TABLE feedback(
+        query_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        result_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        label INTEGER NOT NULL CHECK (label IN (-1, 1)),
+        marked REAL NOT NULL,
+        PRIMARY KEY(query_id, result_id)
+    ) WITHOUT ROWID;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -16,6 +16,7 @@ from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QGridLayout,
@@ -26,7 +27,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from imagehash_app.core.library import FinetunePlan, FinetuneProgress, FinetuneResult, ModelInfo
+from imagehash_app.core.library import (
+    DEFAULT_METHOD,
+    FINETUNE_METHODS,
+    SUPERVISED_METHODS,
+    FinetunePlan,
+    FinetuneProgress,
+    FinetuneResult,
+    ModelInfo,
+)
 from imagehash_app.gui.workers import EngineThread, Job
 
 if TYPE_CHECKING:
@@ -96,6 +105,12 @@ class FinetuneDialog(QDialog):
         self.intro.setWordWrap(True)
         self.force = QCheckBox("Switch to the new version even if it is not better")
         self.force.setToolTip("Normally a new version that does worse on the photos kept aside is not used.")
+        # The hashing method: the unsupervised ones always; DSH, DPSH and DSDH once the person has
+        # marked enough results ("More like this" / "Not similar") for them to learn from.
+        self.method = QComboBox()
+        self.method.setToolTip("URPH is the default; the others are the seed papers' methods.")
+        self.method.hide()
+        self.method.activated.connect(lambda _i: self._load_plan())
         self.progress_label = QLabel("")
         self.progress_bar = QProgressBar()
         self.progress_bar.setTextVisible(False)
@@ -117,7 +132,7 @@ class FinetuneDialog(QDialog):
         self.start_button.setEnabled(False)
 
         layout = QVBoxLayout(self)
-        for widget in (self.intro, self.force, self.progress_label, self.progress_bar, self.figures, self.outcome):
+        for widget in (self.intro, self.method, self.force, self.progress_label, self.progress_bar, self.figures, self.outcome):
             layout.addWidget(widget)
         layout.addWidget(self.buttons)
         self.resize(520, 0)
@@ -138,13 +153,32 @@ class FinetuneDialog(QDialog):
 
     # --- 1. what will happen --------------------------------------------------------------
     def _load_plan(self) -> None:
-        job = self.reader.call(lambda lib, _stop: lib.finetune_plan(), "finetune-plan")
+        method = self.chosen_method()
+        job = self.reader.call(lambda lib, _stop: lib.finetune_plan(method=method), "finetune-plan")
         job.succeeded.connect(self._show_plan)
         job.failed.connect(self._fail)
+
+    def chosen_method(self) -> str:
+        return self.method.currentData() or DEFAULT_METHOD
+
+    def _offer_methods(self, plan: FinetunePlan) -> None:
+        """Fill the method choice once: the supervised methods only with enough marks."""
+        if self.method.count():
+            return
+        for name in FINETUNE_METHODS:
+            if name in SUPERVISED_METHODS and plan.supervised_problem:
+                continue
+            label = f"{name} (learns from your marks)" if name in SUPERVISED_METHODS else name
+            self.method.addItem(label, name)
+        if plan.supervised_problem:
+            self.method.setToolTip(plan.supervised_problem)
+        self.method.show()
 
     @Slot(object)
     def _show_plan(self, plan: FinetunePlan) -> None:
         self.plan = plan
+        if not plan.resumable:
+            self._offer_methods(plan)
         if plan.resumable:
             self.intro.setText(
                 "An earlier improvement was interrupted while re-encoding the library. Start finishes "
@@ -170,9 +204,12 @@ class FinetuneDialog(QDialog):
     # --- 2. running ------------------------------------------------------------------------
     def start(self) -> Job:
         """Run the fine-tune on the writer thread."""
-        force = self.force.isChecked()
+        force, method = self.force.isChecked(), self.chosen_method()
         self.force.hide()
-        job = self.writer.call(lambda lib, stop: lib.finetune(force=force, should_stop=stop), "finetune")
+        self.method.setEnabled(False)
+        job = self.writer.call(
+            lambda lib, stop: lib.finetune(force=force, should_stop=stop, method=method), "finetune"
+        )
         job.progress.connect(self._on_progress)
         job.succeeded.connect(self._on_succeeded)
         job.cancelled.connect(self._on_cancelled)
