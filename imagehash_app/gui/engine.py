@@ -48,6 +48,11 @@ class QueryOutcome:
     def failures(self) -> list[QueryFailure]:
         return self.answer.failures
 
+    @property
+    def per_query(self) -> list[list[SearchResult]]:
+        """Each query's own results, best first (the window shows one list per query)."""
+        return [list(r.results) for r in self.answer.responses]
+
 
 def snapshot(library: Library) -> Snapshot:
     """Status, folders and settings."""

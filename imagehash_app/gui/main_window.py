@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
     QSpinBox,
     QSplitter,
     QStackedWidget,
+    QTabBar,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -137,6 +138,7 @@ class MainWindow(QMainWindow):
         self._last_progress: IndexProgress | None = None
         self._last_refresh = 0.0
         self._closed = False
+        self._search_trouble = False  # the message bar shows a search's error or warning
 
         self._build_ui()
         self._build_menus()
@@ -174,6 +176,12 @@ class MainWindow(QMainWindow):
         self.count_spin.setToolTip("How many similar photos to show (updates without re-reading the photo)")
         self.count_spin.valueChanged.connect(lambda _v: self._requery_timer.start())
         self.results_caption = QLabel("Drop a photo to search.")
+        # One tab per query photo: several dropped photos each keep their own results.
+        self.query_tabs = QTabBar()
+        self.query_tabs.setDocumentMode(True)
+        self.query_tabs.setExpanding(False)
+        self.query_tabs.setVisible(False)
+        self.query_tabs.currentChanged.connect(self._show_query_tab)
         top = QHBoxLayout()
         top.addWidget(self.results_caption, 1)
         top.addWidget(QLabel("Show"))
@@ -181,6 +189,7 @@ class MainWindow(QMainWindow):
         results_box = QWidget()
         results_layout = QVBoxLayout(results_box)
         results_layout.setContentsMargins(0, 0, 0, 0)
+        results_layout.addWidget(self.query_tabs)
         results_layout.addLayout(top)
         results_layout.addWidget(self.results_view, 1)
 
@@ -408,6 +417,8 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_index_succeeded(self, last: IndexProgress | None) -> None:
         self.statusBar().showMessage("Library up to date", 5000)
+        if self.query is not None and not self.is_searching():
+            self.requery()  # photos the index added (a watched folder's new photo) show up now
         self.indexingFinished.emit(last)
         job = self.reader.call(lambda lib, _stop: lib.finetune_suggestion(), "suggestion")
         job.succeeded.connect(self._suggest_finetune)
@@ -505,6 +516,10 @@ class MainWindow(QMainWindow):
         if payload.images:
             self.search(payload.images)
 
+    def is_searching(self) -> bool:
+        """True while a search or re-query is queued or running."""
+        return self._search_job is not None and not self._search_job.done
+
     def search(self, paths: Sequence[Path], top_k: int | None = None) -> Job:
         """Find the photos most similar to `paths` (on the reader thread)."""
         paths = [Path(p) for p in paths]
@@ -519,46 +534,91 @@ class MainWindow(QMainWindow):
         self.results_caption.setText("Searching…")
         job = self.reader.call(lambda lib, _stop: engine.run_query(lib, paths, top_k), "search")
         job.succeeded.connect(self._show_results)
-        job.failed.connect(self._on_search_failed)
+        job.failed.connect(lambda exc: self._on_search_failed(exc, paths))
         self._search_job = job
         return job
 
     def requery(self) -> Job | None:
-        """Show a different number of results for the current query, from its kept features."""
+        """Show a different number of results for the current query (or the photos an index
+        added), from its kept features."""
         previous = self.query
         if previous is None:
             return None
         top_k = self.count_spin.value()
         job = self.reader.call(lambda lib, _stop: engine.requery(lib, previous, top_k), "requery")
         job.succeeded.connect(self._show_results)
-        job.failed.connect(self._on_search_failed)
+        job.failed.connect(lambda exc: self._on_search_failed(exc, previous.queries))
         self._search_job = job
         return job
 
     @Slot(object)
     def _show_results(self, outcome: engine.QueryOutcome) -> None:
-        if outcome.queries and self.query_pane.path not in (outcome.queries[0], None) and self.query_pane.path.resolve() != outcome.queries[0]:
-            self.query_pane.show_query(outcome.queries[0])
-            self.thumbs.request(outcome.queries[0], priority=100)
+        same_queries = self.query is not None and self.query.queries == outcome.queries
+        keep_tab = self.query_tabs.currentIndex() if same_queries else 0
         self.query = outcome
-        self.results_model.set_results(outcome.results)
-        self.results_view.scrollToTop()
-        n = len(outcome.results)
-        self.results_caption.setText(
-            f"{n} similar photo{'s' if n != 1 else ''} · {outcome.elapsed_s * 1000:.0f} ms"
-            if n
-            else "No results yet: the first index is still running; search again when it ends."
-            if self.is_indexing()
-            else "No photos indexed yet: add a folder, then search again."
-        )
+        if self._search_trouble and not outcome.failures:
+            self.messages.dismiss()  # the last search's error is over: this one answered
+        self._search_trouble = False
+        self.query_tabs.blockSignals(True)
+        while self.query_tabs.count():
+            self.query_tabs.removeTab(0)
+        for query, hits in zip(outcome.queries, outcome.per_query, strict=True):
+            self.query_tabs.addTab(f"{display(query.name)} ({len(hits)})")
+            self.query_tabs.setTabToolTip(self.query_tabs.count() - 1, f"Results for {display(query)}")
+        self.query_tabs.setCurrentIndex(max(0, min(keep_tab, self.query_tabs.count() - 1)))
+        self.query_tabs.blockSignals(False)
+        self.query_tabs.setVisible(len(outcome.queries) > 1)
+        self._show_query_tab(self.query_tabs.currentIndex())
         for failure in outcome.failures:
             self.show_message(failure.message, Level.WARNING)
+            self._search_trouble = True
         self.searchFinished.emit(outcome)
 
-    @Slot(object)
-    def _on_search_failed(self, exc: object) -> None:
-        self.results_caption.setText("Search failed.")
+    @Slot(int)
+    def _show_query_tab(self, index: int) -> None:
+        """Show one query's photo in the pane and its own results in the grid."""
+        outcome = self.query
+        if outcome is None or not outcome.queries:
+            self.results_model.set_results([])
+            self.results_caption.setText(self._no_results_text())
+            return
+        index = max(0, min(index, len(outcome.queries) - 1))
+        query = outcome.queries[index]
+        hits = outcome.per_query[index]
+        if self.query_pane.path is None or self.query_pane.path.resolve() != query:
+            self.query_pane.show_query(query)
+            self.thumbs.request(query, priority=100)
+        self.results_model.set_results(hits)
+        self.results_view.scrollToTop()
+        n = len(hits)
+        whose = f" to {display(query.name)}" if len(outcome.queries) > 1 else ""
+        self.results_caption.setText(
+            f"{n} similar photo{'s' if n != 1 else ''}{whose} · {outcome.elapsed_s * 1000:.0f} ms"
+            + (f" · query {index + 1} of {len(outcome.queries)}, one tab each" if len(outcome.queries) > 1 else "")
+            if n
+            else self._no_results_text()
+        )
+
+    def _no_results_text(self) -> str:
+        if self.is_indexing():
+            return "No results yet: the first index is still running; search again when it ends."
+        return "No photos indexed yet: add a folder, then search again."
+
+    def _on_search_failed(self, exc: object, paths: Sequence[Path] = ()) -> None:
+        """Report the error, and show again the last query that answered (pane and grid agree)."""
+        self._search_trouble = True
         self.report(exc, "search")
+        failed = display(Path(paths[0]).name) if paths else "the photo"
+        if self.query is not None and self.query.queries:
+            index = self.query_tabs.currentIndex()
+            self.query_pane.path = None  # force the pane back to the shown query
+            self._show_query_tab(index)
+            shown = display(self.query.queries[max(0, index)].name)
+            self.results_caption.setText(f"Search for {failed} failed; still showing the results for {shown}.")
+        else:
+            self.query_pane.clear()
+            self.results_model.set_results([])
+            self.results_caption.setText(f"Search for {failed} failed.")
 
     @Slot(str, QImage)
     def _on_thumbnail(self, path: str, image: QImage) -> None:
