@@ -25,6 +25,7 @@ from PySide6.QtGui import (
     QPixmap,
 )
 from PySide6.QtWidgets import (
+    QDialog,
     QDockWidget,
     QFileDialog,
     QHBoxLayout,
@@ -252,6 +253,7 @@ class MainWindow(QMainWindow):
         self._action(lib_menu, "&Re-scan all folders", lambda: self.start_index(None), QKeySequence.StandardKey.Refresh)
         self._action(lib_menu, "&Skipped files…", self.show_skipped)
         self._action(lib_menu, "&Improve search for my photos…", self.show_finetune)
+        self._action(lib_menu, "&Versions…", self.show_versions)
         lib_menu.addSeparator()
         self._action(lib_menu, "&Preferences…", self.show_preferences, QKeySequence.StandardKey.Preferences)
         view_menu = self.menuBar().addMenu("&View")
@@ -503,6 +505,23 @@ class MainWindow(QMainWindow):
     def show_finetune(self) -> None:
         """Library ▸ Improve search for my photos…: fine-tune the hasher (modeless dialog)."""
         open_finetune_dialog(self)
+
+    def show_versions(self) -> QDialog | None:
+        """Library ▸ Versions…: the kept hasher versions; switch between them (modeless)."""
+        from imagehash_app.gui.dialogs.versions import VersionsDialog
+
+        if self.read_only:
+            self.show_message(
+                "This library is open in another program; switching versions waits until it is closed.",
+                Level.WARNING,
+            )
+            return None
+        dialog = VersionsDialog(self.writer, self.reader, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.modelChanged.connect(lambda _id: (self.refresh(), self.requery()))
+        dialog.show()
+        self.versions_dialog = dialog
+        return dialog
 
     # --- searching ---------------------------------------------------------------------------
     def handle_payload(self, payload: DropPayload) -> None:
