@@ -103,6 +103,7 @@ class MainWindow(QMainWindow):
     searchFinished = Signal(object)  # engine.QueryOutcome
     snapshotChanged = Signal(object)  # engine.Snapshot
     messageShown = Signal(str)
+    stoppingStarted = Signal()  # a close during indexing: "Stopping…" is shown, the close follows
 
     def __init__(
         self,
@@ -140,6 +141,7 @@ class MainWindow(QMainWindow):
         self._last_refresh = 0.0
         self._closed = False
         self._search_trouble = False  # the message bar shows a search's error or warning
+        self._stop_timer: QTimer | None = None  # polls for the end of an index while closing
 
         self._build_ui()
         self._build_menus()
@@ -419,7 +421,7 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_index_succeeded(self, last: IndexProgress | None) -> None:
         self.statusBar().showMessage("Library up to date", 5000)
-        if self.query is not None and not self.is_searching():
+        if self.query is not None and not self.is_searching() and not self.is_stopping():
             self.requery()  # photos the index added (a watched folder's new photo) show up now
         self.indexingFinished.emit(last)
         job = self.reader.call(lambda lib, _stop: lib.finetune_suggestion(), "suggestion")
@@ -443,6 +445,8 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _on_index_finished(self) -> None:
+        if self.is_stopping():
+            return  # the window closes next
         self._show_progress(False)
         self.cancel_button.setEnabled(True)
         self.refresh()
@@ -737,12 +741,55 @@ class MainWindow(QMainWindow):
         self.thumbs.shutdown()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt override)
+        """Closing during an index says "Stopping…" at once, keeps the window responsive, and
+        closes it as soon as the index has stopped (at its next step; what was indexed is kept)."""
         self.qsettings.setValue("window/geometry", self.saveGeometry())
         self.qsettings.setValue("window/state", self.saveState())
         self.qsettings.setValue("window/splitter", self.splitter.saveState())
         self.qsettings.setValue("results/count", self.count_spin.value())
         self.qsettings.sync()
-        if self.is_indexing():
-            self.progress_label.setText("Stopping…")
+        if not self._closed and self.is_indexing():
+            event.ignore()
+            self._stop_then_close()
+            return
         self.shutdown()
         super().closeEvent(event)
+
+    def is_stopping(self) -> bool:
+        """True between a close during indexing and the window closing."""
+        return self._stop_timer is not None
+
+    def _stop_then_close(self) -> None:
+        if self._stop_timer is not None:
+            return
+        self.stoppingStarted.emit()
+        self._queued, self._queued_all = set(), False
+        self.writer.cancel_all()
+        self.reader.cancel_all()
+        self._requery_timer.stop()
+        if self.watcher is not None:
+            self.watcher.stop()
+        self.progress_label.setText("Stopping…")
+        self.progress_label.setToolTip("The window closes as soon as indexing has stopped.")
+        self.progress_bar.setRange(0, 0)
+        self._show_progress(True)
+        self.cancel_button.setEnabled(False)
+        self.show_message(
+            "Stopping… the window closes as soon as indexing has stopped; the photos indexed so far are kept.",
+            Level.INFO,
+        )
+        self.centralWidget().setEnabled(False)
+        self.menuBar().setEnabled(False)
+        self.folders_dock.setEnabled(False)
+        self._stop_timer = QTimer(self)
+        self._stop_timer.setInterval(20)
+        self._stop_timer.timeout.connect(self._close_if_stopped)
+        self._stop_timer.start()
+
+    @Slot()
+    def _close_if_stopped(self) -> None:
+        if self.is_indexing():
+            return
+        if self._stop_timer is not None:
+            self._stop_timer.stop()
+        self.close()
