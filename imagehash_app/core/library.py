@@ -20,7 +20,7 @@ import numpy as np
 
 from imagehash_app.core import health, training, versions
 from imagehash_app.core.errors import ImageDecodeError, ImagehashError, LibraryDamagedError
-from imagehash_app.core.files import query_problem
+from imagehash_app.core.files import ExcludeRules, count_excluded, query_problem
 from imagehash_app.core.images import IMAGE_SUFFIXES, load_rgb, make_thumbnail
 from imagehash_app.core.indexer import Indexer, IndexProgress, StopFn
 from imagehash_app.core.locking import LOCK_FILE, OWNER_FILE, WriterLock
@@ -316,6 +316,7 @@ class Library:
             raise ImagehashError(f"Unknown setting(s): {', '.join(sorted(unknown))}.")
         new = _normalised(dataclasses.replace(self.settings, **changes))
         new.validate()
+        ExcludeRules(new.exclude_patterns)  # a pattern that is not valid says so, before it is kept
         with self._mutex:
             fixed = [k for k in IDENTITY_FIELDS if getattr(new, k) != getattr(self.settings, k)]
             if fixed and (self._cat.population() or self._cat.models()):
@@ -347,6 +348,19 @@ class Library:
                     c["offline"],
                 ))
             return out
+
+    def count_excluded(self, patterns: Sequence[str]) -> tuple[int, int]:
+        """(photos `patterns` would leave out, photos in the library's reachable folders): the
+        live count the Preferences dialog shows while patterns are typed (no writes)."""
+        ExcludeRules(patterns)  # not valid: raises, in words
+        with self._mutex:
+            roots = [f.path for f in self._cat.folders()]
+        out, total = 0, 0
+        for root in roots:
+            if root.is_dir():
+                left_out, everything = count_excluded(root, patterns)
+                out, total = out + left_out, total + everything
+        return out, total
 
     def add_folder(self, path: Path) -> FolderInfo:
         """Remember a folder. A folder inside a known one is already covered; a folder that

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import (
@@ -62,6 +62,9 @@ from imagehash_app.gui.thumbnails import ThumbnailCache, ThumbnailLoader
 from imagehash_app.gui.watcher import FolderWatcher
 from imagehash_app.gui.welcome import WelcomePage
 from imagehash_app.gui.workers import EngineThread, Job
+
+if TYPE_CHECKING:
+    from imagehash_app.gui.dialogs.preferences import PreferencesDialog
 
 DEFAULT_RESULTS = 40
 MAX_RESULTS = 1000
@@ -686,19 +689,28 @@ class MainWindow(QMainWindow):
     # --- settings ------------------------------------------------------------------------------
     def show_preferences(self) -> None:
         """Edit the library's settings; identity changes ask before re-indexing."""
-        from imagehash_app.gui.dialogs.preferences import PreferencesDialog
-
-        if self.snapshot is None:
-            return
-        status = self.snapshot.status
-        locked = int(getattr(status, "indexed", 0) or 0) > 0 or getattr(status, "model", None) is not None
-        names = backbone_names()
-        dialog = PreferencesDialog(self.snapshot.settings, names, locked, self)
-        if dialog.exec() != PreferencesDialog.DialogCode.Accepted:
+        dialog = self.preferences_dialog()
+        if dialog is None or dialog.exec() != dialog.DialogCode.Accepted:
             return
         changes = dialog.changes()
         if changes:
             self.apply_settings(changes, reindex="exclude_patterns" in changes)
+
+    def preferences_dialog(self) -> PreferencesDialog | None:
+        """The Preferences dialog over the current settings, its exclude count answered by the reader."""
+        from imagehash_app.gui.dialogs.preferences import PreferencesDialog
+
+        if self.snapshot is None:
+            return None
+        status = self.snapshot.status
+        locked = int(getattr(status, "indexed", 0) or 0) > 0 or getattr(status, "model", None) is not None
+
+        def count(patterns: list[str], answer: Callable[[object], None]) -> None:
+            job = self.reader.call(lambda lib, _stop: lib.count_excluded(patterns), "count excluded")
+            job.succeeded.connect(answer)
+            job.failed.connect(lambda exc: answer(str(exc)))
+
+        return PreferencesDialog(self.snapshot.settings, backbone_names(), locked, self, count_excluded=count)
 
     def apply_settings(self, changes: dict[str, Any], reindex: bool = False) -> Job:
         """Store settings with the library (then re-index, e.g. after new weights or exclusions)."""
