@@ -49,7 +49,7 @@ QUERY_CHECK_SIDE = 64  # pixels: enough of a decode to know a query is a photo (
 __all__ = [
     "IDENTITY_FIELDS", "IMAGE_SUFFIXES", "FinetunePlan", "FinetuneProgress",
     "FinetuneResult", "FolderInfo", "IndexProgress", "Library", "LibrarySettings", "LibraryStatus",
-    "ModelInfo", "QueryFailure", "SearchAnswer", "SearchResponse", "SearchResult",
+    "ModelInfo", "PhotoDetails", "QueryFailure", "SearchAnswer", "SearchResponse", "SearchResult",
     "b64", "backbone_names", "default_library_dir", "display", "make_thumbnail", "repair",
 ]
 
@@ -82,6 +82,18 @@ class SearchResponse:
     query: Path
     results: list[SearchResult]
     features: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class PhotoDetails:
+    """What a person looks for under a result: where it is, its pixel size, file size and date
+    (the file's modification time), as the last index recorded them."""
+
+    path: Path
+    width: int | None
+    height: int | None
+    size: int
+    modified: float  # seconds since the epoch
 
 
 @dataclass(frozen=True)
@@ -348,6 +360,17 @@ class Library:
                     c["offline"],
                 ))
             return out
+
+    def details(self, paths: Sequence[Path]) -> dict[Path, PhotoDetails]:
+        """Recorded details of library photos (results), by path; photos not in it are left out."""
+        out: dict[Path, PhotoDetails] = {}
+        with self._mutex:
+            for path in dict.fromkeys(Path(p) for p in paths):
+                facts = self._cat.photo_facts(path)
+                if facts is not None:
+                    width, height, size, mtime_ns = facts
+                    out[path] = PhotoDetails(path, width, height, int(size or 0), (mtime_ns or 0) / 1e9)
+        return out
 
     def count_excluded(self, patterns: Sequence[str]) -> tuple[int, int]:
         """(photos `patterns` would leave out, photos in the library's reachable folders): the

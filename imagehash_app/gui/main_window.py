@@ -68,6 +68,7 @@ if TYPE_CHECKING:
 
 DEFAULT_RESULTS = 40
 MAX_RESULTS = 1000
+HISTORY = 50  # queries Alt+Left can go back through
 PHASES = {"scan": "Scanning folders", "embed": "Indexing", "train": "Training the hasher", "encode": "Encoding"}
 
 
@@ -145,6 +146,8 @@ class MainWindow(QMainWindow):
         self._closed = False
         self._search_trouble = False  # the message bar shows a search's error or warning
         self._stop_timer: QTimer | None = None  # polls for the end of an index while closing
+        self._history: list[engine.QueryOutcome] = []  # earlier queries, for Alt+Left
+        self._going_back = False
 
         self._build_ui()
         self._build_menus()
@@ -250,6 +253,8 @@ class MainWindow(QMainWindow):
         file_menu = self.menuBar().addMenu("&File")
         self._action(file_menu, "&Open photo…", self.choose_photos, QKeySequence.StandardKey.Open)
         self._action(file_menu, "&Paste photo or path", self.paste, QKeySequence.StandardKey.Paste)
+        self.back_action = self._action(file_menu, "&Back to the previous query", self.go_back, "Alt+Left")
+        self.back_action.setEnabled(False)
         file_menu.addSeparator()
         self._action(file_menu, "&Add folder…", self.choose_folder, "Ctrl+Shift+O")
         file_menu.addSeparator()
@@ -581,6 +586,9 @@ class MainWindow(QMainWindow):
     def _show_results(self, outcome: engine.QueryOutcome) -> None:
         same_queries = self.query is not None and self.query.queries == outcome.queries
         keep_tab = self.query_tabs.currentIndex() if same_queries else 0
+        if self.query is not None and not same_queries and not self._going_back:
+            self._history = [*self._history[-(HISTORY - 1):], self.query]
+        self.back_action.setEnabled(bool(self._history))
         self.query = outcome
         if self._search_trouble and not outcome.failures:
             self.messages.dismiss()  # the last search's error is over: this one answered
@@ -600,6 +608,22 @@ class MainWindow(QMainWindow):
             self._search_trouble = True
         self.searchFinished.emit(outcome)
 
+    def go_back(self) -> Job | None:
+        """Alt+Left: show the previous query again (at once, then brought up to date)."""
+        if not self._history:
+            self.statusBar().showMessage("No earlier query to go back to.", 4000)
+            return None
+        previous = self._history.pop()
+        if self._search_job is not None:
+            self._search_job.cancel()
+        self._going_back = True
+        try:
+            self.query_pane.path = None
+            self._show_results(previous)
+        finally:
+            self._going_back = False
+        return self.requery()
+
     @Slot(int)
     def _show_query_tab(self, index: int) -> None:
         """Show one query's photo in the pane and its own results in the grid."""
@@ -614,7 +638,7 @@ class MainWindow(QMainWindow):
         if self.query_pane.path is None or self.query_pane.path.resolve() != query:
             self.query_pane.show_query(query)
             self.thumbs.request(query, priority=100)
-        self.results_model.set_results(hits)
+        self.results_model.set_results(hits, outcome.details)
         self.results_view.scrollToTop()
         n = len(hits)
         whose = f" to {display(query.name)}" if len(outcome.queries) > 1 else ""
