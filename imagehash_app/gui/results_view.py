@@ -35,6 +35,7 @@ from PySide6.QtGui import (
     QPixmap,
 )
 from PySide6.QtWidgets import (
+    QDialog,
     QListView,
     QMenu,
     QStyle,
@@ -283,9 +284,27 @@ class ResultsView(QListView):
         if path is not None:
             self.open_photo(path)
 
+    def preview_current(self) -> QDialog | None:
+        """Space: a larger preview of the current result (Left/Right step through the results)."""
+        if not self.currentIndex().isValid():
+            return None
+        from imagehash_app.gui.preview import PreviewDialog
+
+        paths = [p for p in (self.path_at(self.model().index(r, 0)) for r in range(self.model().rowCount())) if p]
+        dialog = PreviewDialog(paths, self.currentIndex().row(), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.finished.connect(lambda _r: self.setCurrentIndex(self.model().index(dialog.current, 0)))
+        dialog.show()
+        self.preview = dialog
+        return dialog
+
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt override)
         if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.currentIndex().isValid():
             self.open_current()
+            event.accept()
+            return
+        if event.key() == Qt.Key.Key_Space and self.currentIndex().isValid():
+            self.preview_current()
             event.accept()
             return
         super().keyPressEvent(event)

@@ -75,3 +75,24 @@ def test_alt_left_goes_back_to_the_previous_query(qtbot, make_window, tiny_libra
     assert not window.back_action.isEnabled()  # nothing before the first query
     qtbot.waitUntil(lambda: not window.is_searching(), timeout=WAIT_MS)  # the refresh came back
     assert [r.path for r in window.results_model.items()] == shown_first
+
+
+def test_space_previews_the_current_result_larger(qtbot, make_window, tiny_library, photo_dir):
+    window = make_window(tiny_library)
+    index_folder(qtbot, window, photo_dir)
+    with qtbot.waitSignal(window.searchFinished, timeout=WAIT_MS):
+        drop_files(window, [photo_dir / "photo_004.jpg"])
+    view = window.results_view
+    view.setFocus()
+    view.setCurrentIndex(window.results_model.index(0))
+    qtbot.keyClick(view, Qt.Key.Key_Space)
+    preview = view.preview
+    assert preview.isVisible()
+    assert preview.picture.pixmap().size().width() == 128  # the photo itself, not the thumbnail
+    assert "1 of" in preview.caption.text() and "photo_004.jpg" in preview.caption.text()
+    qtbot.keyClick(preview, Qt.Key.Key_Right)
+    second = view.path_at(window.results_model.index(1))
+    assert str(second) in preview.caption.text()
+    qtbot.keyClick(preview, Qt.Key.Key_Space)
+    assert not preview.isVisible()
+    assert view.currentIndex().row() == 1  # the grid follows where the preview went
