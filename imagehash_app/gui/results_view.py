@@ -46,6 +46,7 @@ from PySide6.QtWidgets import (
 
 from imagehash_app.core.library import PhotoDetails, SearchResult, display
 from imagehash_app.gui.local_urls import url_of
+from imagehash_app.gui.reveal import reveal
 from imagehash_app.gui.thumbnails import ThumbnailLoader
 
 CELL = 176  # thumbnail square, px (logical)
@@ -249,6 +250,7 @@ class ResultsView(QListView):
         self.doubleClicked.connect(self._open_index)
         # Replaceable for tests: opening a URL must not launch a real viewer there.
         self.open_url: Callable[[QUrl], object] = QDesktopServices.openUrl
+        self.reveal: Callable[[Path], bool] = reveal
 
     placeholder = "The most similar photos appear here, best first."
 
@@ -274,7 +276,9 @@ class ResultsView(QListView):
             )
 
     def open_folder(self, path: Path) -> None:
-        """Open the folder holding the photo in the file manager."""
+        """Show the photo selected in the file manager, or at least open its folder."""
+        if self.reveal(path):
+            return
         if self.open_url(url_of(path.parent)) is False:
             self.message.emit(f"No file manager could open {display(path.parent)}.")
 

@@ -4,6 +4,7 @@ a message when no viewer could open it, Alt+Left goes back to the previous query
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence
@@ -96,3 +97,25 @@ def test_space_previews_the_current_result_larger(qtbot, make_window, tiny_libra
     qtbot.keyClick(preview, Qt.Key.Key_Space)
     assert not preview.isVisible()
     assert view.currentIndex().row() == 1  # the grid follows where the preview went
+
+
+def test_open_containing_folder_selects_the_photo(qtbot, make_window, tiny_library, photo_dir):
+    from imagehash_app.gui.reveal import reveal_command
+
+    assert reveal_command(Path("/p/a.jpg"), "darwin") == ["open", "-R", "/p/a.jpg"]
+    assert reveal_command(Path("C:/p/a.jpg"), "win32")[0] == "explorer"
+    window = make_window(tiny_library)
+    index_folder(qtbot, window, photo_dir)
+    with qtbot.waitSignal(window.searchFinished, timeout=WAIT_MS):
+        drop_files(window, [photo_dir / "photo_002.jpg"])
+    view = window.results_view
+    revealed: list[Path] = []
+    opened: list[str] = []
+    view.open_url = lambda url: opened.append(url.toLocalFile()) or True
+    view.reveal = lambda path: revealed.append(path) or True
+    first = view.path_at(window.results_model.index(0))
+    view.open_folder(first)
+    assert revealed == [first] and opened == []  # the file manager selects the photo
+    view.reveal = lambda path: False  # no file manager that can select: its folder opens
+    view.open_folder(first)
+    assert opened == [str(first.parent)]
