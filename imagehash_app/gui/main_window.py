@@ -429,11 +429,15 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_index_succeeded(self, last: IndexProgress | None) -> None:
         self.statusBar().showMessage("Library up to date", 5000)
-        if self.query is not None and not self.is_searching() and not self.is_stopping():
-            self.requery()  # photos the index added (a watched folder's new photo) show up now
+        self._requery_after_index()
         self.indexingFinished.emit(last)
         job = self.reader.call(lambda lib, _stop: lib.finetune_suggestion(), "suggestion")
         job.succeeded.connect(self._suggest_finetune)
+
+    def _requery_after_index(self) -> None:
+        """Photos the index added (a watched folder's new photo) show up in the current results."""
+        if self.query is not None and not self.is_searching() and not self.is_stopping():
+            self.requery()
 
     @Slot(object)
     def _suggest_finetune(self, text: object) -> None:
@@ -444,6 +448,7 @@ class MainWindow(QMainWindow):
     @Slot()
     def _on_index_cancelled(self) -> None:
         self.statusBar().showMessage("Indexing stopped; photos indexed so far are searchable", 8000)
+        self._requery_after_index()
         self.indexingFinished.emit(None)
 
     @Slot(object)
