@@ -643,6 +643,7 @@ class MainWindow(QMainWindow):
         if self.query_pane.path is None or self.query_pane.path.resolve() != query:
             self.query_pane.show_query(query)
             self.thumbs.request(query, priority=100)
+        self.query_pane.set_caption(display(query.name))  # not "… and 1 more": this tab's photo
         self.results_model.set_results(hits, outcome.details)
         self.results_view.scrollToTop()
         n = len(hits)

@@ -215,7 +215,10 @@ class ResultDelegate(QStyledItemDelegate):
             if not selected:
                 painter.setPen(palette.color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text))
             folder, facts = index.data(DetailsRole) or ("", "")
-            lines = [folder, facts, f"#{index.row() + 1} · {item.score:.2f} · {item.hamming} bits"]
+            # "640×640 · 17 KB · 2024-05-01" does not fit a cell: the date goes with the rank.
+            head, _, day = facts.rpartition(" · ") if facts.count(" · ") == 2 else (facts, "", "")
+            rank = f"#{index.row() + 1} · {item.score:.2f}"
+            lines = [folder, head, f"{day} · {rank}" if day else f"{rank} · {item.hamming} bits"]
             for n, text in enumerate(lines, start=1):
                 painter.drawText(
                     QRect(rect.x() + 4, text_top + n * fm.height(), rect.width() - 8, fm.height()),
