@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+import pathspec
+
+from imagehash_app.core.errors import ImagehashError
 from imagehash_app.core.images import IMAGE_SUFFIXES
 from imagehash_app.core.stored_paths import display
 
@@ -37,9 +40,48 @@ class FileInfo:
     mtime_ns: int
 
 
-def _excluded(name: str, rel: str, patterns: Sequence[str]) -> bool:
-    """User patterns match a name (`*.tmp`) or a path relative to the root (`raw/*`)."""
-    return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p) for p in patterns)
+class ExcludeRules:
+    """The library's exclude patterns, in the one syntax people know: `.gitignore`'s.
+
+    Each path is matched relative to the added folder, and again with the folder's own name in
+    front, so a pattern written as seen from the folder (`daisy/`, `raw/*`, `*.gif`,
+    `**/Screenshots/`) or from its parent (`*/daisy/*`) means what it says. A trailing `/` matches
+    folders only; `!` re-includes; a leading `/` anchors at the added folder.
+    """
+
+    def __init__(self, patterns: Sequence[str], folder_name: str = "") -> None:
+        lines = [p.strip() for p in patterns if p and p.strip()]
+        for line in lines:
+            try:
+                pathspec.GitIgnoreSpec.from_lines([line])
+            except ValueError as exc:
+                raise ImagehashError(
+                    f'The exclude pattern "{line}" is not valid ({exc}); patterns follow '
+                    '.gitignore, e.g. "daisy/" for every folder named daisy or "*.gif".'
+                ) from exc
+        self._spec = pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
+        self._prefix = f"{folder_name}/" if folder_name else ""
+
+    def __bool__(self) -> bool:
+        return self._spec is not None
+
+    def excludes(self, rel: str, is_dir: bool) -> bool:
+        """Whether the path `rel` (relative to the folder, "/"-separated) is left out."""
+        if self._spec is None:
+            return False
+        path = f"{rel}/" if is_dir else rel
+        return self._spec.match_file(path) or bool(
+            self._prefix and self._spec.match_file(self._prefix + path)
+        )
+
+
+def count_excluded(root: Path, patterns: Sequence[str]) -> tuple[int, int]:
+    """(photos the patterns leave out, photos under `root` in all): the same two walks the
+    indexer would make, so the count shown is what indexing will do."""
+    everything = sum(1 for _ in walk_images(root))
+    if not ExcludeRules(patterns):
+        return 0, everything
+    return everything - sum(1 for _ in walk_images(root, patterns)), everything
 
 
 def _junk_dir(name: str) -> bool:
@@ -55,7 +97,8 @@ def walk_images(
 ) -> Iterator[FileInfo]:
     """Yield the image files under `root` in a stable order: sorted, then what links add.
 
-    Hidden folders and files, system junk folders and `exclude` glob patterns are skipped.
+    Hidden folders and files, system junk folders and what the `exclude` patterns name
+    (`.gitignore` syntax, see `ExcludeRules`) are skipped.
     Symbolic links are followed after everything reachable without them, and only when their
     real target lies inside `root`'s real path: a link out of the folder would index photos the
     user did not choose (or that belong to another folder of the library, which indexes them
@@ -65,6 +108,7 @@ def walk_images(
     its error, to `on_error` and skipped.
     """
     root = Path(root)
+    rules = ExcludeRules(exclude, root.name)
     report = on_error or (lambda _path, _exc: None)
     try:
         st = root.stat()
@@ -81,7 +125,7 @@ def walk_images(
     while stack or links:
         if not stack:
             link, rel, name = links.popleft()
-            found = _follow(link, name, rel, real_root, seen_dirs, seen_files, exclude)
+            found = _follow(link, name, rel, real_root, seen_dirs, seen_files)
             if isinstance(found, FileInfo):
                 yield found
             elif found is not None:
@@ -98,13 +142,17 @@ def walk_images(
         for entry in entries:
             name = entry.name
             rel = f"{rel_dir}/{name}" if rel_dir else name
-            if name.startswith(".") or _excluded(name, rel, exclude):
+            if name.startswith("."):
                 continue
             try:
                 if entry.is_symlink():
-                    links.append((Path(entry.path), rel, name))
+                    if not (rules.excludes(rel, False) or rules.excludes(rel, True)):
+                        links.append((Path(entry.path), rel, name))
                     continue
-                if entry.is_dir(follow_symlinks=False):
+                is_dir = entry.is_dir(follow_symlinks=False)
+                if rules.excludes(rel, is_dir):
+                    continue
+                if is_dir:
                     if _junk_dir(name):
                         continue
                     dst = entry.stat(follow_symlinks=False)
@@ -130,7 +178,7 @@ def walk_images(
 
 def _follow(
     link: Path, name: str, rel: str, real_root: str, seen_dirs: set[tuple[int, int]],
-    seen_files: set[str], exclude: Sequence[str],
+    seen_files: set[str],
 ) -> FileInfo | tuple[Path, str, bool] | None:
     """What a symbolic link adds to a walk: a file, a folder to walk, or nothing (dangling, out of
     the folder, already seen, or not a photo)."""

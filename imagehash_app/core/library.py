@@ -20,7 +20,7 @@ import numpy as np
 
 from imagehash_app.core import health, training, versions
 from imagehash_app.core.errors import ImageDecodeError, ImagehashError, LibraryDamagedError
-from imagehash_app.core.files import query_problem
+from imagehash_app.core.files import ExcludeRules, count_excluded, query_problem
 from imagehash_app.core.images import IMAGE_SUFFIXES, load_rgb, make_thumbnail
 from imagehash_app.core.indexer import Indexer, IndexProgress, StopFn
 from imagehash_app.core.locking import LOCK_FILE, OWNER_FILE, WriterLock
@@ -57,7 +57,7 @@ QUERY_CHECK_SIDE = 64  # pixels: enough of a decode to know a query is a photo (
 __all__ = [
     "DEFAULT_METHOD", "FINETUNE_METHODS", "SUPERVISED_METHODS", "IDENTITY_FIELDS", "IMAGE_SUFFIXES", "FinetunePlan", "FinetuneProgress",
     "FinetuneResult", "FolderInfo", "IndexProgress", "Library", "LibrarySettings", "LibraryStatus",
-    "ModelInfo", "QueryFailure", "SearchAnswer", "SearchResponse", "SearchResult",
+    "ModelInfo", "PhotoDetails", "QueryFailure", "SearchAnswer", "SearchResponse", "SearchResult",
     "b64", "backbone_names", "default_library_dir", "display", "make_thumbnail", "repair",
 ]
 
@@ -90,6 +90,18 @@ class SearchResponse:
     query: Path
     results: list[SearchResult]
     features: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class PhotoDetails:
+    """What a person looks for under a result: where it is, its pixel size, file size and date
+    (the file's modification time), as the last index recorded them."""
+
+    path: Path
+    width: int | None
+    height: int | None
+    size: int
+    modified: float  # seconds since the epoch
 
 
 @dataclass(frozen=True)
@@ -326,6 +338,7 @@ class Library:
             raise ImagehashError(f"Unknown setting(s): {', '.join(sorted(unknown))}.")
         new = _normalised(dataclasses.replace(self.settings, **changes))
         new.validate()
+        ExcludeRules(new.exclude_patterns)  # a pattern that is not valid says so, before it is kept
         with self._mutex:
             fixed = [k for k in IDENTITY_FIELDS if getattr(new, k) != getattr(self.settings, k)]
             if fixed and (self._cat.population() or self._cat.models()):
@@ -357,6 +370,30 @@ class Library:
                     c["offline"],
                 ))
             return out
+
+    def details(self, paths: Sequence[Path]) -> dict[Path, PhotoDetails]:
+        """Recorded details of library photos (results), by path; photos not in it are left out."""
+        out: dict[Path, PhotoDetails] = {}
+        with self._mutex:
+            for path in dict.fromkeys(Path(p) for p in paths):
+                facts = self._cat.photo_facts(path)
+                if facts is not None:
+                    width, height, size, mtime_ns = facts
+                    out[path] = PhotoDetails(path, width, height, int(size or 0), (mtime_ns or 0) / 1e9)
+        return out
+
+    def count_excluded(self, patterns: Sequence[str]) -> tuple[int, int]:
+        """(photos `patterns` would leave out, photos in the library's reachable folders): the
+        live count the Preferences dialog shows while patterns are typed (no writes)."""
+        ExcludeRules(patterns)  # not valid: raises, in words
+        with self._mutex:
+            roots = [f.path for f in self._cat.folders()]
+        out, total = 0, 0
+        for root in roots:
+            if root.is_dir():
+                left_out, everything = count_excluded(root, patterns)
+                out, total = out + left_out, total + everything
+        return out, total
 
     def add_folder(self, path: Path) -> FolderInfo:
         """Remember a folder. A folder inside a known one is already covered; a folder that

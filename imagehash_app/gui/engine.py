@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from imagehash_app.core.library import (
@@ -16,6 +16,7 @@ from imagehash_app.core.library import (
     Library,
     LibrarySettings,
     LibraryStatus,
+    PhotoDetails,
     QueryFailure,
     SearchAnswer,
     SearchResult,
@@ -39,6 +40,7 @@ class QueryOutcome:
     answer: SearchAnswer
     results: list[SearchResult]
     elapsed_s: float = 0.0
+    details: dict[Path, PhotoDetails] = field(default_factory=dict, compare=False)
 
     @property
     def queries(self) -> list[Path]:
@@ -47,6 +49,11 @@ class QueryOutcome:
     @property
     def failures(self) -> list[QueryFailure]:
         return self.answer.failures
+
+    @property
+    def per_query(self) -> list[list[SearchResult]]:
+        """Each query's own results, best first (the window shows one list per query)."""
+        return [list(r.results) for r in self.answer.responses]
 
 
 def snapshot(library: Library) -> Snapshot:
@@ -75,14 +82,22 @@ def run_query(library: Library, paths: Sequence[Path], top_k: int) -> QueryOutco
     answer = library.search(paths, top_k)
     if not answer.responses and answer.failures:
         raise answer.failures[0].error()
-    return QueryOutcome(answer, merge([r.results for r in answer], top_k), time.perf_counter() - start)
+    return _outcome(library, answer, top_k, start)
+
+
+def _outcome(library: Library, answer: SearchAnswer, top_k: int, start: float) -> QueryOutcome:
+    """The answer with its merged list and the details shown under each result."""
+    merged = merge([r.results for r in answer], top_k)
+    elapsed = time.perf_counter() - start  # the search itself, as the caption says
+    details = library.details([hit.path for r in answer for hit in r.results])
+    return QueryOutcome(answer, merged, elapsed, details)
 
 
 def requery(library: Library, previous: QueryOutcome, top_k: int) -> QueryOutcome:
     """The same query at another result count, from the kept features (no image decode, no backbone)."""
     start = time.perf_counter()
     answer = library.requery(previous.answer, top_k)
-    return QueryOutcome(answer, merge([r.results for r in answer], top_k), time.perf_counter() - start)
+    return _outcome(library, answer, top_k, start)
 
 
 def status_line(status: LibraryStatus) -> str:

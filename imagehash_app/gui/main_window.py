@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import (
@@ -25,6 +25,7 @@ from PySide6.QtGui import (
     QPixmap,
 )
 from PySide6.QtWidgets import (
+    QDialog,
     QDockWidget,
     QFileDialog,
     QHBoxLayout,
@@ -36,6 +37,7 @@ from PySide6.QtWidgets import (
     QSpinBox,
     QSplitter,
     QStackedWidget,
+    QTabBar,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -61,8 +63,12 @@ from imagehash_app.gui.watcher import FolderWatcher
 from imagehash_app.gui.welcome import WelcomePage
 from imagehash_app.gui.workers import EngineThread, Job
 
+if TYPE_CHECKING:
+    from imagehash_app.gui.dialogs.preferences import PreferencesDialog
+
 DEFAULT_RESULTS = 40
 MAX_RESULTS = 1000
+HISTORY = 50  # queries Alt+Left can go back through
 PHASES = {"scan": "Scanning folders", "embed": "Indexing", "train": "Training the hasher", "encode": "Encoding"}
 
 
@@ -101,6 +107,7 @@ class MainWindow(QMainWindow):
     searchFinished = Signal(object)  # engine.QueryOutcome
     snapshotChanged = Signal(object)  # engine.Snapshot
     messageShown = Signal(str)
+    stoppingStarted = Signal()  # a close during indexing: "Stopping…" is shown, the close follows
 
     def __init__(
         self,
@@ -137,6 +144,10 @@ class MainWindow(QMainWindow):
         self._last_progress: IndexProgress | None = None
         self._last_refresh = 0.0
         self._closed = False
+        self._search_trouble = False  # the message bar shows a search's error or warning
+        self._stop_timer: QTimer | None = None  # polls for the end of an index while closing
+        self._history: list[engine.QueryOutcome] = []  # earlier queries, for Alt+Left
+        self._going_back = False
 
         self._build_ui()
         self._build_menus()
@@ -175,6 +186,12 @@ class MainWindow(QMainWindow):
         self.count_spin.setToolTip("How many similar photos to show (updates without re-reading the photo)")
         self.count_spin.valueChanged.connect(lambda _v: self._requery_timer.start())
         self.results_caption = QLabel("Drop a photo to search.")
+        # One tab per query photo: several dropped photos each keep their own results.
+        self.query_tabs = QTabBar()
+        self.query_tabs.setDocumentMode(True)
+        self.query_tabs.setExpanding(False)
+        self.query_tabs.setVisible(False)
+        self.query_tabs.currentChanged.connect(self._show_query_tab)
         top = QHBoxLayout()
         top.addWidget(self.results_caption, 1)
         top.addWidget(QLabel("Show"))
@@ -182,6 +199,7 @@ class MainWindow(QMainWindow):
         results_box = QWidget()
         results_layout = QVBoxLayout(results_box)
         results_layout.setContentsMargins(0, 0, 0, 0)
+        results_layout.addWidget(self.query_tabs)
         results_layout.addLayout(top)
         results_layout.addWidget(self.results_view, 1)
 
@@ -236,6 +254,8 @@ class MainWindow(QMainWindow):
         file_menu = self.menuBar().addMenu("&File")
         self._action(file_menu, "&Open photo…", self.choose_photos, QKeySequence.StandardKey.Open)
         self._action(file_menu, "&Paste photo or path", self.paste, QKeySequence.StandardKey.Paste)
+        self.back_action = self._action(file_menu, "&Back to the previous query", self.go_back, "Alt+Left")
+        self.back_action.setEnabled(False)
         file_menu.addSeparator()
         self._action(file_menu, "&Add folder…", self.choose_folder, "Ctrl+Shift+O")
         file_menu.addSeparator()
@@ -244,6 +264,7 @@ class MainWindow(QMainWindow):
         self._action(lib_menu, "&Re-scan all folders", lambda: self.start_index(None), QKeySequence.StandardKey.Refresh)
         self._action(lib_menu, "&Skipped files…", self.show_skipped)
         self._action(lib_menu, "&Improve search for my photos…", self.show_finetune)
+        self._action(lib_menu, "&Versions…", self.show_versions)
         lib_menu.addSeparator()
         self._action(lib_menu, "&Preferences…", self.show_preferences, QKeySequence.StandardKey.Preferences)
         view_menu = self.menuBar().addMenu("&View")
@@ -409,9 +430,15 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_index_succeeded(self, last: IndexProgress | None) -> None:
         self.statusBar().showMessage("Library up to date", 5000)
+        self._requery_after_index()
         self.indexingFinished.emit(last)
         job = self.reader.call(lambda lib, _stop: lib.finetune_suggestion(), "suggestion")
         job.succeeded.connect(self._suggest_finetune)
+
+    def _requery_after_index(self) -> None:
+        """Photos the index added (a watched folder's new photo) show up in the current results."""
+        if self.query is not None and not self.is_searching() and not self.is_stopping():
+            self.requery()
 
     @Slot(object)
     def _suggest_finetune(self, text: object) -> None:
@@ -422,6 +449,7 @@ class MainWindow(QMainWindow):
     @Slot()
     def _on_index_cancelled(self) -> None:
         self.statusBar().showMessage("Indexing stopped; photos indexed so far are searchable", 8000)
+        self._requery_after_index()
         self.indexingFinished.emit(None)
 
     @Slot(object)
@@ -431,6 +459,8 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _on_index_finished(self) -> None:
+        if self.is_stopping():
+            return  # the window closes next
         self._show_progress(False)
         self.cancel_button.setEnabled(True)
         self.refresh()
@@ -507,6 +537,23 @@ class MainWindow(QMainWindow):
         """Library ▸ Improve search for my photos…: fine-tune the hasher (modeless dialog)."""
         open_finetune_dialog(self)
 
+    def show_versions(self) -> QDialog | None:
+        """Library ▸ Versions…: the kept hasher versions; switch between them (modeless)."""
+        from imagehash_app.gui.dialogs.versions import VersionsDialog
+
+        if self.read_only:
+            self.show_message(
+                "This library is open in another program; switching versions waits until it is closed.",
+                Level.WARNING,
+            )
+            return None
+        dialog = VersionsDialog(self.writer, self.reader, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.modelChanged.connect(lambda _id: (self.refresh(), self.requery()))
+        dialog.show()
+        self.versions_dialog = dialog
+        return dialog
+
     # --- searching ---------------------------------------------------------------------------
     def handle_payload(self, payload: DropPayload) -> None:
         """Do what a drop or paste asks: search photos, add folders, explain the rest."""
@@ -518,6 +565,10 @@ class MainWindow(QMainWindow):
             self.add_folders(payload.folders)
         if payload.images:
             self.search(payload.images)
+
+    def is_searching(self) -> bool:
+        """True while a search or re-query is queued or running."""
+        return self._search_job is not None and not self._search_job.done
 
     def search(self, paths: Sequence[Path], top_k: int | None = None) -> Job:
         """Find the photos most similar to `paths` (on the reader thread)."""
@@ -533,46 +584,111 @@ class MainWindow(QMainWindow):
         self.results_caption.setText("Searching…")
         job = self.reader.call(lambda lib, _stop: engine.run_query(lib, paths, top_k), "search")
         job.succeeded.connect(self._show_results)
-        job.failed.connect(self._on_search_failed)
+        job.failed.connect(lambda exc: self._on_search_failed(exc, paths))
         self._search_job = job
         return job
 
     def requery(self) -> Job | None:
-        """Show a different number of results for the current query, from its kept features."""
+        """Show a different number of results for the current query (or the photos an index
+        added), from its kept features."""
         previous = self.query
         if previous is None:
             return None
         top_k = self.count_spin.value()
         job = self.reader.call(lambda lib, _stop: engine.requery(lib, previous, top_k), "requery")
         job.succeeded.connect(self._show_results)
-        job.failed.connect(self._on_search_failed)
+        job.failed.connect(lambda exc: self._on_search_failed(exc, previous.queries))
         self._search_job = job
         return job
 
     @Slot(object)
     def _show_results(self, outcome: engine.QueryOutcome) -> None:
-        if outcome.queries and self.query_pane.path not in (outcome.queries[0], None) and self.query_pane.path.resolve() != outcome.queries[0]:
-            self.query_pane.show_query(outcome.queries[0])
-            self.thumbs.request(outcome.queries[0], priority=100)
+        same_queries = self.query is not None and self.query.queries == outcome.queries
+        keep_tab = self.query_tabs.currentIndex() if same_queries else 0
+        if self.query is not None and not same_queries and not self._going_back:
+            self._history = [*self._history[-(HISTORY - 1):], self.query]
+        self.back_action.setEnabled(bool(self._history))
         self.query = outcome
-        self.results_model.set_results(outcome.results)
-        self.results_view.scrollToTop()
-        n = len(outcome.results)
-        self.results_caption.setText(
-            f"{n} similar photo{'s' if n != 1 else ''} · {outcome.elapsed_s * 1000:.0f} ms"
-            if n
-            else "No results yet: the first index is still running; search again when it ends."
-            if self.is_indexing()
-            else "No photos indexed yet: add a folder, then search again."
-        )
+        if self._search_trouble and not outcome.failures:
+            self.messages.dismiss()  # the last search's error is over: this one answered
+        self._search_trouble = False
+        self.query_tabs.blockSignals(True)
+        while self.query_tabs.count():
+            self.query_tabs.removeTab(0)
+        for query, hits in zip(outcome.queries, outcome.per_query, strict=True):
+            self.query_tabs.addTab(f"{display(query.name)} ({len(hits)})")
+            self.query_tabs.setTabToolTip(self.query_tabs.count() - 1, f"Results for {display(query)}")
+        self.query_tabs.setCurrentIndex(max(0, min(keep_tab, self.query_tabs.count() - 1)))
+        self.query_tabs.blockSignals(False)
+        self.query_tabs.setVisible(len(outcome.queries) > 1)
+        self._show_query_tab(self.query_tabs.currentIndex())
         for failure in outcome.failures:
             self.show_message(failure.message, Level.WARNING)
+            self._search_trouble = True
         self.searchFinished.emit(outcome)
 
-    @Slot(object)
-    def _on_search_failed(self, exc: object) -> None:
-        self.results_caption.setText("Search failed.")
+    def go_back(self) -> Job | None:
+        """Alt+Left: show the previous query again (at once, then brought up to date)."""
+        if not self._history:
+            self.statusBar().showMessage("No earlier query to go back to.", 4000)
+            return None
+        previous = self._history.pop()
+        if self._search_job is not None:
+            self._search_job.cancel()
+        self._going_back = True
+        try:
+            self.query_pane.path = None
+            self._show_results(previous)
+        finally:
+            self._going_back = False
+        return self.requery()
+
+    @Slot(int)
+    def _show_query_tab(self, index: int) -> None:
+        """Show one query's photo in the pane and its own results in the grid."""
+        outcome = self.query
+        if outcome is None or not outcome.queries:
+            self.results_model.set_results([])
+            self.results_caption.setText(self._no_results_text())
+            return
+        index = max(0, min(index, len(outcome.queries) - 1))
+        query = outcome.queries[index]
+        hits = outcome.per_query[index]
+        if self.query_pane.path is None or self.query_pane.path.resolve() != query:
+            self.query_pane.show_query(query)
+            self.thumbs.request(query, priority=100)
+        self.query_pane.set_caption(display(query.name))  # not "… and 1 more": this tab's photo
+        self.results_model.set_results(hits, outcome.details)
+        self.results_view.scrollToTop()
+        n = len(hits)
+        whose = f" to {display(query.name)}" if len(outcome.queries) > 1 else ""
+        self.results_caption.setText(
+            f"{n} similar photo{'s' if n != 1 else ''}{whose} · {outcome.elapsed_s * 1000:.0f} ms"
+            + (f" · query {index + 1} of {len(outcome.queries)}, one tab each" if len(outcome.queries) > 1 else "")
+            if n
+            else self._no_results_text()
+        )
+
+    def _no_results_text(self) -> str:
+        if self.is_indexing():
+            return "No results yet: the first index is still running; search again when it ends."
+        return "No photos indexed yet: add a folder, then search again."
+
+    def _on_search_failed(self, exc: object, paths: Sequence[Path] = ()) -> None:
+        """Report the error, and show again the last query that answered (pane and grid agree)."""
+        self._search_trouble = True
         self.report(exc, "search")
+        failed = display(Path(paths[0]).name) if paths else "the photo"
+        if self.query is not None and self.query.queries:
+            index = self.query_tabs.currentIndex()
+            self.query_pane.path = None  # force the pane back to the shown query
+            self._show_query_tab(index)
+            shown = display(self.query.queries[max(0, index)].name)
+            self.results_caption.setText(f"Search for {failed} failed; still showing the results for {shown}.")
+        else:
+            self.query_pane.clear()
+            self.results_model.set_results([])
+            self.results_caption.setText(f"Search for {failed} failed.")
 
     @Slot(str, QImage)
     def _on_thumbnail(self, path: str, image: QImage) -> None:
@@ -617,19 +733,28 @@ class MainWindow(QMainWindow):
     # --- settings ------------------------------------------------------------------------------
     def show_preferences(self) -> None:
         """Edit the library's settings; identity changes ask before re-indexing."""
-        from imagehash_app.gui.dialogs.preferences import PreferencesDialog
-
-        if self.snapshot is None:
-            return
-        status = self.snapshot.status
-        locked = int(getattr(status, "indexed", 0) or 0) > 0 or getattr(status, "model", None) is not None
-        names = backbone_names()
-        dialog = PreferencesDialog(self.snapshot.settings, names, locked, self)
-        if dialog.exec() != PreferencesDialog.DialogCode.Accepted:
+        dialog = self.preferences_dialog()
+        if dialog is None or dialog.exec() != dialog.DialogCode.Accepted:
             return
         changes = dialog.changes()
         if changes:
             self.apply_settings(changes, reindex="exclude_patterns" in changes)
+
+    def preferences_dialog(self) -> PreferencesDialog | None:
+        """The Preferences dialog over the current settings, its exclude count answered by the reader."""
+        from imagehash_app.gui.dialogs.preferences import PreferencesDialog
+
+        if self.snapshot is None:
+            return None
+        status = self.snapshot.status
+        locked = int(getattr(status, "indexed", 0) or 0) > 0 or getattr(status, "model", None) is not None
+
+        def count(patterns: list[str], answer: Callable[[object], None]) -> None:
+            job = self.reader.call(lambda lib, _stop: lib.count_excluded(patterns), "count excluded")
+            job.succeeded.connect(answer)
+            job.failed.connect(lambda exc: answer(str(exc)))
+
+        return PreferencesDialog(self.snapshot.settings, backbone_names(), locked, self, count_excluded=count)
 
     def apply_settings(self, changes: dict[str, Any], reindex: bool = False) -> Job:
         """Store settings with the library (then re-index, e.g. after new weights or exclusions)."""
@@ -672,12 +797,55 @@ class MainWindow(QMainWindow):
         self.thumbs.shutdown()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt override)
+        """Closing during an index says "Stopping…" at once, keeps the window responsive, and
+        closes it as soon as the index has stopped (at its next step; what was indexed is kept)."""
         self.qsettings.setValue("window/geometry", self.saveGeometry())
         self.qsettings.setValue("window/state", self.saveState())
         self.qsettings.setValue("window/splitter", self.splitter.saveState())
         self.qsettings.setValue("results/count", self.count_spin.value())
         self.qsettings.sync()
-        if self.is_indexing():
-            self.progress_label.setText("Stopping…")
+        if not self._closed and self.is_indexing():
+            event.ignore()
+            self._stop_then_close()
+            return
         self.shutdown()
         super().closeEvent(event)
+
+    def is_stopping(self) -> bool:
+        """True between a close during indexing and the window closing."""
+        return self._stop_timer is not None
+
+    def _stop_then_close(self) -> None:
+        if self._stop_timer is not None:
+            return
+        self.stoppingStarted.emit()
+        self._queued, self._queued_all = set(), False
+        self.writer.cancel_all()
+        self.reader.cancel_all()
+        self._requery_timer.stop()
+        if self.watcher is not None:
+            self.watcher.stop()
+        self.progress_label.setText("Stopping…")
+        self.progress_label.setToolTip("The window closes as soon as indexing has stopped.")
+        self.progress_bar.setRange(0, 0)
+        self._show_progress(True)
+        self.cancel_button.setEnabled(False)
+        self.show_message(
+            "Stopping… the window closes as soon as indexing has stopped; the photos indexed so far are kept.",
+            Level.INFO,
+        )
+        self.centralWidget().setEnabled(False)
+        self.menuBar().setEnabled(False)
+        self.folders_dock.setEnabled(False)
+        self._stop_timer = QTimer(self)
+        self._stop_timer.setInterval(20)
+        self._stop_timer.timeout.connect(self._close_if_stopped)
+        self._stop_timer.start()
+
+    @Slot()
+    def _close_if_stopped(self) -> None:
+        if self.is_indexing():
+            return
+        if self._stop_timer is not None:
+            self._stop_timer.stop()
+        self.close()

@@ -7,6 +7,7 @@ the widget's palette so that the grid follows the system light/dark theme.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,12 +28,14 @@ from PySide6.QtGui import (
     QDesktopServices,
     QGuiApplication,
     QImage,
+    QKeyEvent,
     QPainter,
     QPaintEvent,
     QPalette,
     QPixmap,
 )
 from PySide6.QtWidgets import (
+    QDialog,
     QListView,
     QMenu,
     QStyle,
@@ -41,20 +44,56 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from imagehash_app.core.library import SearchResult, display
+from imagehash_app.core.library import PhotoDetails, SearchResult, display
 from imagehash_app.gui.local_urls import url_of
+from imagehash_app.gui.reveal import reveal
 from imagehash_app.gui.thumbnails import ThumbnailLoader
 
 CELL = 176  # thumbnail square, px (logical)
-TEXT_LINES = 2
+TEXT_LINES = 4  # name, folder, pixel size · file size · date, rank · score
 
 PathRole = Qt.ItemDataRole.UserRole + 1
 ScoreRole = Qt.ItemDataRole.UserRole + 2
+DetailsRole = Qt.ItemDataRole.UserRole + 3  # (folder line, facts line) under the name
 
 
-def tooltip_for(item: SearchResult, rank: int) -> str:
-    """The text shown when hovering a result: where it is and why it ranked there."""
-    return f"#{rank}  {item.path}\nscore {item.score:.3f} · Hamming distance {item.hamming}"
+def human_size(n: int) -> str:
+    """A file size as people read it: 830 KB, 2.1 MB."""
+    value = float(n)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit in ("bytes", "KB") else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+def facts_line(details: PhotoDetails | None) -> str:
+    """e.g. "4032×3024 · 2.1 MB · 2024-05-01" (what is known of it)."""
+    if details is None:
+        return ""
+    parts = []
+    if details.width and details.height:
+        parts.append(f"{details.width}×{details.height}")
+    if details.size:
+        parts.append(human_size(details.size))
+    if details.modified:
+        parts.append(time.strftime("%Y-%m-%d", time.localtime(details.modified)))
+    return " · ".join(parts)
+
+
+def folder_line(path: Path) -> str:
+    """The folder holding a result, its last two parts: tells a backup's copy from the original."""
+    parent = path.parent
+    return display(Path(*parent.parts[-2:])) if len(parent.parts) > 1 else display(parent)
+
+
+def tooltip_for(item: SearchResult, rank: int, details: PhotoDetails | None = None) -> str:
+    """The text shown when hovering a result: where it is, what it is and why it ranked there."""
+    facts = facts_line(details)
+    return (
+        f"#{rank}  {item.path}\n" + (f"{facts}\n" if facts else "")
+        + f"score {item.score:.3f} · Hamming distance {item.hamming}"
+    )
 
 
 class ResultsModel(QAbstractListModel):
@@ -63,6 +102,7 @@ class ResultsModel(QAbstractListModel):
     def __init__(self, loader: ThumbnailLoader, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._items: list[SearchResult] = []
+        self._details: dict[Path, PhotoDetails] = {}
         self._row_of: dict[str, int] = {}
         self._pixmaps: dict[str, QPixmap] = {}
         self._errors: dict[str, str] = {}
@@ -70,10 +110,11 @@ class ResultsModel(QAbstractListModel):
         loader.ready.connect(self._on_ready)
         loader.failed.connect(self._on_failed)
 
-    def set_results(self, items: list[SearchResult]) -> None:
-        """Replace the hits; thumbnails already made are kept."""
+    def set_results(self, items: list[SearchResult], details: dict[Path, PhotoDetails] | None = None) -> None:
+        """Replace the hits (with what is known of each); thumbnails already made are kept."""
         self.beginResetModel()
         self._items = list(items)
+        self._details = dict(details or {})
         self._row_of = {str(it.path): row for row, it in enumerate(self._items)}
         self.endResetModel()
 
@@ -96,8 +137,10 @@ class ResultsModel(QAbstractListModel):
             if pixmap is None and key not in self._errors:
                 self._loader.request(item.path, priority=-index.row())
             return pixmap
+        if role == DetailsRole:
+            return folder_line(item.path), facts_line(self._details.get(item.path))
         if role == Qt.ItemDataRole.ToolTipRole:
-            tip = tooltip_for(item, index.row() + 1)
+            tip = tooltip_for(item, index.row() + 1, self._details.get(item.path))
             return tip + (f"\ncannot show it: {self._errors[key]}" if key in self._errors else "")
         if role == PathRole:
             return item.path
@@ -171,12 +214,17 @@ class ResultDelegate(QStyledItemDelegate):
         if isinstance(item, SearchResult):
             if not selected:
                 painter.setPen(palette.color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text))
-            detail = f"#{index.row() + 1} · {item.score:.2f} · {item.hamming} bits"
-            painter.drawText(
-                QRect(rect.x() + 4, text_top + fm.height(), rect.width() - 8, fm.height()),
-                Qt.AlignmentFlag.AlignHCenter,
-                detail,
-            )
+            folder, facts = index.data(DetailsRole) or ("", "")
+            # "640×640 · 17 KB · 2024-05-01" does not fit a cell: the date goes with the rank.
+            head, _, day = facts.rpartition(" · ") if facts.count(" · ") == 2 else (facts, "", "")
+            rank = f"#{index.row() + 1} · {item.score:.2f}"
+            lines = [folder, head, f"{day} · {rank}" if day else f"{rank} · {item.hamming} bits"]
+            for n, text in enumerate(lines, start=1):
+                painter.drawText(
+                    QRect(rect.x() + 4, text_top + n * fm.height(), rect.width() - 8, fm.height()),
+                    Qt.AlignmentFlag.AlignHCenter,
+                    fm.elidedText(text, Qt.TextElideMode.ElideMiddle, rect.width() - 8),
+                )
         if style is not None and option.state & QStyle.StateFlag.State_HasFocus:
             painter.setPen(palette.color(QPalette.ColorRole.Highlight))
             painter.drawRect(rect.adjusted(1, 1, -2, -2))
@@ -206,6 +254,7 @@ class ResultsView(QListView):
         self.doubleClicked.connect(self._open_index)
         # Replaceable for tests: opening a URL must not launch a real viewer there.
         self.open_url: Callable[[QUrl], object] = QDesktopServices.openUrl
+        self.reveal: Callable[[Path], bool] = reveal
 
     placeholder = "The most similar photos appear here, best first."
 
@@ -223,12 +272,50 @@ class ResultsView(QListView):
         return value if isinstance(value, Path) else None
 
     def open_photo(self, path: Path) -> None:
-        """Open in the system's image viewer."""
-        self.open_url(url_of(path))
+        """Open in the system's image viewer (and say so when none could)."""
+        if self.open_url(url_of(path)) is False:
+            self.message.emit(
+                f"No program could open {display(path.name)}; set a default image viewer in your "
+                "system settings, or use Open containing folder."
+            )
 
     def open_folder(self, path: Path) -> None:
-        """Open the folder holding the photo in the file manager."""
-        self.open_url(url_of(path.parent))
+        """Show the photo selected in the file manager, or at least open its folder."""
+        if self.reveal(path):
+            return
+        if self.open_url(url_of(path.parent)) is False:
+            self.message.emit(f"No file manager could open {display(path.parent)}.")
+
+    def open_current(self) -> None:
+        """Enter: open the result that has the keyboard focus."""
+        path = self.path_at(self.currentIndex())
+        if path is not None:
+            self.open_photo(path)
+
+    def preview_current(self) -> QDialog | None:
+        """Space: a larger preview of the current result (Left/Right step through the results)."""
+        if not self.currentIndex().isValid():
+            return None
+        from imagehash_app.gui.preview import PreviewDialog
+
+        paths = [p for p in (self.path_at(self.model().index(r, 0)) for r in range(self.model().rowCount())) if p]
+        dialog = PreviewDialog(paths, self.currentIndex().row(), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.finished.connect(lambda _r: self.setCurrentIndex(self.model().index(dialog.current, 0)))
+        dialog.show()
+        self.preview = dialog
+        return dialog
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt override)
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.currentIndex().isValid():
+            self.open_current()
+            event.accept()
+            return
+        if event.key() == Qt.Key.Key_Space and self.currentIndex().isValid():
+            self.preview_current()
+            event.accept()
+            return
+        super().keyPressEvent(event)
 
     def copy_path(self, paths: list[Path]) -> None:
         """Put the paths (one per line) on the clipboard."""

@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
+from imagehash_app.core.errors import ImagehashError
 from imagehash_app.core.files import (
     KnownFile,
+    count_excluded,
     diff_scan,
     fingerprint,
     folder_error_reason,
@@ -166,3 +170,36 @@ def test_query_problem_names_what_the_path_is(tmp_path: Path) -> None:
     assert "there is no such file" in query_problem(tmp_path / "gone.jpg")
     odd = Path(os.fsdecode(os.fsencode(tmp_path) + b"/gone\xff.jpg"))
     assert "gone\ufffd.jpg" in query_problem(odd)
+
+
+def _flowers(root: Path) -> Path:
+    """flower_photos/{daisy,roses/daisy_like,tulips}/… and a nested trip/daisy."""
+    folder = root / "flower_photos"
+    for rel in ("daisy/a.jpg", "daisy/sub/b.jpg", "roses/c.jpg", "roses/daisy.jpg", "tulips/d.png",
+                "trip/daisy/e.jpg", "f.gif"):
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(b"x")
+    return folder
+
+
+@pytest.mark.parametrize("pattern", ["*/daisy/*", "daisy/", "**/daisy/"])
+def test_exclude_patterns_follow_gitignore_and_leave_out_a_folder_named_daisy(tmp_path, pattern):
+    folder = _flowers(tmp_path)
+    kept = rels(folder, [pattern])
+    assert "daisy/a.jpg" not in kept and "daisy/sub/b.jpg" not in kept
+    assert "roses/daisy.jpg" in kept  # a file named daisy is not a folder named daisy
+    assert {"roses/c.jpg", "tulips/d.png", "f.gif"} <= set(kept)
+    if pattern != "*/daisy/*":  # `*` is one folder level in .gitignore
+        assert "trip/daisy/e.jpg" not in kept
+
+
+def test_exclude_pattern_forms(tmp_path):
+    folder = _flowers(tmp_path)
+    assert rels(folder, ["*.gif"]) == [r for r in rels(folder) if r != "f.gif"]
+    assert "tulips/d.png" not in rels(folder, ["/tulips"])
+    assert "trip/daisy/e.jpg" in rels(folder, ["/daisy/"])  # anchored at the folder
+    assert rels(folder, ["daisy/", "!daisy/"]) == rels(folder)
+    assert count_excluded(folder, ["daisy/"]) == (3, 7)
+    assert count_excluded(folder, []) == (0, 7)
+    with pytest.raises(ImagehashError, match='"!" is not valid'):
+        rels(folder, ["!"])

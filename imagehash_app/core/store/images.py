@@ -151,6 +151,21 @@ class ImageQueries(Queries):
                 return row[0]
         return None
 
+    def photo_facts(self, path: Path) -> tuple[int | None, int | None, int, int] | None:
+        """(width, height, size, mtime_ns) recorded for the photo at `path` (absolute), if any."""
+        for folder in self.folders():  # type: ignore[attr-defined]  # FolderQueries, in Catalog
+            try:
+                rel = path.relative_to(folder.path).as_posix()
+            except ValueError:
+                continue
+            row = self.conn.execute(
+                "SELECT width, height, size, mtime_ns FROM images WHERE folder_id = ? AND rel_path = ?",
+                (folder.id, to_db(rel)),
+            ).fetchone()
+            if row:
+                return row[0], row[1], row[2], row[3]
+        return None
+
     def images_of_folder(self, folder_id: int) -> list[ImageRow]:
         """A folder's images as stored, for a scan to compare with what it finds."""
         rows = self.conn.execute(

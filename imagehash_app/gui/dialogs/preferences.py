@@ -8,9 +8,11 @@ only computes the changes; the window hands them to `Library.update_settings` on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -32,8 +34,23 @@ BITS = (16, 32, 64, 128)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
+# Asks the engine how many photos some patterns leave out; the answer comes back through
+# `show_excluded` (the window runs it on its reader thread).
+ExcludedCounter = Callable[[list[str], Callable[[object], None]], None]
+
+EXCLUDE_HELP = (
+    "One pattern per line, as in .gitignore: daisy/ leaves out every folder named daisy, "
+    "*.gif every GIF, /raw/ the raw folder at the top of a folder, !keep.jpg brings one back."
+)
+
+
 class PreferencesDialog(QDialog):
-    """A form over `LibrarySettings`; `changes()` returns only what the person changed."""
+    """A form over `LibrarySettings`; `changes()` returns only what the person changed.
+
+    With a `count_excluded`, the dialog says live (a moment after typing stops) how many
+    photos the exclude patterns leave out."""
+
+    excludedCounted = Signal(str)
 
     def __init__(
         self,
@@ -41,6 +58,7 @@ class PreferencesDialog(QDialog):
         backbones: list[str],
         identity_locked: bool,
         parent: QWidget | None = None,
+        count_excluded: ExcludedCounter | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Preferences")
@@ -74,8 +92,20 @@ class PreferencesDialog(QDialog):
         self.rerank.setToolTip("How many Hamming candidates are re-ranked with the decoded features (R)")
 
         self.exclude = QPlainTextEdit("\n".join(settings.exclude_patterns))
-        self.exclude.setPlaceholderText("One pattern per line, e.g. */Screenshots/* or *.gif")
+        self.exclude.setPlaceholderText("One pattern per line, e.g. Screenshots/ or *.gif")
+        self.exclude.setToolTip(EXCLUDE_HELP)
         self.exclude.setFixedHeight(80)
+        self.excluded_label = QLabel(EXCLUDE_HELP)
+        self.excluded_label.setWordWrap(True)
+        self._count_excluded = count_excluded
+        self._count_timer = QTimer(self)
+        self._count_timer.setSingleShot(True)
+        self._count_timer.setInterval(300)
+        self._count_timer.timeout.connect(self._recount)
+        self._asked = 0  # only the answer to the latest patterns is shown
+        if count_excluded is not None:
+            self.exclude.textChanged.connect(self._count_timer.start)
+            self._count_timer.start()
 
         self.threads = QSpinBox()
         self.threads.setRange(0, 64)
@@ -92,6 +122,7 @@ class PreferencesDialog(QDialog):
         form.addRow("Code length (bits)", self.bits)
         form.addRow("Re-rank depth R", self.rerank)
         form.addRow("Excluded patterns", self.exclude)
+        form.addRow("", self.excluded_label)
         form.addRow("Decoding threads", self.threads)
         form.addRow("Device", self.device)
 
@@ -116,6 +147,33 @@ class PreferencesDialog(QDialog):
         layout.addWidget(self.note)
         layout.addWidget(buttons)
 
+    def patterns(self) -> list[str]:
+        """The exclude patterns as typed, one a line."""
+        return [ln.strip() for ln in self.exclude.toPlainText().splitlines() if ln.strip()]
+
+    def _recount(self) -> None:
+        if self._count_excluded is None:
+            return
+        self._asked += 1
+        asked = self._asked
+        self.excluded_label.setText("Counting the photos these patterns leave out…")
+        self._count_excluded(self.patterns(), lambda answer: self.show_excluded(answer, asked))
+
+    def show_excluded(self, answer: object, asked: int | None = None) -> None:
+        """The engine's count (`(left out, in all)`) or its error, for the patterns last typed."""
+        if asked is not None and asked != self._asked:
+            return
+        if isinstance(answer, tuple):
+            left_out, total = answer
+            text = (
+                "No patterns: every photo in the folders is indexed." if not self.patterns()
+                else f"These patterns leave out {left_out:,} of {total:,} photos in the library's folders."
+            )
+        else:
+            text = str(answer)
+        self.excluded_label.setText(text)
+        self.excludedCounted.emit(text)
+
     def changes(self) -> dict[str, Any]:
         """The settings that differ from the library's, as keyword arguments for `update_settings`."""
         wanted: dict[str, Any] = {
@@ -123,7 +181,7 @@ class PreferencesDialog(QDialog):
             "weights": self.weights.currentText().strip() or "auto",
             "bits": int(self.bits.currentText()),
             "rerank_depth": self.rerank.value(),
-            "exclude_patterns": [ln.strip() for ln in self.exclude.toPlainText().splitlines() if ln.strip()],
+            "exclude_patterns": self.patterns(),
             "threads": self.threads.value() or None,
             "device": self.device.currentText(),
         }
