@@ -1,0 +1,164 @@
+"""Every benchmark command, run as docs/ and its docstring write it, with the smallest real work its
+flags allow, so that none can rot unnoticed (issue 14, item 12).
+
+Each runs in a new process from the repository root (the tiny random backbone, weights "none",
+a few generated photos, JSON into tmp_path) and must exit 0 with the figures it promises.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# The shared data beside the clone, as the benchmarks look for it (CI keeps a copy there); a
+# worktree elsewhere names it with IMAGEHASH_SHARED_DATA.
+SHARED_DATA = Path(os.environ.get("IMAGEHASH_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def bench(*argv: str | Path, timeout: float = 60) -> str:
+    """Run `python ARGV...` from the repository root; its stdout, after asserting exit 0."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "QT_QPA_PLATFORM": "offscreen"}
+    proc = subprocess.run(
+        [sys.executable, *map(str, argv)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+    assert proc.returncode == 0, f"{argv} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def camera_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two photos from `benchmarks/make_photos.py` (its smoke run; bench_indexing reads them)."""
+    out = tmp_path_factory.mktemp("camera")
+    printed = bench("benchmarks/make_photos.py", out, "--count", "2")
+    assert "2 files" in printed
+    assert len([p for p in out.iterdir() if p.is_file()]) == 2
+    return out
+
+
+def test_make_photos_and_bench_indexing(camera_photos: Path, tmp_path: Path) -> None:
+    """bench_indexing over the make_photos folder with the tiny backbone, library timing included."""
+    out = tmp_path / "indexing.json"
+    bench("benchmarks/bench_indexing.py", camera_photos, "--backbones", "tiny", "--repeat", "1",
+          "--batch-size", "2", "--decode-workers", "1", "--json", out)
+    result = json.loads(out.read_text())
+    assert result["files"] == 2
+    [row] = result["results"]
+    assert row["backbone"] == "tiny" and row["weights"] == "none (random)"
+    assert row["B"] > 0 and row["D"] > 0 and row["pipeline"] > 0
+
+
+def test_bench_gil(tmp_path: Path) -> None:
+    """Eager vs traced forward with 0 and 1 busy threads, the tiny backbone, one rep."""
+    out = tmp_path / "gil.json"
+    bench("benchmarks/bench_gil.py", "--backbone", "tiny", "--hogs", "0", "1", "--reps", "1",
+          "--batch", "1", "--json", out)
+    result = json.loads(out.read_text())
+    assert result["backbone"] == "tiny" and result["weights"] == "none"
+    assert [r["busy_threads"] for r in result["rows"]] == [0, 1]
+    assert all(r["eager_ms"] >= 0 and r["traced_ms"] >= 0 for r in result["rows"])
+
+
+def test_bench_gui_search(tmp_path: Path) -> None:
+    """A real drop on the offscreen window over a 60-photo library (48 indexed with tiny)."""
+    out = tmp_path / "gui.json"
+    printed = bench("benchmarks/bench_gui_search.py", "--backbone", "tiny", "--weights", "none",
+                    "--sizes", "60", "--repeats", "1", "--workdir", tmp_path / "work",
+                    "--json", out)
+    assert "Drop → results shown" in printed
+    result = json.loads(out.read_text())
+    assert result["benchmark"] == "gui_drop_to_results" and result["backbone"] == "tiny"
+    [row] = result["rows"]
+    assert row["photos"] == 60 and row["repeats"] == 1
+    assert row["median_ms"] > 0 and row["first_query_ms"] > 0
+
+
+def test_bench_memory() -> None:
+    """Both subcommands: 2 small PNGs decoded, then a 4-photo tiny library searched (1 and 2 queries)."""
+    decode = bench("-m", "benchmarks.bench_memory", "decode", "--side", "400", "--count", "2",
+                   "--threads", "1")
+    [row] = [json.loads(line) for line in decode.splitlines() if line.startswith("{")]
+    assert row["decoded"] == 2 and "rss_growth_mb" in row
+    search = bench("-m", "benchmarks.bench_memory", "search", "--photos", "4", "--queries", "1", "2")
+    rows = [json.loads(line) for line in search.splitlines() if line.startswith("{")]
+    assert [r["queries"] for r in rows] == [1, 2]
+    assert all("rss_growth_mb" in r for r in rows)
+
+
+def test_bench_search(tmp_path: Path) -> None:
+    """Exact scan vs faiss on 2 000 codes and the graph-vs-scan crossover at one small size."""
+    pytest.importorskip("faiss", reason="bench_search compares with faiss (the 'bench' extra)")
+    out = tmp_path / "search.json"
+    bench("-m", "benchmarks.bench_search", "--exact-n", "2000", "--exact-queries", "2",
+          "--rounds", "1", "--sizes", "2000", "--ef-factors", "1", "--crossover-queries", "3",
+          "--json", out)
+    result = json.loads(out.read_text())
+    assert {"command", "machine", "exact", "crossover"} <= result.keys()
+
+
+def test_bench_train(tmp_path: Path) -> None:
+    """Every method fit on 200 synthetic 64-d features (`--features-cache`: no shared data needed)."""
+    cache = tmp_path / "features.npz"
+    rng = np.random.default_rng(0)
+    np.savez(cache, features=rng.standard_normal((300, 64)).astype(np.float32))
+    out = tmp_path / "train.json"
+    bench("-m", "benchmarks.bench_train", "--features-cache", cache, "--n", "200", "--bits", "16",
+          "--threads", "1", "--json", out)
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["method"] for r in rows] == ["urph", "itq", "lsh"]
+    assert all(r["n"] == 200 and r["dim"] == 64 and r["bits"] == 16 for r in rows)
+
+
+def test_bench_finetune(tmp_path: Path) -> None:
+    """`--help`, then main's own flow with both parts skipped. The real parts need CIFAR-10 and
+    flowers5 features made with MobileNetV2 (minutes), far past a smoke test; the skipped run
+    still checks the shared weights are found and the JSON is written (skipped without them)."""
+    assert "--skip" in bench("-m", "benchmarks.bench_finetune", "--help")
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} is absent: bench_finetune needs the shared weights")
+    out = tmp_path / "finetune.json"
+    bench("-m", "benchmarks.bench_finetune", "--data", SHARED_DATA, "--work", tmp_path / "work",
+          "--images", tmp_path, "--flowers", tmp_path / "f.npz", "--cifar", tmp_path / "c.npz",
+          "--skip", "features", "--skip", "library", "--json", out)
+    result = json.loads(out.read_text())
+    assert result["bits"] == 64 and result["torch_threads"] >= 1
+
+
+def test_data_help() -> None:
+    """`--help` only: its one command extracts MobileNetV2 features of a whole data set (the
+    smallest, UKBench, takes far longer than a smoke test), and bench_train/bench_finetune above
+    run its argument handling."""
+    printed = bench("-m", "benchmarks.data", "--help")
+    assert "cifar10" in printed and "--work" in printed
+
+
+def test_sweep_kill(tmp_path: Path) -> None:
+    """One kill round over 24 generated photos, URPH due at 16: baseline and kill must match."""
+    out = tmp_path / "kill.json"
+    bench("-m", "benchmarks.sweep_kill", "--generate", "24", "--rounds", "1", "--queries", "3",
+          "--batch-size", "8", "--train-min", "16", "--reservoir", "20", "--epochs", "1",
+          "--work", tmp_path / "work", "--json", out, timeout=120)
+    summary = json.loads(out.read_text())["summary"]
+    assert summary["photos"] == 24 and summary["rounds"] == 1
+    assert summary["baseline_identical"] and summary["identical"] == 1
+
+
+def test_sweep_disk_full(tmp_path: Path) -> None:
+    """One fill level (0 bytes free) on a tmpfs with 4 photos; skipped where tmpfs is refused."""
+    if os.geteuid() != 0:
+        pytest.skip("sweep_disk_full mounts a tmpfs, which needs root")
+    out = tmp_path / "disk.json"
+    bench("-m", "benchmarks.sweep_disk_full", "--levels", "1", "--photos", "4", "--json", out)
+    result = json.loads(out.read_text())
+    summary = result["summary"]
+    if summary["setup_failed"] == summary["levels"]:
+        pytest.skip(f"mounting a tmpfs was refused here: {result['levels'][0].get('error')}")
+    assert summary["levels"] == 1 and summary["tracebacks"] == 0 and summary["not_one_line"] == 0
+    assert summary["consistent_after"] == 1
