@@ -7,6 +7,7 @@ Exit codes (README, "Exit codes"): 0 done, 1 bad input or a refusal, 2 usage (ar
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import sqlite3
@@ -70,14 +71,13 @@ def log_warnings() -> None:
 
 def _log_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
     path = log_path()
-    try:
+    # A warning that cannot be logged is dropped, never shown on the terminal.
+    with contextlib.suppress(Exception):
         path.parent.mkdir(parents=True, exist_ok=True)
         stamp = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
         with open(path, "a", encoding="utf-8", errors="backslashreplace") as fh:
             fh.write(f"--- {stamp} pid {os.getpid()} warning {category.__name__}: {message} "
                      f"({filename}:{lineno})\n")
-    except Exception:  # noqa: BLE001, S110 (a warning that cannot be logged is dropped, never shown)
-        pass
 
 
 def _one_line(text: str) -> str:

@@ -52,11 +52,9 @@ def return_large_buffers() -> None:
     module docstring). Elsewhere nothing to do: other allocators map large buffers already."""
     if not sys.platform.startswith("linux"):
         return
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # musl or another libc: no mallopt
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
-    except (OSError, AttributeError):  # musl or another libc without mallopt
-        pass
 
 
 class PixelBudget:

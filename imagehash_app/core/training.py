@@ -334,11 +334,9 @@ def plan(
     supervised_problem = labels_problem(marks)
     if not problem and method in SUPERVISED_METHODS:
         problem = supervised_problem
-    if problem:
-        pass
-    elif active is None:
+    if not problem and active is None:
         problem = "The library has no hasher yet: index some photos first."
-    elif len(ids) < MIN_RESERVOIR:
+    elif not problem and len(ids) < MIN_RESERVOIR:
         problem = f"Index at least {MIN_RESERVOIR} photos first ({len(ids)} now)."
     outside = max(photos - len(ids), 0)
     estimate = (

@@ -43,6 +43,7 @@ batches of 256 are ours (the papers fine-tune a CNN; here the backbone is frozen
 from __future__ import annotations
 
 import time
+from abc import abstractmethod
 from typing import Any
 
 import numpy as np
@@ -335,27 +336,28 @@ class SupervisedHasher(Hasher):
                 self._after_step(u.detach(), idx, state)
             report(progress, epoch + 1, epochs, total / steps_per_epoch, started)
 
-    # hooks for the objectives
+    # hooks for the objectives (each method gives both losses; the rest are optional)
+    @abstractmethod
     def _pair_loss(
         self, u: torch.Tensor, idx: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
         s: torch.Tensor, state: dict[str, Any],
     ) -> torch.Tensor:
         """The objective over the observed pairs (a, b) (positions in ``u``) labelled ``s``."""
-        raise NotImplementedError
 
     def _start_state(self, U: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
         return {}
 
     def _epoch_start(self, U: torch.Tensor, y: torch.Tensor, state: dict[str, Any]) -> None:
-        pass
+        """Once per epoch before its batches (DSDH's discrete code update); nothing by default."""
 
+    @abstractmethod
     def _loss(
         self, u: torch.Tensor, idx: torch.Tensor, y: torch.Tensor, state: dict[str, Any]
     ) -> torch.Tensor:
-        raise NotImplementedError
+        """The objective on the batch ``idx`` with class labels ``y``."""
 
     def _after_step(self, u: torch.Tensor, idx: torch.Tensor, state: dict[str, Any]) -> None:
-        pass
+        """After each optimiser step (DPSH keeps the outputs it has seen); nothing by default."""
 
     # the interface
     def project(self, X: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -101,11 +102,11 @@ class UnsupervisedHeadHasher(HeadHasher):
     def _prepare(self, fs: FeatureSpace, knn: torch.Tensor, gen: torch.Generator) -> None:
         """Compute the method's similarity signals once, before training."""
 
+    @abstractmethod
     def _batch_loss(
         self, fs: FeatureSpace, knn: torch.Tensor, items: torch.Tensor
     ) -> torch.Tensor:
         """The method's objective on the batch ``items`` (queries, then their neighbours)."""
-        raise NotImplementedError
 
     def _after_step(self) -> None:
         """Called after every optimiser step of the encoder."""
