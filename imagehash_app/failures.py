@@ -144,3 +144,94 @@ def report(exc: BaseException, library: Path | None = None, context: str = "") -
     if log is not None and not plain_input:
         message = f"{message.rstrip('.')}; details in {log}."
     return message, code
+
+
+# --- crashes: a fault in native code (a segfault) kills the process before any `except` runs ------
+CRASH_DIR = "faults"  # in the log directory: one file per running process, <face>-<pid>.log
+CRASH_PREFIX = "crash-"  # a crash found at the next start is kept as crash-<time>-<face>.log
+
+_fault_file = None  # the open file faulthandler writes into (kept open for the process's life)
+
+
+def enable_crash_log(face: str) -> Path | None:
+    """Make a fatal signal (SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL) leave every thread's Python
+    stack in `<log dir>/faults/<face>-<pid>.log`; the file is removed at a normal exit, so what
+    stays after the process is gone is a crash (`crash_from_last_time` finds it). Idempotent; the
+    path, or None when the log directory cannot be written (the app runs on without)."""
+    import atexit
+    import faulthandler
+
+    global _fault_file
+    if _fault_file is not None:
+        return Path(_fault_file.name)
+    folder = log_path().parent / CRASH_DIR
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{face}-{os.getpid()}.log"
+        fh = open(path, "w", encoding="utf-8")  # noqa: SIM115 (open for the process's whole life)
+        stamp = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        fh.write(f"imagehash-app {face}, pid {os.getpid()}, started {stamp}: {' '.join(sys.argv)}\n")
+        fh.flush()
+        faulthandler.enable(fh, all_threads=True)
+    except Exception:  # noqa: BLE001 (a crash log is a help, never a reason not to start)
+        return None
+    _fault_file = fh
+    atexit.register(_clean_exit, path)
+    return path
+
+
+def _clean_exit(path: Path) -> None:
+    """A normal exit (also by an exception the boundary reported): nothing to show next time."""
+    import faulthandler
+
+    global _fault_file
+    with contextlib.suppress(Exception):
+        faulthandler.disable()
+        if _fault_file is not None:
+            _fault_file.close()
+        _fault_file = None
+        path.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process: alive
+    return True
+
+
+def crash_from_last_time() -> Path | None:
+    """The crash log left by a process of this user that died on a fatal signal since the last
+    call (kept as `crash-<time>-<face>.log` beside the main log), or None. Each crash is returned
+    once: its file is renamed. A leftover without a stack (a process killed with SIGKILL, a power
+    cut) is removed, since there is nothing in it to show."""
+    folder = log_path().parent / CRASH_DIR
+    found: list[Path] = []
+    try:
+        leftovers = sorted(folder.glob("*.log"), key=lambda p: p.stat().st_mtime)
+    except OSError:
+        return None
+    for path in leftovers:
+        face, _, pid = path.stem.rpartition("-")
+        if not pid.isdigit() or int(pid) == os.getpid() or _running(int(pid)):
+            continue
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+            if "Fatal Python error" not in text:
+                path.unlink()
+                continue
+            stamp = datetime.datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y%m%d-%H%M%S")
+            kept = path.parent.parent / f"{CRASH_PREFIX}{stamp}-{face or 'app'}.log"
+            os.replace(path, kept)
+        except OSError:
+            continue
+        found.append(kept)
+    return found[-1] if found else None
+
+
+def crash_message(path: Path) -> str:
+    """What the window says once after a crash."""
+    return f"The app closed unexpectedly last time; details are in {path}."

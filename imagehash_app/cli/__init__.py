@@ -27,6 +27,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every failure reaches the person as one sentence and an exit code."""
     multiprocessing.freeze_support()  # decode workers in a frozen (PyInstaller) build
     failures.log_warnings()
+    if argv is None:  # the real program (not a test calling main in-process)
+        failures.enable_crash_log("cli")
     parser = build_parser()
     args = parser.parse_args(argv)  # usage errors: argparse's message and exit status 2
     func = getattr(args, "func", None)

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QApplication, QStyleFactory
 
 from imagehash_app import failures
 from imagehash_app.core.library import default_library_dir
+from imagehash_app.gui import drop_hook
 from imagehash_app.gui.icons import app_icon
 from imagehash_app.gui.messages import Level, install_excepthook
 
@@ -53,11 +54,16 @@ def run(library_path: Path | None = None, open_paths: list[Path] | None = None) 
     from imagehash_app.gui.drop_zone import classify
     from imagehash_app.gui.main_window import MainWindow
 
+    failures.enable_crash_log("window")  # a native crash leaves every thread's stack in a file
     app = create_application()
     window = MainWindow(Path(library_path) if library_path else default_library_dir())
     install_excepthook(lambda text: window.show_message(text, Level.ERROR))
     failures.log_warnings()
+    crashed = failures.crash_from_last_time()
+    if crashed is not None:
+        window.show_message(failures.crash_message(crashed), Level.WARNING)
     window.show()
+    drop_hook.install(window)  # only when IMAGEHASH_APP_DROP is set (benchmarks/cycle_launch.py)
     if open_paths:
         QTimer.singleShot(0, lambda: window.handle_payload(classify([Path(p) for p in open_paths])))
     try:
