@@ -196,6 +196,21 @@ class _SearchState:
     index: CandidateIndex
 
 
+@dataclass
+class _StoredFeatures:
+    """What a search ranks by before the library's first hasher exists: the real features the
+    indexer stored for the photos indexed so far (the reservoir holds every one of them until the
+    first hasher is trained, see core/indexer.py), L2-normalised, float16 as stored."""
+
+    token: tuple
+    ids: np.ndarray  # image id of each row (sorted)
+    features: np.ndarray  # float16 (n, d), unit length
+
+
+# Rows of stored features scored at once (float32 scratch: 4 096 x 1 280 floats, 20 MB).
+_STORED_CHUNK = 4096
+
+
 def library_exists(path: Path) -> bool:
     return (Path(path) / CATALOG_FILE).is_file()
 
@@ -260,7 +275,7 @@ class Library:
         self._mutex = threading.RLock()  # guards self._cat and the caches
         self._backbone = None
         self._backbone_lock = threading.Lock()
-        self._search_state: _SearchState | None = None
+        self._search_state: _SearchState | _StoredFeatures | None = None
         self.settings = LibrarySettings.from_dict(cat.settings_doc() or {})
 
     # --- opening -------------------------------------------------------------------------------
@@ -621,16 +636,19 @@ class Library:
             state = self._state()
             return state is not None and len(state.ids) > 0
 
-    def _state(self) -> _SearchState | None:
-        """Codes, index and hasher of the active model; reloaded when the catalogue changed."""
+    def _state(self) -> _SearchState | _StoredFeatures | None:
+        """Codes, index and hasher of the active model (or, before the first hasher exists, the
+        stored features of the photos indexed so far); reloaded when the catalogue changed."""
         token = self._cat.change_token()
         state = self._search_state
         if state is not None and state.token == token:
             return state
         model = self._cat.active_model()
         if model is None:
-            self._search_state = None
-            return None
+            self._search_state = self._stored_features(token)
+            return self._search_state
+        if isinstance(state, _StoredFeatures):
+            state = None
         from imagehash_app.core.codes import words_for
         from imagehash_app.core.search import CandidateIndex
 
@@ -656,6 +674,42 @@ class Library:
         self._search_state = _SearchState(token, model, hasher, ids, index)
         return self._search_state
 
+    def _stored_features(self, token: tuple) -> _StoredFeatures | None:
+        """The reservoir's features of indexed photos, normalised (None when it holds none)."""
+        ids, feats = self._cat.load_reservoir()
+        if len(ids) == 0:
+            return None
+        norms = np.linalg.norm(feats, axis=1, keepdims=True)
+        unit = (feats / np.maximum(norms, 1e-12)).astype(FEATURE_DTYPE)
+        return _StoredFeatures(token, ids, unit)
+
+    def _search_stored(
+        self, state: _StoredFeatures, features: np.ndarray, top_k: int, own: Sequence[int | None]
+    ) -> list[list[SearchResult]]:
+        """Exact cosine ranking over the stored features (no code yet: `hamming` is -1)."""
+        if features.shape[1] != state.features.shape[1]:
+            raise ImagehashError(
+                f"Query features have {features.shape[1]} dimensions, the library's stored "
+                f"features have {state.features.shape[1]}."
+            )
+        query = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+        scores = np.concatenate([
+            query @ state.features[lo : lo + _STORED_CHUNK].astype(np.float32).T
+            for lo in range(0, len(state.ids), _STORED_CHUNK)
+        ], axis=1)
+        out = []
+        for q, own_id in enumerate(own):
+            row = scores[q]
+            k = min(top_k, len(row))
+            best = np.argpartition(-row, k - 1)[:k]
+            order = [int(i) for i in best[np.lexsort((best, -row[best]))]]  # ties: by position
+            pos = _position(state.ids, own_id)
+            if pos is not None:  # the query is a library photo: it comes first
+                order = [pos] + [i for i in order if i != pos][: k - 1]
+            paths = self._cat.paths_of([int(state.ids[i]) for i in order])
+            out.append([SearchResult(paths[int(state.ids[i])], float(row[i]), -1) for i in order])
+        return out
+
     def _search(
         self, features: np.ndarray, top_k: int, own: Sequence[int | None]
     ) -> list[list[SearchResult]]:
@@ -664,6 +718,8 @@ class Library:
         state = self._state()
         if state is None or len(state.ids) == 0 or top_k < 1:
             return [[] for _ in range(len(features))]
+        if isinstance(state, _StoredFeatures):
+            return self._search_stored(state, features, top_k, own)
         hasher = state.hasher
         if features.shape[1] != hasher.feature_dim:
             raise ImagehashError(

@@ -148,6 +148,7 @@ class MainWindow(QMainWindow):
         self._stop_timer: QTimer | None = None  # polls for the end of an index while closing
         self._history: list[engine.QueryOutcome] = []  # earlier queries, for Alt+Left
         self._going_back = False
+        self._requery_pending = False  # the library changed while a search was in flight
 
         self._build_ui()
         self._build_menus()
@@ -413,6 +414,8 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_index_progress(self, event: IndexProgress) -> None:
         self._last_progress = event
+        if (getattr(event, "message", "") or "").startswith("Now searching with"):
+            self._requery_after_index()  # a new hasher was switched in: rank by it
         self.progress_label.setText(progress_text(event))
         self.progress_label.setToolTip(getattr(event, "message", "") or "")
         total = int(getattr(event, "total", 0) or 0)
@@ -436,8 +439,13 @@ class MainWindow(QMainWindow):
         job.succeeded.connect(self._suggest_finetune)
 
     def _requery_after_index(self) -> None:
-        """Photos the index added (a watched folder's new photo) show up in the current results."""
-        if self.query is not None and not self.is_searching() and not self.is_stopping():
+        """Photos the index added (a watched folder's new photo) show up in the current results:
+        the current query runs again now, or as soon as the search in flight has answered."""
+        if self.is_stopping():
+            return
+        if self.is_searching():
+            self._requery_pending = True
+        elif self.query is not None:
             self.requery()
 
     @Slot(object)
@@ -626,6 +634,9 @@ class MainWindow(QMainWindow):
             self.show_message(failure.message, Level.WARNING)
             self._search_trouble = True
         self.searchFinished.emit(outcome)
+        if self._requery_pending and not self.is_searching():
+            self._requery_pending = False
+            self.requery()  # the library changed while this search ran: show it up to date
 
     def go_back(self) -> Job | None:
         """Alt+Left: show the previous query again (at once, then brought up to date)."""
@@ -665,14 +676,29 @@ class MainWindow(QMainWindow):
         self.results_caption.setText(
             f"{n} similar photo{'s' if n != 1 else ''}{whose} · {outcome.elapsed_s * 1000:.0f} ms"
             + (f" · query {index + 1} of {len(outcome.queries)}, one tab each" if len(outcome.queries) > 1 else "")
+            + self._indexing_note()
             if n
             else self._no_results_text()
         )
 
+    def _indexed_count(self) -> int:
+        return int(getattr(self.snapshot.status, "indexed", 0) or 0) if self.snapshot else 0
+
     def _no_results_text(self) -> str:
-        if self.is_indexing():
-            return "No results yet: the first index is still running; search again when it ends."
-        return "No photos indexed yet: add a folder, then search again."
+        indexed = self._indexed_count()
+        if self.is_indexing() and not indexed:
+            return "No photos indexed yet: indexing is running, and the results appear here when it ends."
+        if not indexed:
+            return "No photos indexed yet: add a folder, then search again."
+        return "No similar photos found."
+
+    def _indexing_note(self) -> str:
+        """Said under results while an index runs: they come from the photos indexed so far."""
+        if not self.is_indexing():
+            return ""
+        indexed = self._indexed_count()
+        so_far = f"{indexed:,} photos" if indexed else "the photos"
+        return f" · from {so_far} indexed so far; they refresh when indexing ends"
 
     def _on_search_failed(self, exc: object, paths: Sequence[Path] = ()) -> None:
         """Report the error, and show again the last query that answered (pane and grid agree)."""
@@ -689,6 +715,9 @@ class MainWindow(QMainWindow):
             self.query_pane.clear()
             self.results_model.set_results([])
             self.results_caption.setText(f"Search for {failed} failed.")
+        if self._requery_pending and self.query is not None:
+            self._requery_pending = False
+            self.requery()
 
     @Slot(str, QImage)
     def _on_thumbnail(self, path: str, image: QImage) -> None:

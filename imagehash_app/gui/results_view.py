@@ -92,7 +92,8 @@ def tooltip_for(item: SearchResult, rank: int, details: PhotoDetails | None = No
     facts = facts_line(details)
     return (
         f"#{rank}  {item.path}\n" + (f"{facts}\n" if facts else "")
-        + f"score {item.score:.3f} · Hamming distance {item.hamming}"
+        + f"score {item.score:.3f} · "
+        + (f"Hamming distance {item.hamming}" if item.hamming >= 0 else "ranked by its stored features (no code yet)")
     )
 
 
@@ -218,7 +219,7 @@ class ResultDelegate(QStyledItemDelegate):
             # "640×640 · 17 KB · 2024-05-01" does not fit a cell: the date goes with the rank.
             head, _, day = facts.rpartition(" · ") if facts.count(" · ") == 2 else (facts, "", "")
             rank = f"#{index.row() + 1} · {item.score:.2f}"
-            lines = [folder, head, f"{day} · {rank}" if day else f"{rank} · {item.hamming} bits"]
+            lines = [folder, head, f"{day} · {rank}" if day else f"{rank} · {item.hamming} bits" if item.hamming >= 0 else rank]
             for n, text in enumerate(lines, start=1):
                 painter.drawText(
                     QRect(rect.x() + 4, text_top + n * fm.height(), rect.width() - 8, fm.height()),
