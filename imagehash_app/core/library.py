@@ -38,6 +38,13 @@ from imagehash_app.core.training import (
     ModelInfo,
 )
 from imagehash_app.core.versions import GRAPH_DIR, KEEP_MODELS, remove_orphans
+from imagehash_app.core.weights_download import (  # the faces' way to the first-run download
+    STALL_TIMEOUT_S,
+    DownloadProgress,
+    WeightsNeed,
+    download_steps,
+    weights_need,
+)
 
 if TYPE_CHECKING:
     from imagehash_app.core.backbone import Backbone
@@ -59,6 +66,7 @@ __all__ = [
     "FinetuneResult", "FolderInfo", "IndexProgress", "Library", "LibrarySettings", "LibraryStatus",
     "ModelInfo", "PhotoDetails", "QueryFailure", "SearchAnswer", "SearchResponse", "SearchResult",
     "b64", "backbone_names", "default_library_dir", "display", "make_thumbnail", "repair",
+    "STALL_TIMEOUT_S", "DownloadProgress", "WeightsNeed", "download_steps", "weights_need",
 ]
 
 
