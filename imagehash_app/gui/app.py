@@ -45,6 +45,15 @@ def create_application(argv: list[str] | None = None) -> QApplication:
     return app
 
 
+def announce_last_crash(window) -> Path | None:  # noqa: ANN001 (a MainWindow)
+    """Say once that the app crashed last time, and where the details are (failures.py keeps
+    the crashed process's faulthandler log); the log's path, or None when there was no crash."""
+    crashed = failures.crash_from_last_time()
+    if crashed is not None:
+        window.show_message(failures.crash_message(crashed), Level.WARNING)
+    return crashed
+
+
 def run(library_path: Path | None = None, open_paths: list[Path] | None = None) -> int:
     """Open the window on `library_path` (default: the user's library) and run until it closes.
 
@@ -59,9 +68,7 @@ def run(library_path: Path | None = None, open_paths: list[Path] | None = None) 
     window = MainWindow(Path(library_path) if library_path else default_library_dir())
     install_excepthook(lambda text: window.show_message(text, Level.ERROR))
     failures.log_warnings()
-    crashed = failures.crash_from_last_time()
-    if crashed is not None:
-        window.show_message(failures.crash_message(crashed), Level.WARNING)
+    announce_last_crash(window)
     window.show()
     drop_hook.install(window)  # only when IMAGEHASH_APP_DROP is set (benchmarks/cycle_launch.py)
     if open_paths:

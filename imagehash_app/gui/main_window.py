@@ -57,6 +57,7 @@ from imagehash_app.gui.drop_zone import DropPayload, QueryPane, can_accept, clas
 from imagehash_app.gui.folders_panel import FoldersPanel, SkippedDialog
 from imagehash_app.gui.icons import app_icon
 from imagehash_app.gui.messages import Level, MessageBar, describe
+from imagehash_app.gui.model_download import ModelDownload, plain_weights_text
 from imagehash_app.gui.results_view import ResultsModel, ResultsView
 from imagehash_app.gui.thumbnails import ThumbnailCache, ThumbnailLoader
 from imagehash_app.gui.watcher import FolderWatcher
@@ -152,6 +153,7 @@ class MainWindow(QMainWindow):
 
         self._build_ui()
         self._build_menus()
+        self.model_download = ModelDownload(self)  # the first run's photo model (gui/model_download.py)
         self._restore_geometry()
 
         self.watcher: FolderWatcher | None = None
@@ -328,6 +330,7 @@ class MainWindow(QMainWindow):
             )
         if self.watcher is not None and not self.read_only:
             self.watcher.watch(Path(f.path) for f in snap.folders if f.online)
+        self.model_download.update_page()
         self.snapshotChanged.emit(snap)
 
     def show_message(self, text: str, level: Level = Level.INFO, action: str = "", action_id: str = "") -> None:
@@ -342,7 +345,7 @@ class MainWindow(QMainWindow):
         if isinstance(exc, LibraryLockedError):
             self._enter_read_only(exc)
         elif isinstance(exc, WeightsUnavailableError):
-            self.show_message(str(exc), Level.ERROR, "Choose weights file…", "weights")
+            self.show_message(plain_weights_text(exc), Level.ERROR, "Choose a model file on this computer…", "weights")
         else:
             self.show_message(describe(exc, doing, self.library_path), Level.ERROR)
 
@@ -388,6 +391,9 @@ class MainWindow(QMainWindow):
             else:
                 self._queued.update(wanted)
             return self._index_job
+        waiting = self.model_download.before_index()  # the photo model first, when it is missing
+        if waiting is not None:
+            return waiting
         # The folders are the library's already (added once, by `add_folders`): update them.
         job = self.writer.call(lambda lib, stop: lib.update(wanted, should_stop=stop), "index")
         job.progress.connect(self._on_index_progress)
@@ -500,6 +506,9 @@ class MainWindow(QMainWindow):
             self.show_message("This library is open in another program; adding folders waits until it is closed.", Level.WARNING)
             return None
         folders = [Path(p) for p in paths]
+        waiting = self.model_download.before_folders(folders)  # the photo model first, when missing
+        if waiting is not None:
+            return waiting
         job = self.writer.call(lambda lib, _stop: [lib.add_folder(p) for p in folders], "add folders")
         job.succeeded.connect(
             lambda infos: (self.refresh(), self.start_index([info.path for info in infos]))
@@ -793,12 +802,8 @@ class MainWindow(QMainWindow):
         return job
 
     def choose_weights(self) -> None:
-        """Pick a local weights file when the pretrained weights cannot be downloaded."""
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Choose backbone weights", str(Path.home()), "PyTorch weights (*.pth *.pt *.safetensors);;All files (*)"
-        )
-        if path:
-            self.apply_settings({"weights": path}, reindex=True)
+        """Use a model file already on this computer (when the download cannot be made)."""
+        self.model_download.choose_file()
 
     def _about(self) -> None:
         QMessageBox.about(
