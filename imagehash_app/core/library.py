@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from imagehash_app.core import health, training, versions
+from imagehash_app.core import decode_budget, health, training, versions
 from imagehash_app.core.errors import ImageDecodeError, ImagehashError, LibraryDamagedError
 from imagehash_app.core.files import ExcludeRules, count_excluded, query_problem
 from imagehash_app.core.images import IMAGE_SUFFIXES, load_rgb, make_thumbnail
@@ -60,6 +60,12 @@ QUERY_BATCH = 64
 # With 8, 2 000 queries peaked 6 MB above 20 queries; with the library's batch size (32), 233 MB.
 QUERY_EMBED_BATCH = 8
 QUERY_CHECK_SIDE = 64  # pixels: enough of a decode to know a query is a photo (library empty)
+
+# glibc's mallopt is MT-Unsafe (glibc manual: "MT-Unsafe init const:mallopt"): the mmap threshold
+# of decode_budget.py is set here, while a face imports the engine on its main thread before any
+# other thread runs, not at the first decode, which is the first search after a launch, beside the
+# GUI, thumbnail and writer threads allocating (issue 14, item 3; tests/core/test_first_use.py).
+decode_budget.return_large_buffers()
 
 __all__ = [
     "DEFAULT_METHOD", "FINETUNE_METHODS", "SUPERVISED_METHODS", "IDENTITY_FIELDS", "IMAGE_SUFFIXES", "FinetunePlan", "FinetuneProgress",

@@ -10,6 +10,13 @@ returns True. Following napari's generator workers and Picard's pools:
   SQLite connections belong to the thread that opened them. The window has two: a writer (index,
   folders, settings: one writer to the catalogue at a time) and a reader opened read-only, so that
   searches answer while an index runs;
+- a Job is a QObject of the GUI thread, so it is destroyed there and nowhere else: its EngineThread
+  owns it (Qt parent) and deletes it with `deleteLater` once the GUI thread has delivered its end and
+  the engine thread has let go of it. (Owned by Python, a job died wherever its last reference did:
+  its Mailbox's handler is a bound method of the job, a reference cycle, so the cyclic garbage
+  collector destroyed jobs on the engine thread in the middle of an allocation-heavy search, while
+  the GUI thread could still be delivering an event to them: issue 14's crash in the reader thread,
+  tests/gui/test_job_thread_affinity.py);
 - thumbnails are plain functions run on a small `QThreadPool` (see results_view.py).
 """
 
@@ -93,6 +100,7 @@ class Job(QObject):
         self._fn = fn
         self._stop = threading.Event()
         self.done = False
+        self.released = False  # the engine thread will not touch this job again
         self._mailbox = Mailbox(self._deliver, self)
 
     def cancel(self) -> None:
@@ -176,7 +184,10 @@ class EngineThread(QThread):
         """Queue a job (FIFO); starts the thread on first use."""
         if self._stopping:
             job.fail_now(RuntimeError("the application is closing"))
+            job.released = True
             return job
+        if job.parent() is None:
+            job.setParent(self)  # owned here, deleted on this (the GUI) thread: see the module doc
         self._pending.append(job)
         job.finished.connect(self._forget)
         self._queue.put(job)
@@ -217,7 +228,17 @@ class EngineThread(QThread):
 
     @Slot()
     def _prune(self) -> None:
-        self._pending = [j for j in self._pending if not j.done]
+        """Delete, on the GUI thread, the jobs both threads are finished with."""
+        keep: list[Job] = []
+        for job in self._pending:
+            if job.done and job.released:
+                if job.parent() is self:
+                    job.deleteLater()
+            else:
+                keep.append(job)
+        self._pending = keep
+        if any(j.done for j in keep):  # delivered, not yet let go of by the engine thread
+            QTimer.singleShot(20, self._prune)
 
     def run(self) -> None:  # the worker thread
         library = None
@@ -235,8 +256,12 @@ class EngineThread(QThread):
                         library = self._opener()
                     except Exception as exc:
                         job.fail_now(exc)
+                        job.released = True
+                        job = None
                         continue
                 job.perform(library)
+                job.released = True  # from here on only the GUI thread holds it (and deletes it)
+                job = None
         finally:
             if library is not None:
                 _close_quietly(library)
