@@ -6,6 +6,19 @@
     xvfb-run -s '-screen 0 1400x900x24' .venv/bin/python packaging/screenshots.py query --library /tmp/flowers-lib \\
         --photo /tmp/flowers/flowers/sunflower/<file>.jpg [--dark]
 
+    xvfb-run -s '-screen 0 1400x900x24' .venv/bin/python packaging/screenshots.py offline-first-run \
+        --folder /tmp/shots/Pictures
+    xvfb-run -s '-screen 0 1400x900x24' .venv/bin/python packaging/screenshots.py first-index \
+        --folder /tmp/shots/Pictures --backup /tmp/shots/Backup --backbone mobilenet_v2 \
+        --weights ../shared/data/weights/mobilenet_v2-imagenet.pth --photo A.jpg --photo B.jpg --photo C.jpg
+
+`offline-first-run`: a new library with the shipped settings and no photo model yet (an empty torch
+hub folder); the download goes to a local server that stops sending, so the page shows what it says
+after the 15 s stall. `first-index`: a drop while the first index of `--folder` runs (no hasher yet),
+(the third photo, after `--after` photos), then, once it and `--backup` (copies of some of its
+photos) are indexed, a query of the first two photos (`multi-photo-query`) and the first photo's
+results with their details (`result-details`).
+
 Each grabs the window from the X screen (not an offscreen render) into docs/screenshots/.
 """
 
@@ -90,12 +103,113 @@ def open_window(library: Path, tmp: Path, rescan: bool = True) -> MainWindow:
     return window
 
 
+def stalled_server() -> str:
+    """A local HTTP server that promises the model and stops sending after 1.2 MB: its URL (the
+    file name is torchvision's, so the page names the real download)."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+
+    def serve() -> None:
+        while True:
+            conn, _ = server.accept()
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 13555000\r\n\r\n" + b"x" * 1_200_000)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{server.getsockname()[1]}/models/mobilenet_v2-b0353104.pth"
+
+
+def offline_first_run(folder: Path, tmp: Path) -> MainWindow:
+    """The first-run page after adding a folder on a computer whose download stalls."""
+    import os
+
+    from imagehash_app.core import weights_download
+
+    os.environ["TORCH_HOME"] = str(tmp / "torch")
+    url = stalled_server()
+    weights_download.PRETRAINED["mobilenet_v2"] = (url, weights_download.PRETRAINED["mobilenet_v2"][1])
+    library = tmp / "library"
+    Library.open(library, settings=LibrarySettings()).close()
+    window = open_window(library, tmp)
+    ended = []
+    window.model_download.downloadFinished.connect(ended.append)
+    window.add_folders([folder])
+    wait(lambda: bool(ended), 120)
+    grab(window, "offline-first-run")
+    return window
+
+
+def wait_softly(condition, timeout_s: float) -> None:
+    """`wait`, but a timeout only says so: the shot then shows what is missing."""
+    try:
+        wait(condition, timeout_s)
+    except SystemExit:
+        print("screenshot taken before everything was painted", file=sys.stderr)
+
+
+def _thumbnails_shown(window: MainWindow) -> bool:
+    model, view = window.results_model, window.results_view
+    rows = [model.index(r) for r in range(model.rowCount())]
+    shown = [i for i in rows if view.visualRect(i).intersects(view.viewport().rect())]
+    return all(model.thumbnail(view.path_at(i)) is not None for i in shown) and window.query_pane._pixmap is not None
+
+
+def first_index(args: argparse.Namespace, tmp: Path) -> MainWindow:
+    """A drop during the first index; then a two-photo query and a result's details."""
+    from imagehash_app.gui import engine
+
+    library = tmp / "library"
+    Library.open(library, settings=LibrarySettings(backbone=args.backbone, weights=args.weights)).close()
+    window = open_window(library, tmp)
+    done: list = []
+    window.searchFinished.connect(done.append)
+    window.messageShown.connect(lambda text: print("message:", text, file=sys.stderr))
+    window.add_folders([args.folder])
+    wait(lambda: getattr(window._last_progress, "phase", "") == "embed" and window._last_progress.done >= args.after)
+    snap: list = []
+    window.reader.call(lambda lib, _stop: engine.snapshot(lib)).succeeded.connect(
+        lambda s: (snap.append(s), window._apply_snapshot(s))
+    )
+    wait(lambda: bool(snap))
+    window.search(args.photo[2:3] or args.photo[:1])  # a third --photo: the one dropped mid-index
+    wait(lambda: bool(done), 300)
+    wait(lambda: _thumbnails_shown(window), 120)
+    window.results_view.setCurrentIndex(window.results_model.index(0))
+    grab(window, "search-during-first-index")
+    wait(lambda: not window.is_indexing(), 900)
+    if args.backup:
+        window.add_folders([args.backup])
+        wait(lambda: window.is_indexing(), 60)
+        wait(lambda: not window.is_indexing(), 900)
+    done.clear()
+    window.search(args.photo[:2])  # two photos: one tab each
+    wait(lambda: bool(done) and not window.is_searching(), 300)
+    wait_softly(lambda: _thumbnails_shown(window), 60)
+    settle(1.0)
+    grab(window, "multi-photo-query")
+    done.clear()
+    window.search(args.photo[:1])
+    wait(lambda: bool(done) and not window.is_searching(), 300)
+    window.count_spin.setValue(12)
+    wait(lambda: window.results_model.rowCount() == 12, 60)
+    wait_softly(lambda: _thumbnails_shown(window), 60)
+    window.results_view.setCurrentIndex(window.results_model.index(0))
+    settle(1.0)
+    grab(window, "result-details")
+    return window
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("shot", choices=("first-run", "indexing", "query"))
+    parser.add_argument("shot", choices=("first-run", "indexing", "query", "offline-first-run", "first-index"))
+    parser.add_argument("--backup", type=Path, help="first-index: a folder of copies, added after the first index")
     parser.add_argument("--library", type=Path)
     parser.add_argument("--folder", type=Path)
-    parser.add_argument("--photo", type=Path)
+    parser.add_argument("--photo", type=Path, action="append", default=[])
     parser.add_argument("--backbone", default="mobilenet_v2")
     parser.add_argument("--weights", default="auto")
     parser.add_argument("--after", type=int, default=400, help="indexing: photos embedded before the shot")
@@ -110,7 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     suffix = "-dark" if args.dark else ""
     window: MainWindow | None = None
     try:
-        if args.shot in ("first-run", "indexing"):
+        if args.shot == "offline-first-run":
+            window = offline_first_run(args.folder, tmp)
+        elif args.shot == "first-index":
+            window = first_index(args, tmp)
+        elif args.shot in ("first-run", "indexing"):
             library = args.library or tmp / "library"
             settings = LibrarySettings(backbone=args.backbone, weights=args.weights)
             Library.open(library, settings=settings).close()
@@ -130,10 +248,10 @@ def main(argv: list[str] | None = None) -> int:
             done = []
             window.searchFinished.connect(done.append)
             window.messageShown.connect(lambda text: print("message:", text, file=sys.stderr))
-            window.search([args.photo])  # warm-up: loads the backbone and the codes
+            window.search(args.photo[:1])  # warm-up: loads the backbone and the codes
             wait(lambda: bool(done), 180)
             done.clear()
-            window.search([args.photo])  # the shot shows a warm query, as a person sees it
+            window.search(args.photo[:1])  # the shot shows a warm query, as a person sees it
             wait(lambda: bool(done), 180)
             model = window.results_model
             view = window.results_view
