@@ -600,8 +600,9 @@ class MainWindow(QMainWindow):
         self.thumbs.request(paths[0], priority=100)
         self.results_caption.setText("Searching…")
         job = self.reader.call(lambda lib, _stop: engine.run_query(lib, paths, top_k), "search")
-        job.succeeded.connect(self._show_results)
-        job.failed.connect(lambda exc: self._on_search_failed(exc, paths))
+        # Only the newest search is shown: a replaced one that still answered is dropped.
+        job.succeeded.connect(lambda out, job=job: self._show_results(out) if job is self._search_job else None)
+        job.failed.connect(lambda exc, job=job: self._on_search_failed(exc, paths) if job is self._search_job else None)
         self._search_job = job
         return job
 
@@ -611,10 +612,15 @@ class MainWindow(QMainWindow):
         previous = self.query
         if previous is None:
             return None
+        if self.is_searching() and self._search_job is not None and self._search_job.name == "search":
+            self._requery_pending = True  # a new query is on its way: bring *it* up to date after
+            return self._search_job
         top_k = self.count_spin.value()
         job = self.reader.call(lambda lib, _stop: engine.requery(lib, previous, top_k), "requery")
-        job.succeeded.connect(self._show_results)
-        job.failed.connect(lambda exc: self._on_search_failed(exc, previous.queries))
+        job.succeeded.connect(lambda out, job=job: self._show_results(out) if job is self._search_job else None)
+        job.failed.connect(
+            lambda exc, job=job: self._on_search_failed(exc, previous.queries) if job is self._search_job else None
+        )
         self._search_job = job
         return job
 
@@ -676,7 +682,12 @@ class MainWindow(QMainWindow):
         hits = outcome.per_query[index]
         if self.query_pane.path is None or self.query_pane.path.resolve() != query:
             self.query_pane.show_query(query)
-            self.thumbs.request(query, priority=100)
+            known = self.results_model.thumbnail(query)
+            if known is not None:
+                self.query_pane.set_picture(known)
+            else:  # asked for again even when an earlier request went to another query's pane
+                self.thumbs.forget(query)
+                self.thumbs.request(query, priority=100)
         self.query_pane.set_caption(display(query.name))  # not "… and 1 more": this tab's photo
         self.results_model.set_results(hits, outcome.details)
         self.results_view.scrollToTop()

@@ -109,6 +109,10 @@ class ThumbnailLoader(QObject):
         self._requested.add(key)
         self.pool.start(_ThumbTask(self, path, self._generation), priority)
 
+    def forget(self, path: Path) -> None:
+        """Let `path` be asked for again (its earlier thumbnail went to a view showing another)."""
+        self._requested.discard(str(path))
+
     def clear(self) -> None:
         """Forget queued requests (e.g. a new query replaced the results)."""
         self.pool.clear()

@@ -209,6 +209,14 @@ def test_no_results_say_why(indexed, photos, tmp_path, capsys) -> None:
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("DELETE FROM models")
     conn.close()
+    # With no hasher, a search ranks by the stored features (issue 14): results, no reason.
+    assert cli.main(["--library", str(indexed), "search", str(photos.originals[0])]) == 0
+    out = capsys.readouterr().out
+    assert str(photos.originals[0].name) in out and "no results" not in out
+    conn = sqlite3.connect(indexed / CATALOG_FILE)
+    with conn:
+        conn.execute("DELETE FROM reservoir")
+    conn.close()
     assert cli.main(["--library", str(indexed), "search", str(photos.originals[0])]) == 0
     out = capsys.readouterr().out
     assert "have no hasher yet" in out and "no indexed photos" not in out
