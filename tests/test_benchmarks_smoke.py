@@ -173,3 +173,18 @@ def test_sweep_disk_full(tmp_path: Path) -> None:
     summary = json.loads(out.read_text())["summary"]
     assert summary["levels"] == 1 and summary["setup_failed"] == 0 and summary["tracebacks"] == 0 and summary["not_one_line"] == 0
     assert summary["consistent_after"] == 1
+
+
+def test_cycle_launch(tmp_path: Path) -> None:
+    """One launch → drop → results → quit cycle of the real window under Xvfb, on 8 flowers5 photos
+    with the real MobileNetV2 weights (skipped without the shared data or Xvfb)."""
+    assert "--cycles" in bench("benchmarks/cycle_launch.py", "--help")
+    if not SHARED_DATA.is_dir() or shutil.which("Xvfb") is None or shutil.which("xdpyinfo") is None:
+        pytest.skip("cycle_launch needs the shared data (flowers5, weights) and Xvfb")
+    out = tmp_path / "out"
+    bench("benchmarks/cycle_launch.py", "--cycles", "1", "--photos", "8", "--display", ":93",
+          "--data", SHARED_DATA, "--work", tmp_path / "work", "--out", out, timeout=300)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["cycles"] == 1 and summary["crashes"] == 0 and summary["by_exit"] == {"0": 1}
+    [cycle] = summary["cycles_detail"]
+    assert cycle["results"] and cycle["drop_to_results_ms"] > 0

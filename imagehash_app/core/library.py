@@ -615,6 +615,12 @@ class Library:
                 [QueryFailure(p, reason, decode=True) for p, reason in failed],
             )
 
+    def searched_photos(self) -> int:
+        """How many photos the last search ranked (all the searchable photos at that moment:
+        during the first index, those indexed so far)."""
+        state = self._search_state
+        return 0 if state is None else len(state.ids)
+
     def search_features(
         self, features: np.ndarray, top_k: int = 20, query_paths: Sequence[Path] | None = None
     ) -> list[list[SearchResult]]:

@@ -41,6 +41,7 @@ class QueryOutcome:
     results: list[SearchResult]
     elapsed_s: float = 0.0
     details: dict[Path, PhotoDetails] = field(default_factory=dict, compare=False)
+    searched: int = field(default=0, compare=False)  # photos the search ranked (indexed so far)
 
     @property
     def queries(self) -> list[Path]:
@@ -90,7 +91,7 @@ def _outcome(library: Library, answer: SearchAnswer, top_k: int, start: float) -
     merged = merge([r.results for r in answer], top_k)
     elapsed = time.perf_counter() - start  # the search itself, as the caption says
     details = library.details([hit.path for r in answer for hit in r.results])
-    return QueryOutcome(answer, merged, elapsed, details)
+    return QueryOutcome(answer, merged, elapsed, details, library.searched_photos())
 
 
 def requery(library: Library, previous: QueryOutcome, top_k: int) -> QueryOutcome:

@@ -716,7 +716,7 @@ class MainWindow(QMainWindow):
         """Said under results while an index runs: they come from the photos indexed so far."""
         if not self.is_indexing():
             return ""
-        indexed = self._indexed_count()
+        indexed = (self.query.searched if self.query else 0) or self._indexed_count()  # what it ranked
         so_far = f"{indexed:,} photos" if indexed else "the photos"
         return f" · from {so_far} indexed so far; they refresh when indexing ends"
 
