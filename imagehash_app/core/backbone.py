@@ -21,6 +21,7 @@ from PIL import Image
 from torch import nn
 
 from imagehash_app.core.errors import WeightsUnavailableError
+from imagehash_app.core.onnx_session import unit_rows as _unit_rows
 from imagehash_app.core.preprocess import Preprocessing
 
 log = logging.getLogger(__name__)
@@ -321,12 +322,6 @@ class Backbone:
             else:
                 y = self._model(x)
             return _unit_rows(y.float().cpu().numpy())
-
-
-def _unit_rows(feats: np.ndarray) -> np.ndarray:
-    feats = feats.astype(np.float32, copy=False)
-    feats /= np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
-    return feats
 
 
 def load_backbone(
