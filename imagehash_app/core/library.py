@@ -265,6 +265,7 @@ class Library:
         self._query_model = None  # query_model.QueryBackbone, False: none usable, None: not tried
         self._backbone_lock = threading.Lock()
         self._search_state: _SearchState | None = None
+        self._persist_graph = False  # warm_search: a reader that may save the graph it built
         self.settings = LibrarySettings.from_dict(cat.settings_doc() or {})
 
     # --- opening -------------------------------------------------------------------------------
@@ -548,10 +549,13 @@ class Library:
         if query_model.why_not(record, backbone=s.backbone, device=s.device, weights_id=weights_id):
             self.backbone()  # records it (a backbone that has no export records nothing)
 
-    def warm_search(self) -> None:
+    def warm_search(self, *, persist_graph: bool = False) -> None:
         """Load what the first search needs (the query backbone run once, the codes, the graph,
         the hasher's decoder) so that it answers at once: the window calls this from a worker
-        thread right after it shows. Errors are left for the search itself to report."""
+        thread right after it shows. Errors are left for the search itself to report.
+        `persist_graph`: a reader in the process that holds the library's lock (the window's)
+        may save a graph it had to build, so that the next launch loads it instead."""
+        self._persist_graph = persist_graph
         backbone = self.query_backbone()
         backbone.embed_pixels(np.zeros((1, backbone.input_size, backbone.input_size, 3), np.uint8))
         with self._mutex, health.translated(self.path):
@@ -741,7 +745,8 @@ class Library:
         # Readers load a saved graph but never write one: a read-only command changes nothing.
         graph = self.path / GRAPH_DIR / f"{model.id}.hnsw"
         index = CandidateIndex(
-            codes, model.bits, "auto", graph_path=graph, save_graph=not self.read_only
+            codes, model.bits, "auto", graph_path=graph,
+            save_graph=not self.read_only or self._persist_graph,
         )
         self._search_state = _SearchState(token, model, hasher, ids, index)
         return self._search_state

@@ -191,3 +191,33 @@ def test_preprocessing_matches_torchvision_transforms(photo_folder) -> None:
         assert ours.shape == theirs.shape == (3, 224, 224)
         cos = float(ours.ravel() @ theirs.ravel() / np.linalg.norm(ours) / np.linalg.norm(theirs))
         assert cos > 0.999 and float(np.mean(np.abs(ours - theirs))) < 0.03
+
+
+def test_warm_search_loads_everything_once_and_may_persist_the_graph(
+    library_dir, photo_folder, tiny_settings, monkeypatch
+) -> None:
+    """warm_search leaves the first search nothing to load; a reader persists the graph it built
+    only when asked (the window's reader, whose process holds the lock), never otherwise."""
+    from imagehash_app.core import search
+
+    with Library.open(library_dir, settings=tiny_settings) as lib:
+        for _ in lib.index([photo_folder.root]):
+            pass
+    monkeypatch.setattr(search, "GRAPH_MIN_SIZE", 1)  # a graph even for a few photos
+    graphs = library_dir / "graph"
+    with Library.open(library_dir, read_only=True) as lib:
+        lib.warm_search()
+        assert lib._search_state is not None and lib._search_state.index.method == "graph"
+        assert not list(graphs.glob("*.hnsw"))
+    with Library.open(library_dir, read_only=True) as lib:
+        lib.warm_search(persist_graph=True)
+        state = lib._search_state
+        assert lib._search_state.index.graph_source == "built"
+        assert lib.search([photo_folder.originals[0]], top_k=2)[0].results[0].path == (
+            photo_folder.originals[0]
+        )
+        assert lib._search_state is state  # the search found it all loaded
+    assert len(list(graphs.glob("*.hnsw"))) == 1
+    with Library.open(library_dir, read_only=True) as lib:
+        lib.warm_search()
+        assert lib._search_state.index.graph_source == "loaded"  # the next launch redoes nothing
