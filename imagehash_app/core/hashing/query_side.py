@@ -4,13 +4,14 @@ A search needs only the encoder and the decoder of the active version, and for e
 deepquan they are small MLPs or matrices: read from ``weights.safetensors`` and applied here with
 numpy, they give the same codes and features as the PyTorch modules (checked in
 tests/core/test_query_side.py), and a query never imports PyTorch. GELU uses an erf approximation
-with absolute error below 1.5e-7 (Abramowitz & Stegun 7.1.26), under float32's own rounding.
+with absolute error below 1.5e-7 (Abramowitz & Stegun 7.1.26; below 5e-7 in float32).
 A method this module does not know (deepquan) gives None: the caller loads the full hasher.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -26,19 +27,30 @@ LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default, which the head's networks
 BLOCK = 8192  # rows at a time, as the PyTorch hashers do: bounded scratch
 
 
+_ERF_P = np.float32(0.3275911)
+_ERF_A = tuple(np.float32(a) for a in (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592))
+
+
 def erf(x: np.ndarray) -> np.ndarray:
-    """erf, elementwise (Abramowitz & Stegun 7.1.26; |error| < 1.5e-7), computed in float64."""
-    x = np.asarray(x, np.float64)
-    sign = np.sign(x)
+    """erf, elementwise, in float32 (Abramowitz & Stegun 7.1.26: |error| < 1.5e-7, then float32
+    rounding; the decoder's GELU runs on every re-ranked candidate, so it must be cheap)."""
+    x = np.asarray(x, np.float32)
     a = np.abs(x)
-    t = 1.0 / (1.0 + 0.3275911 * a)
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-    return sign * (1.0 - poly * np.exp(-a * a))
+    t = np.float32(1.0) / (np.float32(1.0) + _ERF_P * a)
+    poly = _ERF_A[0]
+    for coef in _ERF_A[1:]:
+        poly = poly * t + coef
+    y = np.float32(1.0) - poly * t * np.exp(-a * a)
+    return np.copysign(y, x)
+
+
+_SQRT_HALF = np.float32(np.sqrt(0.5))
 
 
 def gelu(x: np.ndarray) -> np.ndarray:
-    """torch.nn.GELU() (the exact, erf form)."""
-    return (0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))).astype(np.float32)
+    """torch.nn.GELU() (the exact, erf form), float32."""
+    x = np.asarray(x, np.float32)
+    return np.float32(0.5) * x * (np.float32(1.0) + erf(x * _SQRT_HALF))
 
 
 class _Mlp:
@@ -93,13 +105,14 @@ class QueryHasher:
         X = np.asarray(X, np.float32)
         if X.ndim != 2 or X.shape[1] != self.feature_dim:
             raise ValueError(f"expected features of shape (n, {self.feature_dim}), got {X.shape}")
-        if self.encoder is None:
-            return (X - self.mean) @ self.W
-        out = np.empty((X.shape[0], self.bits), np.float32)
-        for start in range(0, X.shape[0], BLOCK):
-            u = (X[start : start + BLOCK] - self.mean) @ self.P / np.float32(self.scale)
-            out[start : start + u.shape[0]] = self.encoder(u)
-        return out
+        with one_blas_thread():
+            if self.encoder is None:
+                return (X - self.mean) @ self.W
+            out = np.empty((X.shape[0], self.bits), np.float32)
+            for start in range(0, X.shape[0], BLOCK):
+                u = (X[start : start + BLOCK] - self.mean) @ self.P / np.float32(self.scale)
+                out[start : start + u.shape[0]] = self.encoder(u)
+            return out
 
     def encode(self, X: np.ndarray) -> np.ndarray:
         """Packed uint64 codes (n, W) of features X (n, d)."""
@@ -110,13 +123,14 @@ class QueryHasher:
     def decode_signs(self, signs: np.ndarray) -> np.ndarray:
         """Approximate features (n, d), not yet normalised, from ±1 codes (n, bits)."""
         signs = signs.astype(np.float32)
-        if self.decoder is None:
-            return signs @ self.A + self.mean
-        out = np.empty((signs.shape[0], self.feature_dim), np.float32)
-        for start in range(0, signs.shape[0], BLOCK):
-            y = self.decoder(signs[start : start + BLOCK])
-            out[start : start + y.shape[0]] = y @ self.P.T + self.mean
-        return out
+        with one_blas_thread():
+            if self.decoder is None:
+                return signs @ self.A + self.mean
+            out = np.empty((signs.shape[0], self.feature_dim), np.float32)
+            for start in range(0, signs.shape[0], BLOCK):
+                y = self.decoder(signs[start : start + BLOCK])
+                out[start : start + y.shape[0]] = y @ self.P.T + self.mean
+            return out
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """L2-normalised approximate features float32 (n, d) from packed codes (n, W)."""
@@ -124,6 +138,23 @@ class QueryHasher:
         if signs.shape[0] == 0:
             return np.zeros((0, self.feature_dim), dtype=np.float32)
         return l2_normalize(self.decode_signs(signs))
+
+
+_CONTROLLER = None  # threadpoolctl.ThreadpoolController, made on first use (it scans libraries)
+_CONTROLLER_LOCK = threading.Lock()
+
+
+def one_blas_thread():
+    """A context in which numpy's BLAS runs on one thread. These products are small: split over
+    two threads, each waits for the other to be scheduled, and beside busy cores (an index run,
+    other programs) a 0.1 ms product took 25-60 ms; on one thread it stays at 0.1 ms."""
+    global _CONTROLLER
+    with _CONTROLLER_LOCK:
+        if _CONTROLLER is None:
+            from threadpoolctl import ThreadpoolController
+
+            _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas")
 
 
 def supported(method: str) -> bool:
