@@ -89,13 +89,15 @@ def child(library: Path, query: Path, ini: Path) -> int:
     return 0
 
 
-def launch(library: Path, query: Path, ini: Path) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "QT_QPA_PLATFORM": "offscreen"}
+def launch(library: Path, query: Path, ini: Path, code: Path = REPO) -> dict:
+    """One timed launch; `code`: the checkout whose package the window comes from (this file
+    runs by its path, so that another checkout's `imagehash_app` and `benchmarks` are imported)."""
+    env = {**os.environ, "PYTHONPATH": str(code), "QT_QPA_PLATFORM": "offscreen"}
     env[T0_ENV] = str(time.time_ns())
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_first_drop", "--child", str(library), str(query),
+        [sys.executable, str(Path(__file__).resolve()), "--child", str(library), str(query),
          str(ini)],
-        capture_output=True, text=True, env=env, cwd=REPO, check=False, timeout=600,
+        capture_output=True, text=True, env=env, cwd=code, check=False, timeout=600,
     )
     if done.returncode != 0:
         raise SystemExit(f"the launch failed ({done.returncode}):\n{done.stdout}\n{done.stderr[-3000:]}")
@@ -117,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=5, help="timed launches per size")
     ap.add_argument("--workdir", type=Path, default=data.DEFAULT_WORK / "first-drop")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--code", type=Path, default=REPO, help="checkout whose window is launched")
     data.add_arguments(ap)
     args = ap.parse_args(argv)
 
@@ -140,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     for size in sorted(int(s) for s in args.sizes.split(",")):
         top_up(library, size)
         ini = work / "gui.ini"
-        launch(library, query, ini)  # untimed: page cache; a graph is built and saved once
-        runs = [launch(library, query, ini) for _ in range(args.runs)]
+        launch(library, query, ini, args.code)  # untimed: page cache; a graph built is saved
+        runs = [launch(library, query, ini, args.code) for _ in range(args.runs)]
         med = {k: statistics.median(r[k] for r in runs) for k in ("shown_s", "painted_s", "drop_to_painted_s", "cpu_s")}
         rows.append({"photos": size, "runs": runs, **{f"median_{k}": v for k, v in med.items()},
                      "torch_imported": any(r["torch_imported"] for r in runs)})
@@ -156,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps({
             "benchmark": "first_drop", "backbone": args.backbone, "weights": Path(weights).name,
             "real_photos": len(photos), "cpus": os.cpu_count(), "machine": platform.platform(),
-            "load_average": os.getloadavg(),
+            "load_average": os.getloadavg(), "code": str(args.code),
             "rows": rows,
         }, indent=2) + "\n")
     return 0

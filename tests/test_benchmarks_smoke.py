@@ -72,12 +72,13 @@ def test_bench_gui_search(tmp_path: Path) -> None:
     out = tmp_path / "gui.json"
     printed = bench("benchmarks/bench_gui_search.py", "--backbone", "tiny", "--weights", "none",
                     "--sizes", "60", "--repeats", "1", "--workdir", tmp_path / "work",
-                    "--json", out)
+                    "--stage1", "scan", "--json", out)
     assert "Drop → results shown" in printed
     result = json.loads(out.read_text())
     assert result["benchmark"] == "gui_drop_to_results" and result["backbone"] == "tiny"
     [row] = result["rows"]
-    assert row["photos"] == 60 and row["repeats"] == 1
+    assert row["photos"] == 60 and row["repeats"] == 1 and row["cpu_median_ms"] > 0
+    assert result["stage1"] == "scan"
     assert row["median_ms"] > 0 and row["first_query_ms"] > 0
 
 
