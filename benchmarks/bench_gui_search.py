@@ -1,4 +1,5 @@
-"""Time from dropping a photo on the window to its results shown, at 1 000, 10 000 and 100 000 photos.
+"""Time from dropping a photo on the window to its results shown, at 1 000, 10 000 and 100 000
+photos by default, and at 1 000 000 with `--sizes 1000,1000000` (about 1 GB of memory there).
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/bench_gui_search.py \\
         --backbone mobilenet_v2 --weights ../shared/data/weights/mobilenet_v2-imagenet.pth [--json OUT]
@@ -157,8 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument(
         "--stage1", choices=("auto", "scan"), default="auto",
-        help="candidates by the app's own choice (auto: the graph from "
-        f"{search.GRAPH_MIN_SIZE:,} codes, built once and saved) or by the exact scan at every size",
+        help="stage 1 as the app chooses it (auto: the exact scan whenever R > "
+        f"{search.GRAPH_MAX_K}, as with the default R = 200; else a graph from "
+        f"{search.GRAPH_MIN_SIZE:,} codes, built once and saved) or the exact scan at every size",
     )
     args = parser.parse_args(argv)
     if args.stage1 == "scan":  # read by search.choose_method when the window's reader loads codes

@@ -726,7 +726,7 @@ class Library:
             self._search_state = None
             return None
         from imagehash_app.core.codes import words_for
-        from imagehash_app.core.search import CandidateIndex
+        from imagehash_app.core.search import GRAPH_MAX_K, CandidateIndex
 
         if state is not None and state.model.id == model.id:
             hasher = state.hasher
@@ -744,8 +744,12 @@ class Library:
         ids, codes = self._cat.load_codes(model.id, words_for(model.bits))
         # Readers load a saved graph but never write one: a read-only command changes nothing.
         graph = self.path / GRAPH_DIR / f"{model.id}.hnsw"
+        # A search asks for R = rerank_depth candidates at least, and the graph answers only up to
+        # GRAPH_MAX_K: with a deeper R (the default 200) it would be built (12.5 min for 1 M codes
+        # on 2 cores, docs/results-search.md) and never used. The scan answers then.
+        method = "scan" if self.settings.rerank_depth > GRAPH_MAX_K else "auto"
         index = CandidateIndex(
-            codes, model.bits, "auto", graph_path=graph,
+            codes, model.bits, method, graph_path=graph,
             save_graph=not self.read_only or self._persist_graph,
         )
         self._search_state = _SearchState(token, model, hasher, ids, index)

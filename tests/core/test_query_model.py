@@ -198,9 +198,12 @@ def test_warm_search_loads_everything_once_and_may_persist_the_graph(
 ) -> None:
     """warm_search leaves the first search nothing to load; a reader persists the graph it built
     only when asked (the window's reader, whose process holds the lock), never otherwise."""
+    import dataclasses
+
     from imagehash_app.core import search
 
-    with Library.open(library_dir, settings=tiny_settings) as lib:
+    shallow = dataclasses.replace(tiny_settings, rerank_depth=search.GRAPH_MAX_K)  # graph-sized R
+    with Library.open(library_dir, settings=shallow) as lib:
         for _ in lib.index([photo_folder.root]):
             pass
     monkeypatch.setattr(search, "GRAPH_MIN_SIZE", 1)  # a graph even for a few photos
@@ -221,3 +224,26 @@ def test_warm_search_loads_everything_once_and_may_persist_the_graph(
     with Library.open(library_dir, read_only=True) as lib:
         lib.warm_search()
         assert lib._search_state.index.graph_source == "loaded"  # the next launch redoes nothing
+
+
+def test_no_graph_is_built_that_the_rerank_depth_never_asks(
+    library_dir, photo_folder, tiny_settings, monkeypatch
+) -> None:
+    """With R above GRAPH_MAX_K (the default R = 200) every search takes the exact scan, so a
+    library above GRAPH_MIN_SIZE builds no graph (minutes at a million codes) that nothing uses."""
+    from imagehash_app.core import search
+
+    assert tiny_settings.rerank_depth > search.GRAPH_MAX_K
+    with Library.open(library_dir, settings=tiny_settings) as lib:
+        for _ in lib.index([photo_folder.root]):
+            pass
+    monkeypatch.setattr(search, "GRAPH_MIN_SIZE", 1)
+    built = []
+    monkeypatch.setattr(search, "_build_graph", lambda *a: built.append(a))
+    with Library.open(library_dir) as lib:
+        lib.warm_search(persist_graph=True)
+        assert lib._search_state.index.method == "scan"
+        assert lib.search([photo_folder.originals[1]], top_k=3)[0].results[0].path == (
+            photo_folder.originals[1]
+        )
+    assert not built and not list((library_dir / "graph").glob("*.hnsw"))
