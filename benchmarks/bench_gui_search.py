@@ -1,5 +1,5 @@
 """Time from dropping a photo on the window to its results shown, at 1 000, 10 000 and 100 000
-photos by default, and at 1 000 000 with `--sizes 1000,1000000` (about 1 GB of memory there).
+photos by default, and at 1 000 000 with `--sizes 1000,1000000` (peak memory: docs/results-search.md).
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/bench_gui_search.py \\
         --backbone mobilenet_v2 --weights ../shared/data/weights/mobilenet_v2-imagenet.pth [--json OUT]
