@@ -43,6 +43,7 @@ from imagehash_app.core.versions import GRAPH_DIR, KEEP_MODELS, remove_orphans
 if TYPE_CHECKING:
     from imagehash_app.core.backbone import Backbone
     from imagehash_app.core.hashing.base import Hasher
+    from imagehash_app.core.query_model import QueryBackbone
     from imagehash_app.core.search import CandidateIndex
 
 log = logging.getLogger(__name__)
@@ -565,7 +566,7 @@ class Library:
                 state.hasher.decode(state.index.codes[:1])
                 state.hasher.encode(np.zeros((1, state.hasher.feature_dim), np.float32))
 
-    def query_backbone(self):
+    def query_backbone(self) -> Backbone | QueryBackbone:
         """What embeds query photos: the backbone when it is loaded (indexing), else the export
         recorded by the last writer in ONNX Runtime alone (no PyTorch: a cold query costs little
         more than Python's start), else the backbone built in PyTorch."""
@@ -578,7 +579,7 @@ class Library:
                 return self._query_model
         return self.backbone()
 
-    def _load_query_model(self):
+    def _load_query_model(self) -> QueryBackbone | bool:
         """The torch-free query backbone, or False (with the reason logged) when there is none."""
         from imagehash_app.core import query_model
 

@@ -93,6 +93,7 @@ class QueryBackbone:
 
 
 def file_sha256(path: Path) -> str:
+    """Full sha256 of a file, read in chunks (weights and exports are tens of MB)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
