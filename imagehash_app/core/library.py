@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from imagehash_app.core import health, training, versions
+from imagehash_app.core.duplicates.report import CopyGroup, CopyPhoto, DuplicateReport, KeeperRule
 from imagehash_app.core.errors import ImageDecodeError, ImagehashError, LibraryDamagedError
 from imagehash_app.core.files import ExcludeRules, count_excluded, query_problem
 from imagehash_app.core.images import IMAGE_SUFFIXES, load_rgb, make_thumbnail
@@ -60,6 +61,7 @@ __all__ = [
     "ModelInfo", "PhotoDetails", "QueryFailure", "SearchAnswer", "SearchResponse", "SearchResult",
     "b64", "backbone_names", "default_library_dir", "display", "make_thumbnail", "repair",
 ]
+__all__ += ["CopyGroup", "CopyPhoto", "DuplicateReport", "KeeperRule"]  # the duplicates report
 
 
 @dataclass(frozen=True)

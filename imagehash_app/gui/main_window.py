@@ -265,6 +265,7 @@ class MainWindow(QMainWindow):
         self._action(lib_menu, "&Skipped files…", self.show_skipped)
         self._action(lib_menu, "&Improve search for my photos…", self.show_finetune)
         self._action(lib_menu, "&Versions…", self.show_versions)
+        self._action(lib_menu, "Find &duplicates…", self.show_duplicates, "Ctrl+Shift+D")
         lib_menu.addSeparator()
         self._action(lib_menu, "&Preferences…", self.show_preferences, QKeySequence.StandardKey.Preferences)
         view_menu = self.menuBar().addMenu("&View")
@@ -554,6 +555,25 @@ class MainWindow(QMainWindow):
         self.versions_dialog = dialog
         return dialog
 
+    def show_duplicates(self) -> QDialog:
+        """Library ▸ Find duplicates…: groups of copies, which to keep, the rest to the trash (modeless)."""
+        from imagehash_app.gui.duplicates_view import DuplicatesDialog
+
+        dialog = getattr(self, "duplicates_dialog", None)
+        if isinstance(dialog, DuplicatesDialog):
+            dialog.show()
+            dialog.raise_()
+            dialog.activateWindow()
+            return dialog
+        folders = [Path(f.path) for f in self.snapshot.folders] if self.snapshot else []
+        dialog = DuplicatesDialog(self.library_path, self.writer, self.reader, qsettings=self.qsettings,
+                                  folders=folders, read_only=self.read_only, parent=self)
+        dialog.libraryChanged.connect(lambda: (self.refresh(), self.reader.reset()))
+        dialog.show()
+        dialog.start()
+        self.duplicates_dialog = dialog
+        return dialog
+
     # --- searching ---------------------------------------------------------------------------
     def handle_payload(self, payload: DropPayload) -> None:
         """Do what a drop or paste asks: search photos, add folders, explain the rest."""
@@ -657,8 +677,10 @@ class MainWindow(QMainWindow):
         if self.query_pane.path is None or self.query_pane.path.resolve() != query:
             self.query_pane.show_query(query)
             self.thumbs.request(query, priority=100)
-        self.query_pane.set_caption(display(query.name))  # not "… and 1 more": this tab's photo
-        self.results_model.set_results(hits, outcome.details)
+        in_library = getattr(outcome.answer.responses[index], "query_in_library", None)
+        # not "… and 1 more": this tab's photo, and whether it is one of the library's own
+        self.query_pane.set_caption(display(query.name) + (" · in this library" if in_library else ""))
+        self.results_model.set_results(hits, outcome.details, query_in_library=in_library)
         self.results_view.scrollToTop()
         n = len(hits)
         whose = f" to {display(query.name)}" if len(outcome.queries) > 1 else ""
@@ -792,6 +814,9 @@ class MainWindow(QMainWindow):
         self._requery_timer.stop()
         if self.watcher is not None:
             self.watcher.stop()
+        dialog = getattr(self, "duplicates_dialog", None)
+        if dialog is not None:
+            dialog.shutdown()
         self.writer.shutdown()
         self.reader.shutdown()
         self.thumbs.shutdown()
