@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, QSize, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QImage, QKeyEvent, QKeySequence, QPixmap, QShortcut
+from PySide6.QtGui import QFocusEvent, QImage, QKeyEvent, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QDialog,
     QFrame,
@@ -75,6 +75,7 @@ class PhotoCard(QFrame):
 
     keepRequested = Signal(Path)
     keyAction = Signal(str, Path)  # "suggested", "not", "trash", "preview", and arrows "left"...
+    focused = Signal(Path)
 
     def __init__(self, photo: CopyPhoto, chosen: bool, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -119,6 +120,10 @@ class PhotoCard(QFrame):
     def set_unreadable(self, reason: str) -> None:
         self.picture.setText("cannot show it")
         self.picture.setToolTip(reason)
+
+    def focusInEvent(self, event: QFocusEvent) -> None:  # noqa: N802 (Qt override)
+        super().focusInEvent(event)
+        self.focused.emit(self.photo.path)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt override)
         key = event.key()
@@ -232,6 +237,7 @@ class DuplicatesDialog(QDialog):
         self._pixmaps: dict[str, QPixmap] = {}
         self._errors: dict[str, str] = {}
         self._cards_by_path: dict[str, list[PhotoCard]] = {}
+        self._focus_path: Path | None = None  # the photo the keyboard was on, kept across regrouping
         self.thumbs = ThumbnailLoader(ThumbnailCache(self.library_path / "thumbs"), threads=2, parent=self)
         self.thumbs.ready.connect(self._on_thumbnail)
         self.thumbs.failed.connect(self._on_thumbnail_failed)
@@ -470,7 +476,7 @@ class DuplicatesDialog(QDialog):
 
     def _rebuild(self) -> None:
         focused = self.focusWidget()
-        focus_path = focused.photo.path if isinstance(focused, PhotoCard) else None
+        on_card = focused is None or isinstance(focused, PhotoCard) or not focused.isVisible()
         for box in self.group_boxes:
             self.groups_layout.removeWidget(box)
             box.deleteLater()
@@ -490,6 +496,7 @@ class DuplicatesDialog(QDialog):
             box.trash_button.setEnabled(box.trash_button.isEnabled() and not self.read_only)
             for card in box.cards:
                 card.keyAction.connect(self._on_card_key)
+                card.focused.connect(self._remember_focus)
                 key = str(card.photo.path)
                 self._cards_by_path.setdefault(key, []).append(card)
                 if key in self._pixmaps:
@@ -504,8 +511,8 @@ class DuplicatesDialog(QDialog):
         self.more_button.setVisible(rest > 0)
         self.more_button.setText(f"Show {min(rest, PAGE)} more groups (of {len(groups)})")
         self._update_summary()
-        if focus_path is not None:
-            self.focus_photo(focus_path)
+        if on_card and self._focus_path is not None:
+            self.focus_photo(self._focus_path)
 
     def show_more(self) -> None:
         self.shown += PAGE
@@ -556,6 +563,10 @@ class DuplicatesDialog(QDialog):
         cards[0].setFocus(Qt.FocusReason.OtherFocusReason)
         self.scroll.ensureWidgetVisible(cards[0])
         return True
+
+    @Slot(Path)
+    def _remember_focus(self, path: Path) -> None:
+        self._focus_path = path
 
     def _position(self, path: Path) -> tuple[int, int] | None:
         for gi, box in enumerate(self.group_boxes):

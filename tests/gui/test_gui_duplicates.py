@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image, ImageOps
+from photos import make_photo
+from PIL import Image
 from PySide6.QtCore import Qt
 
 from imagehash_app.core.library import DuplicateReport, Library
@@ -24,11 +25,6 @@ GROUPS = 3
 
 
 def _photo(seed: int) -> Image.Image:
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from photos import make_photo
-
     return make_photo(seed, (240, 180))
 
 

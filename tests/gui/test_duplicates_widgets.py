@@ -1,0 +1,142 @@
+"""The duplicates view over reports built directly (no library): its words, the regrouping after
+a trash or a "not duplicates", keep choices that survive the slider, and paging of many groups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QSettings, Qt
+
+from imagehash_app.core.duplicates.report import ScoredPair
+from imagehash_app.core.library import CopyPhoto, DuplicateReport, KeeperRule
+from imagehash_app.gui import duplicates_view
+from imagehash_app.gui.duplicates_text import (
+    card_lines,
+    outcome_text,
+    transform_words,
+    trash_summary,
+    with_not_duplicates,
+    without,
+)
+from imagehash_app.gui.duplicates_view import DuplicatesDialog, trash_outcome_parts
+from imagehash_app.gui.workers import EngineThread
+
+
+def photo(name: str, width: int = 400, height: int = 300, size: int = 50_000, **kw) -> CopyPhoto:
+    return CopyPhoto(Path("/photos") / name, size, width, height, "JPEG", 1_700_000_000.0, **kw)
+
+
+def chain_report(threshold: float = 0.8) -> DuplicateReport:
+    """a—b at 0.95, b—c at 0.85, d—e at 0.9 (two groups at 0.8; c leaves at 0.9)."""
+    photos = [photo("a.jpg"), photo("b.jpg", 200, 150, 20_000), photo("c.jpg", 300, 400, 30_000),
+              photo("d.jpg"), photo("e.jpg", size=20_000)]
+    pairs = [ScoredPair(0, 1, 0.95), ScoredPair(1, 2, 0.85, "rot90"), ScoredPair(3, 4, 0.9)]
+    return DuplicateReport.build(photos, pairs, threshold=threshold, floor=0.5)
+
+
+def names(report_or_groups) -> list[set[str]]:
+    groups = getattr(report_or_groups, "groups", report_or_groups)
+    return [{p.path.name for p in g.photos} for g in groups]
+
+
+def test_words():
+    assert transform_words("rot90") == "rotated 90°" and transform_words("mirror") == "mirrored"
+    group = chain_report().groups[0]
+    copy = next(p for p in group.photos if p.path.name == "b.jpg")
+    assert card_lines(copy) == ["200×150 · JPEG · 20 KB", "modified " + card_lines(copy)[1][9:],
+                                "/photos", "copy score 0.95"]
+    assert "taken" in card_lines(photo("x.jpg", taken=1_600_000_000.0, keep=True))[1]
+    text = trash_summary([group])
+    assert text.startswith("Move 2 photos (50 KB) from 1 group to the system trash?")
+    assert "The 1 kept photo stay" in text
+    ref = chain_report().groups[1]
+    assert "reference" not in trash_summary([ref])
+    assert outcome_text(3, [Path("/a"), Path("/b"), Path("/c")], None, "") == (
+        "Moved 3 photos to the trash; the system trash can restore them.")
+    half = outcome_text(3, [Path("/a")], Path("/b"), "permission denied")
+    assert half.startswith("Moved 1 of 3 photos to the trash, then stopped at /b: permission denied.")
+    assert "The 2 remaining photos were left in place" in half
+
+
+def test_report_without_trashed_photos_and_with_not_duplicates():
+    report = chain_report()
+    assert names(report) == [{"a.jpg", "b.jpg", "c.jpg"}, {"d.jpg", "e.jpg"}]
+    left = without(report, [Path("/photos/b.jpg")])
+    assert names(left) == [{"d.jpg", "e.jpg"}]  # a and c only met through b
+    assert len(left.photos) == 4 and left.threshold == report.threshold
+    marked = with_not_duplicates(report, [Path("/photos/d.jpg"), Path("/photos/e.jpg")])
+    assert names(marked) == [{"a.jpg", "b.jpg", "c.jpg"}]
+    assert names(marked.at(0.6)) == [{"a.jpg", "b.jpg", "c.jpg"}]  # it never comes back
+
+
+def test_trash_outcome_shapes():
+    class Outcome:
+        trashed = [Path("/a")]
+        failed = Path("/b")
+        reason = "read-only file system"
+
+    assert trash_outcome_parts(Outcome(), [Path("/a"), Path("/b")]) == (
+        [Path("/a")], Path("/b"), "read-only file system")
+
+    class Listed:
+        trashed = (Path("/a"),)
+        failed = ((Path("/b"), "busy"),)
+
+    assert trash_outcome_parts(Listed(), []) == ([Path("/a")], Path("/b"), "busy")
+
+
+@pytest.fixture
+def dialog(qtbot, tmp_path):
+    threads = [EngineThread(lambda: None, "unused-writer"), EngineThread(lambda: None, "unused-reader")]
+    qsettings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    d = DuplicatesDialog(tmp_path / "library", *threads, qsettings=qsettings)
+    qtbot.addWidget(d)
+    d.show()
+    yield d
+    d.shutdown()
+
+
+def test_keep_choice_survives_the_slider(qtbot, dialog):
+    dialog.set_report(chain_report())
+    assert dialog.slider.minimum() == 50 and dialog.slider.value() == 80
+    assert dialog.summary.text().startswith("2 groups · 3 copies to remove")
+    c = Path("/photos/c.jpg")
+    card = next(card for box in dialog.group_boxes for card in box.cards if card.photo.path == c)
+    card.setFocus()
+    qtbot.keyClick(card, Qt.Key.Key_Return)
+    assert dialog.groups()[0].keeper.path == c
+    with qtbot.waitSignal(dialog.regrouped, timeout=2_000):
+        dialog.slider.setValue(90)  # c leaves the group: the rule chooses again among a and b
+    assert names(dialog.groups()) == [{"a.jpg", "b.jpg"}, {"d.jpg", "e.jpg"}]
+    assert dialog.groups()[0].keeper.path == Path("/photos/a.jpg")
+    with qtbot.waitSignal(dialog.regrouped, timeout=2_000):
+        dialog.slider.setValue(80)  # c is back, and still the person's choice
+    assert dialog.groups()[0].keeper.path == c
+    assert dialog.group_boxes[0].cards[0].badge.text() == "Keep (your choice)"
+    qtbot.keyClick(dialog.focusWidget(), Qt.Key.Key_S)  # S: back to the suggestion
+    assert dialog.groups()[0].keeper.path == Path("/photos/a.jpg")
+    assert not dialog.keep_all_button.isEnabled()
+
+
+def test_rule_regroups_without_a_search(qtbot, dialog):
+    dialog.set_report(chain_report())
+    assert dialog.groups()[0].keeper.path.name == "a.jpg"  # most pixels (tied with c), then bytes/px
+    with qtbot.waitSignal(dialog.regrouped, timeout=2_000):
+        dialog.apply_rule(KeeperRule(("compression",)))
+    assert dialog.rule_label.text() == "Keep less compression (JPEG quality, else bytes per pixel)."
+    assert dialog.groups()[0].keeper.path.name == "b.jpg"  # 20 000 bytes for 30 000 pixels
+    assert dialog.qsettings.value("duplicates/rule") == "compression"
+
+
+def test_many_groups_are_paged(qtbot, dialog):
+    photos, pairs = [], []
+    for g in range(duplicates_view.PAGE + 5):
+        photos += [photo(f"g{g}a.jpg"), photo(f"g{g}b.jpg", size=1000)]
+        pairs.append(ScoredPair(2 * g, 2 * g + 1, 0.9))
+    dialog.set_report(DuplicateReport.build(photos, pairs, threshold=0.8, floor=0.6))
+    assert len(dialog.group_boxes) == duplicates_view.PAGE
+    assert dialog.more_button.isVisible() and dialog.more_button.text() == (
+        f"Show 5 more groups (of {duplicates_view.PAGE + 5})")
+    dialog.more_button.click()
+    assert len(dialog.group_boxes) == duplicates_view.PAGE + 5 and not dialog.more_button.isVisible()
