@@ -140,3 +140,25 @@ def test_many_groups_are_paged(qtbot, dialog):
         f"Show 5 more groups (of {duplicates_view.PAGE + 5})")
     dialog.more_button.click()
     assert len(dialog.group_boxes) == duplicates_view.PAGE + 5 and not dialog.more_button.isVisible()
+
+
+def test_keeper_rule_dialog_orders_ticks_and_picks_reference_folders(qtbot):
+    from imagehash_app.gui.dialogs.keeper_rule import KeeperRuleDialog
+
+    folders = [Path("/photos"), Path("/backup")]
+    d = KeeperRuleDialog(KeeperRule(), folders, [Path("/backup")])
+    qtbot.addWidget(d)
+    assert d.rule() == KeeperRule() and d.references() == [Path("/backup")]
+    d.criteria.setCurrentRow(3)  # "date" to the top
+    for _ in range(3):
+        d._move(-1)
+    assert d.rule().order == ("date", "pixels", "compression", "format")
+    d.criteria.item(3).setCheckState(Qt.CheckState.Unchecked)  # leave "format" out
+    assert d.rule().order == ("date", "pixels", "compression")
+    assert d.words.text() == d.rule().describe()
+    for i in range(d.criteria.count()):
+        d.criteria.item(i).setCheckState(Qt.CheckState.Unchecked)
+    ok = d.buttons.button(d.buttons.StandardButton.Ok)
+    assert not ok.isEnabled() and d.words.text() == "Tick at least one criterion."
+    d.folders.item(0).setCheckState(Qt.CheckState.Checked)
+    assert d.references() == [Path("/photos"), Path("/backup")]
