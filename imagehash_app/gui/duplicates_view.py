@@ -50,12 +50,21 @@ from imagehash_app.gui.workers import EngineThread, Job
 PICTURE = 220  # px: the side of a photo's square on its card
 PAGE = 40  # groups built as widgets at once; "Show more" adds the next page
 SLIDER_STEPS = 100  # the slider moves in steps of 0.01 of copy score
+# Above this many scored pairs a regroup takes longer than a slider drag can wait (about 1 s at
+# 50 000 pairs here, benchmarks/bench_duplicates_view.py): regroup when the slider is let go.
+LIVE_PAIRS = 20_000
 
-_BADGE_STYLE = {
-    "keep": "background:#2e7d32; color:white; border-radius:3px; padding:1px 6px;",
-    "trash": "background:#b3261e; color:white; border-radius:3px; padding:1px 6px;",
-    "reference": "background:#1565c0; color:white; border-radius:3px; padding:1px 6px;",
-}
+# One style sheet for the whole view, chosen by each card's "kind" property: a style sheet per
+# card made a page of 40 groups take a second to build.
+STYLE = """
+QFrame#card { border: 2px solid palette(mid); border-radius: 4px; }
+QFrame#card[kind="keep"] { border-color: #2e7d32; }
+QFrame#card[kind="reference"] { border-color: #1565c0; }
+QFrame#card:focus { border: 3px solid palette(highlight); }
+QLabel#badge { color: white; border-radius: 3px; padding: 1px 6px; background: #b3261e; }
+QLabel#badge[kind="keep"] { background: #2e7d32; }
+QLabel#badge[kind="reference"] { background: #1565c0; }
+"""
 
 
 def trash_outcome_parts(outcome: object, asked: Sequence[Path]) -> tuple[list[Path], Path | None, str]:
@@ -84,13 +93,10 @@ class PhotoCard(QFrame):
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setFrameShape(QFrame.Shape.StyledPanel)
         kind = "keep" if photo.keep else "reference" if photo.reference else "trash"
-        colour = {"keep": "#2e7d32", "reference": "#1565c0", "trash": "palette(mid)"}[kind]
-        self.setStyleSheet(
-            f"QFrame#card {{ border: 2px solid {colour}; border-radius: 4px; }}"
-            "QFrame#card:focus { border: 3px solid palette(highlight); }"
-        )
+        self.setProperty("kind", kind)
         self.badge = QLabel(badge_text(photo, chosen))
-        self.badge.setStyleSheet(_BADGE_STYLE[kind])
+        self.badge.setObjectName("badge")
+        self.badge.setProperty("kind", kind)
         self.picture = QLabel("…")
         self.picture.setFixedSize(QSize(PICTURE, PICTURE))
         self.picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -153,10 +159,10 @@ class GroupBox(QFrame):
     def __init__(self, number: int, group: CopyGroup, chosen: bool, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.group = group
+        self.chosen = chosen
         self.setFrameShape(QFrame.Shape.NoFrame)
-        n = len(group.photos)
-        free = human_size(group.reclaimable_bytes)
-        self.header = QLabel(f"<b>Group {number}</b> · {n} photos · {free} to free")
+        self.header = QLabel()
+        self.set_number(number)
         self.cards: list[PhotoCard] = []
         row = QHBoxLayout()
         row.setSpacing(8)
@@ -194,6 +200,11 @@ class GroupBox(QFrame):
         layout.setContentsMargins(0, 6, 0, 6)
         layout.addLayout(buttons)
         layout.addWidget(scroller)
+
+    def set_number(self, number: int) -> None:
+        group = self.group
+        free = human_size(group.reclaimable_bytes)
+        self.header.setText(f"<b>Group {number}</b> · {len(group.photos)} photos · {free} to free")
 
 
 class DuplicatesDialog(QDialog):
@@ -285,6 +296,7 @@ class DuplicatesDialog(QDialog):
         self.progress_box.setLayout(progress_row)
 
         self.groups_widget = QWidget()
+        self.groups_widget.setStyleSheet(STYLE)
         self.groups_layout = QVBoxLayout(self.groups_widget)
         self.groups_layout.addStretch(1)
         self.scroll = QScrollArea()
@@ -439,6 +451,7 @@ class DuplicatesDialog(QDialog):
         self.slider.setValue(round(report.threshold * SLIDER_STEPS))
         self.slider.blockSignals(False)
         self.slider.setEnabled(low < SLIDER_STEPS)
+        self.slider.setTracking(len(report.pairs) <= LIVE_PAIRS)
         self.shown = PAGE
         self._rebuild()
 
@@ -476,10 +489,11 @@ class DuplicatesDialog(QDialog):
 
     def _rebuild(self) -> None:
         focused = self.focusWidget()
-        on_card = focused is None or isinstance(focused, PhotoCard) or not focused.isVisible()
+        on_card = isinstance(focused, PhotoCard) or focused is self.scroll
+        # A slider step changes few groups: the boxes of unchanged ones are kept, not rebuilt.
+        old = {(box.group, box.chosen): box for box in self.group_boxes}
         for box in self.group_boxes:
             self.groups_layout.removeWidget(box)
-            box.deleteLater()
         self.group_boxes = []
         self._cards_by_path = {}
         report = self.report
@@ -487,32 +501,46 @@ class DuplicatesDialog(QDialog):
         groups = report.groups if report is not None else ()
         for number, raw in enumerate(groups[: self.shown], start=1):
             group, chosen = apply_choices(raw, self.chosen, self.rule.sort_key)
-            box = GroupBox(number, group, chosen)
-            box.keepRequested.connect(self.keep_this)
-            box.suggestedRequested.connect(self.keep_suggested)
-            box.notDuplicatesRequested.connect(self.not_duplicates)
-            box.trashRequested.connect(lambda g: self.trash_groups([g]))
-            box.not_button.setEnabled(not self.read_only)
-            box.trash_button.setEnabled(box.trash_button.isEnabled() and not self.read_only)
+            box = old.pop((group, chosen), None)
+            if box is None:
+                box = self._group_box(number, group, chosen)
+            else:
+                box.set_number(number)
             for card in box.cards:
-                card.keyAction.connect(self._on_card_key)
-                card.focused.connect(self._remember_focus)
-                key = str(card.photo.path)
-                self._cards_by_path.setdefault(key, []).append(card)
-                if key in self._pixmaps:
-                    card.set_picture(self._pixmaps[key])
-                elif key in self._errors:
-                    card.set_unreadable(self._errors[key])
-                else:
-                    self.thumbs.request(card.photo.path)
+                self._cards_by_path.setdefault(str(card.photo.path), []).append(card)
             self.groups_layout.insertWidget(self.groups_layout.count() - 1, box)
             self.group_boxes.append(box)
+        for box in old.values():
+            if focused is not None and box.isAncestorOf(focused):
+                self.scroll.setFocus()  # not the next button along: the keyboard stays on the photos
+            box.hide()
+            box.deleteLater()
         rest = len(groups) - self.shown
         self.more_button.setVisible(rest > 0)
         self.more_button.setText(f"Show {min(rest, PAGE)} more groups (of {len(groups)})")
         self._update_summary()
         if on_card and self._focus_path is not None:
             self.focus_photo(self._focus_path)
+
+    def _group_box(self, number: int, group: CopyGroup, chosen: bool) -> GroupBox:
+        box = GroupBox(number, group, chosen)
+        box.keepRequested.connect(self.keep_this)
+        box.suggestedRequested.connect(self.keep_suggested)
+        box.notDuplicatesRequested.connect(self.not_duplicates)
+        box.trashRequested.connect(lambda g: self.trash_groups([g]))
+        box.not_button.setEnabled(not self.read_only)
+        box.trash_button.setEnabled(box.trash_button.isEnabled() and not self.read_only)
+        for card in box.cards:
+            card.keyAction.connect(self._on_card_key)
+            card.focused.connect(self._remember_focus)
+            key = str(card.photo.path)
+            if key in self._pixmaps:
+                card.set_picture(self._pixmaps[key])
+            elif key in self._errors:
+                card.set_unreadable(self._errors[key])
+            else:
+                self.thumbs.request(card.photo.path)
+        return box
 
     def show_more(self) -> None:
         self.shown += PAGE

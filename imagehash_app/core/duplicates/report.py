@@ -233,8 +233,11 @@ def group_pairs(
         if root(i) in members:
             members[root(i)].append(i)
     best: dict[tuple[int, int], ScoredPair] = {}
+    top: dict[int, float] = {}  # each photo's best score, for one not paired with its keeper
     for p in kept:
         best[(p.a, p.b)] = p
+        top[p.a] = max(top.get(p.a, p.score), p.score)
+        top[p.b] = max(top.get(p.b, p.score), p.score)
     groups: list[CopyGroup] = []
     for indices in members.values():
         group_photos = [photos[i] for i in indices]
@@ -247,8 +250,7 @@ def group_pairs(
                 out.append(replace(photos[i], keep=True, score=1.0, transform=""))
                 continue
             pair = best.get((keeper_index, i)) or best.get((i, keeper_index))
-            score = pair.score if pair else max(
-                (p.score for p in kept if i in (p.a, p.b)), default=threshold)
+            score = pair.score if pair else top.get(i, threshold)
             transform = ""
             if pair is not None:
                 transform = pair.transform if pair.a == keeper_index else _inverse(pair.transform)
