@@ -48,7 +48,7 @@ from imagehash_app.gui.thumbnails import ThumbnailCache, ThumbnailLoader
 from imagehash_app.gui.workers import EngineThread, Job
 
 PICTURE = 220  # px: the side of a photo's square on its card
-PAGE = 40  # groups built as widgets at once; "Show more" adds the next page
+PAGE = 20  # groups built as widgets at once (about three fit the window); "Show more" adds more
 SLIDER_STEPS = 100  # the slider moves in steps of 0.01 of copy score
 # Above this many scored pairs a regroup takes longer than a slider drag can wait (about 1 s at
 # 50 000 pairs here, benchmarks/bench_duplicates_view.py): regroup when the slider is let go.
