@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import stat
 import threading
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from imagehash_app.core import health, training, versions
+from imagehash_app.core.duplicates.report import (
+    CopyGroup,
+    CopyPhoto,
+    DuplicateReport,
+    KeeperRule,
+)
+from imagehash_app.core.duplicates.trash import TrashOutcome
 from imagehash_app.core.errors import ImageDecodeError, ImagehashError, LibraryDamagedError
 from imagehash_app.core.files import ExcludeRules, count_excluded, query_problem
 from imagehash_app.core.images import IMAGE_SUFFIXES, load_rgb, make_thumbnail
@@ -27,6 +34,7 @@ from imagehash_app.core.locking import LOCK_FILE, OWNER_FILE, WriterLock
 from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_remove, shrink_reservoir
 from imagehash_app.core.settings import IDENTITY_FIELDS, LibrarySettings, default_library_dir
 from imagehash_app.core.store import CATALOG_FILE, STATUSES, Catalog, ModelRow
+from imagehash_app.core.store.duplicates import TrashedRow
 from imagehash_app.core.stored_paths import b64, display
 from imagehash_app.core.training import (
     DEFAULT_METHOD,
@@ -55,6 +63,7 @@ QUERY_EMBED_BATCH = 8
 QUERY_CHECK_SIDE = 64  # pixels: enough of a decode to know a query is a photo (library empty)
 
 __all__ = [
+    "CopyGroup", "CopyPhoto", "DuplicateReport", "KeeperRule", "TrashOutcome", "TrashedRow",
     "DEFAULT_METHOD", "FINETUNE_METHODS", "SUPERVISED_METHODS", "IDENTITY_FIELDS", "IMAGE_SUFFIXES", "FinetunePlan", "FinetuneProgress",
     "FinetuneResult", "FolderInfo", "IndexProgress", "Library", "LibrarySettings", "LibraryStatus",
     "ModelInfo", "PhotoDetails", "QueryFailure", "SearchAnswer", "SearchResponse", "SearchResult",
@@ -781,6 +790,87 @@ class Library:
         with self._mutex, health.translated(self.path):
             return self._cat.mark_counts()
 
+    # --- duplicates (issue 15) --------------------------------------------------------------------
+    def keeper_rule(self) -> KeeperRule:
+        """The library's "keep the best copy" rule (settings: duplicate_keep)."""
+        return KeeperRule.parse(self.settings.duplicate_keep)
+
+    def reference_folders(self) -> list[Path]:
+        """Folders whose photos are always kept and never touched (settings)."""
+        return [Path(p) for p in self.settings.reference_folders]
+
+    def duplicates(
+        self,
+        threshold: float | None = None,
+        folders: Sequence[Path] | None = None,
+        *,
+        reference_folders: Sequence[Path] = (),
+        rule: KeeperRule | None = None,
+        floor: float | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ) -> DuplicateReport:
+        """Groups of copies among the library's photos (or those under `folders`), each with
+        the photo to keep. Pairs scoring at least `floor` (default a little below `threshold`)
+        are kept in the report so that `report.at(t)` regroups without searching again.
+        `reference_folders` add to the library's own; `rule` replaces its keeper rule.
+        Pairs marked "not duplicates" never come back. Works read-only too."""
+        from imagehash_app.core.duplicates import library_ops
+        from imagehash_app.core.duplicates.score import DEFAULT_THRESHOLD, default_floor
+
+        threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+        if not 0.0 <= threshold <= 1.0:
+            raise ImagehashError(f"The copy threshold is a score from 0 to 1, not {threshold}.")
+        floor = default_floor(threshold) if floor is None else min(float(floor), threshold)
+        references = [*self.reference_folders(), *_resolved(reference_folders)]
+        with self._mutex, health.translated(self.path):
+            return library_ops.find_duplicates(
+                self._cat, threshold, floor,
+                folders=None if folders is None else _resolved(folders),
+                reference_folders=references, rule=rule or self.keeper_rule(),
+                progress=progress, cancel=cancel,
+            )
+
+    def mark_not_duplicates(self, paths: Sequence[Path]) -> None:
+        """Remember that these photos are not copies of one another: their pairs never group
+        again (kept in the library, across sessions)."""
+        from imagehash_app.core.duplicates import library_ops
+
+        self._require_writer()
+        with self._mutex, health.translated(self.path):
+            library_ops.mark_not_duplicates(self._cat, _resolved(paths))
+
+    def trash(
+        self,
+        paths: Sequence[Path],
+        *,
+        trash_fn: Callable[[str], None] | None = None,
+        keepers: Mapping[Path, Path] | None = None,
+        reference_folders: Sequence[Path] = (),
+    ) -> TrashOutcome:
+        """Move library photos (a report's removable ones) to the system trash, one at a time:
+        never a photo in a reference folder or one of `keepers`' values (path -> the copy kept in
+        its place, recorded with it); a file changed since it was indexed only if it is still a
+        copy of its keeper; each one recorded and removed from the catalogue as it goes; the
+        first failure stops it, leaving the rest in place (`TrashOutcome.failed`, `.left`).
+        `trash_fn` replaces Send2Trash (tests)."""
+        from imagehash_app.core.duplicates import library_ops
+
+        self._require_writer()
+        with self._mutex, health.translated(self.path):
+            return library_ops.trash(
+                self._cat, _resolved(paths),
+                keepers={Path(k).resolve(): Path(v).resolve() for k, v in (keepers or {}).items()},
+                reference_folders=[*self.reference_folders(), *_resolved(reference_folders)],
+                trash_fn=trash_fn,
+            )
+
+    def trashed(self) -> list[TrashedRow]:
+        """Files moved to the trash from this library, oldest first: where each was, the copy
+        kept in its place, its size and when."""
+        with self._mutex, health.translated(self.path):
+            return self._cat.trashed()
+
     # --- reports -------------------------------------------------------------------------------
     def skipped(self) -> list[tuple[Path, str]]:
         with self._mutex:
@@ -915,6 +1005,10 @@ def _checked_queries(
 def _load_model(root: Path) -> Callable[[ModelRow], Hasher]:
     """Loader of a registered hasher version, for `versions.usable_model`."""
     return lambda m: versions.load_version(root, m)
+
+
+def _resolved(paths: Sequence[Path]) -> list[Path]:
+    return [Path(p).expanduser().resolve() for p in paths]
 
 
 def _position(ids: np.ndarray, image_id: int | None) -> int | None:
