@@ -89,6 +89,16 @@ class SearchResult:
     path: Path
     score: float
     hamming: int
+    # The calibrated copy score against the query (core/duplicates/score.py), where both have
+    # a copy signature; the same in every library, unlike `score`.
+    copy_score: float | None = None
+
+    @property
+    def is_copy(self) -> bool:
+        """A copy of the query (re-encoded, resized, cropped a little, rotated, mirrored...)."""
+        from imagehash_app.core.duplicates.score import DEFAULT_THRESHOLD
+
+        return self.copy_score is not None and self.copy_score >= DEFAULT_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,9 @@ class SearchResponse:
     query: Path
     results: list[SearchResult]
     features: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # The query photo itself when it is a photo of the library (it then comes first).
+    query_in_library: Path | None = None
+    signature: bytes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -523,12 +536,20 @@ class Library:
     def _embed(
         self, paths: Sequence[Path]
     ) -> tuple[np.ndarray, list[Path], list[tuple[Path, str]]]:
+        features, ok, failures, _ = self._embed_with_signatures(paths)
+        return features, ok, failures
+
+    def _embed_with_signatures(
+        self, paths: Sequence[Path]
+    ) -> tuple[np.ndarray, list[Path], list[tuple[Path, str]], list[bytes]]:
+        """`_embed`, plus each readable query's copy signature (made from the same decode)."""
         from imagehash_app.core.embedding import iter_embeddings
 
         backbone = self.backbone()
         feats: list[np.ndarray] = [np.zeros((0, backbone.feature_dim), np.float32)]
         ok: list[Path] = []
         failures: list[tuple[Path, str]] = []
+        signatures: list[bytes] = []
         batch_size = max(1, min(len(paths), self.settings.batch_size, QUERY_EMBED_BATCH))
         # In this process: a query must not wait behind an index run's photos in the decode pool.
         for batch in iter_embeddings(
@@ -537,7 +558,8 @@ class Library:
             feats.append(batch.features)
             ok += batch.paths
             failures += batch.failures
-        return np.concatenate(feats), ok, failures
+            signatures += [f.signature for f in batch.facts]
+        return np.concatenate(feats), ok, failures, signatures
 
     def search(self, images: Sequence[Path], top_k: int = 20) -> SearchAnswer:
         """Photos of the library that look like each query image, best first; a query that is
@@ -569,12 +591,16 @@ class Library:
         read, no backbone run); its failures stay as they were."""
         kept = [r for r in answer.responses if r.features is not None]
         hits = self._search_features(
-            np.stack([r.features for r in kept]), top_k, [r.query for r in kept]
+            np.stack([r.features for r in kept]), top_k, [r.query for r in kept],
+            [r.signature for r in kept],
         ) if kept else []
         again = {r.query: r for r in self.search(
             [r.query for r in answer.responses if r.features is None], top_k  # no features kept
         )}
-        found = {r.query: SearchResponse(r.query, h, r.features) for r, h in zip(kept, hits, strict=True)}
+        found = {
+            r.query: SearchResponse(r.query, h, r.features, r.query_in_library, r.signature)
+            for r, h in zip(kept, hits, strict=True)
+        }
         responses = [found.get(r.query) or again[r.query] for r in answer.responses]
         return SearchAnswer(responses, list(answer.failures))
 
@@ -588,10 +614,13 @@ class Library:
             if not searchable:  # nothing to compare with: no backbone run (nor download), but
                 yield _unanswered(batch)  # a photo that cannot be read still says so
                 continue
-            features, ok, failed = self._embed(batch)
-            hits = self._search_features(features, top_k, ok)
+            features, ok, failed, signatures = self._embed_with_signatures(batch)
+            hits = self._search_features(features, top_k, ok, signatures)
+            with self._mutex:
+                own = [q if self._cat.image_id_for(q) is not None else None for q in ok]
             yield SearchAnswer(
-                [SearchResponse(q, r, f) for q, r, f in zip(ok, hits, features, strict=True)],
+                [SearchResponse(q, r, f, o, s) for q, r, f, o, s in
+                 zip(ok, hits, features, own, signatures, strict=True)],
                 [QueryFailure(p, reason, decode=True) for p, reason in failed],
             )
 
@@ -608,7 +637,8 @@ class Library:
         return self._search_features(features, top_k, resolved)
 
     def _search_features(
-        self, features: np.ndarray, top_k: int, query_paths: Sequence[Path] | None
+        self, features: np.ndarray, top_k: int, query_paths: Sequence[Path] | None,
+        signatures: Sequence[bytes | None] | None = None,
     ) -> list[list[SearchResult]]:
         features = np.atleast_2d(np.asarray(features, dtype=np.float32))
         out: list[list[SearchResult]] = []
@@ -621,8 +651,12 @@ class Library:
                     own = [
                         self._cat.image_id_for(p) for p in query_paths[start : start + QUERY_BATCH]
                     ]
+                sigs = (
+                    [None] * len(batch) if signatures is None
+                    else list(signatures[start : start + QUERY_BATCH])
+                )
                 with health.translated(self.path):
-                    out += self._search(batch, top_k, own)
+                    out += self._search(batch, top_k, own, sigs)
         return out
 
     def _searchable(self) -> bool:
@@ -666,7 +700,8 @@ class Library:
         return self._search_state
 
     def _search(
-        self, features: np.ndarray, top_k: int, own: Sequence[int | None]
+        self, features: np.ndarray, top_k: int, own: Sequence[int | None],
+        signatures: Sequence[bytes | None] | None = None,
     ) -> list[list[SearchResult]]:
         from imagehash_app.core.search import Hit, cosine_scores, two_stage_search
 
@@ -696,12 +731,71 @@ class Library:
                     ham = int(np.bitwise_count(code[0] ^ query_codes[q]).sum())
                     mine = Hit(pos, score, ham)
                 row = [mine] + [h for h in row if h.position != pos]
+            signature = signatures[q] if signatures is not None else None
+            if signature is None and own_id is not None:
+                signature = self._cat.signatures_of([own_id]).get(own_id)
+            copies = self._copies(signature, q, features, query_codes, state, own_id, row)
+            if copies:  # copies first (by copy score), after the query itself
+                first = [h for h in row[:1] if pos is not None and h.position == pos]
+                rest = [h for h in row if h not in first]
+                ranked = sorted((h for h in rest if copies.get(h.position, 0.0) >= _copy_threshold()),
+                                key=lambda h: -copies[h.position])
+                row = first + ranked + [h for h in rest if h not in ranked]
             row = row[:top_k]
             paths = self._cat.paths_of([int(state.ids[h.position]) for h in row])
             out.append([
-                SearchResult(paths[int(state.ids[h.position])], h.score, h.hamming) for h in row
+                SearchResult(paths[int(state.ids[h.position])], h.score, h.hamming,
+                             copies.get(h.position) if copies else None)
+                for h in row
             ])
         return out
+
+    def _copies(self, signature: bytes | None, q: int, features: np.ndarray,
+                query_codes: np.ndarray, state: _SearchState, own_id: int | None,
+                row: list) -> dict[int, float]:
+        """Copy scores (by code position) of the results and of the library's copies of the query
+        that the codes missed (a rotated or mirrored copy: added as hits)."""
+        from imagehash_app.core.duplicates.engine import query_candidates
+        from imagehash_app.core.duplicates.score import score_pairs
+        from imagehash_app.core.search import Hit, cosine_scores
+
+        if not signature:
+            return {}
+        copy_index = self._copy_index()
+        positions = {h.position: h for h in row}
+        ids = {int(state.ids[p]) for p in positions}
+        ids.update(query_candidates(copy_index, signature))
+        if own_id is not None:
+            ids.discard(own_id)
+        stored = self._cat.signatures_of(sorted(ids))
+        scored = sorted(stored)
+        if not scored:
+            return {}
+        scores, _ = score_pairs([signature] * len(scored), [stored[i] for i in scored])
+        out: dict[int, float] = {}
+        for image_id, s in zip(scored, scores, strict=True):
+            pos = _position(state.ids, image_id)
+            if pos is None:
+                continue
+            out[pos] = round(float(s), 4)
+            if pos not in positions and s >= _copy_threshold():
+                code = state.index.codes[pos : pos + 1]
+                cos = float(cosine_scores(features[q : q + 1], state.hasher.decode(code)[None])[0, 0])
+                row.append(Hit(pos, cos, int(np.bitwise_count(code[0] ^ query_codes[q]).sum())))
+        return out
+
+    def _copy_index(self):
+        """The library's signatures in a graph for copy candidates (engine.CopyIndex), built
+        once per catalogue version."""
+        from imagehash_app.core.duplicates.engine import CopyIndex
+
+        token = self._cat.change_token()
+        cached = getattr(self, "_copy_cache", None)
+        if cached is None or cached[0] != token:
+            rows = self._cat.copy_rows()
+            cached = (token, CopyIndex.build([r.id for r in rows], [r.signature for r in rows]))
+            self._copy_cache = cached
+        return cached[1]
 
     # --- fine-tuning and hasher versions ----------------------------------------------------------
     def finetune_plan(
@@ -1005,6 +1099,12 @@ def _checked_queries(
 def _load_model(root: Path) -> Callable[[ModelRow], Hasher]:
     """Loader of a registered hasher version, for `versions.usable_model`."""
     return lambda m: versions.load_version(root, m)
+
+
+def _copy_threshold() -> float:
+    from imagehash_app.core.duplicates.score import DEFAULT_THRESHOLD
+
+    return DEFAULT_THRESHOLD
 
 
 def _resolved(paths: Sequence[Path]) -> list[Path]:

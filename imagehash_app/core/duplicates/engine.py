@@ -45,6 +45,40 @@ class FoundPairs:
     aligned: int
 
 
+@dataclass
+class CopyIndex:
+    """A library's signatures in a graph, for the copy candidates of a query photo (search)."""
+
+    ids: np.ndarray
+    index: object | None
+
+    @classmethod
+    def build(cls, ids: Sequence[int], signatures: Sequence[bytes]) -> CopyIndex:
+        if not ids:
+            return cls(np.zeros(0, np.int64), None)
+        import hnswlib
+
+        vectors = sig.invariant_vectors(sig.dct_blocks(sig.thumbs(list(signatures))))
+        index = hnswlib.Index(space="ip", dim=vectors.shape[1])
+        index.init_index(max_elements=len(ids), M=GRAPH_M, ef_construction=GRAPH_EF_CONSTRUCTION,
+                         random_seed=GRAPH_SEED)
+        index.add_items(vectors, np.arange(len(ids)),
+                        num_threads=-1 if len(ids) > PARALLEL_ABOVE else 1)
+        index.set_ef(GRAPH_EF)
+        return cls(np.asarray(ids, np.int64), index)
+
+
+def query_candidates(copy_index: CopyIndex, signature: bytes,
+                     neighbours: int = NEIGHBOURS) -> list[int]:
+    """Image ids of the library photos nearest to a query's signature, rotations included."""
+    if copy_index.index is None:
+        return []
+    vector = sig.invariant_vectors(sig.dct_blocks(sig.thumbs([signature])))
+    k = min(neighbours, len(copy_index.ids))
+    labels, _ = copy_index.index.knn_query(vector, k=k, num_threads=1)
+    return [int(copy_index.ids[i]) for i in labels[0]]
+
+
 def candidate_pairs(vectors: np.ndarray, neighbours: int = NEIGHBOURS) -> np.ndarray:
     """(m, 2) unique pairs i < j where one is among the other's nearest, by an hnswlib graph."""
     n = len(vectors)

@@ -27,9 +27,9 @@ from imagehash_app.core.duplicates import signature as sig
 from imagehash_app.core.duplicates.report import TRANSFORMS
 
 # --- fitted offline by benchmarks/bench_copies.py (docs/results-duplicates.md) --------------------
-WEIGHTS: dict[str, float] = {"bias": -30.0, "dct": 10.0, "aligned": 25.0, "chroma": -20.0}
-DEFAULT_THRESHOLD = 0.5
-DCT_GATE = 0.5
+WEIGHTS: dict[str, float] = {"bias": -6.196, "dct": 0.0, "aligned": 2.216, "chroma": -1.608}
+DEFAULT_THRESHOLD = 0.33
+DCT_GATE = 0.3  # the lowest copy of the fitting half had 0.362
 # ----------------------------------------------------------------------------------------------
 SATURATION = 0.999  # similarities above this count as this (the signatures' own rounding)
 FLOOR_MARGIN = 0.15  # a search keeps pairs this far below its threshold, for a slider to reach
