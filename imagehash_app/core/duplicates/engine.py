@@ -1,0 +1,144 @@
+"""Finding copy pairs among many photos without comparing every pair.
+
+Why: all-pairs comparison is what makes other tools take hours or run out of memory at 300 000
+photos. Here:
+1. candidates: each photo's symmetry-invariant vector (signature.invariant_vectors: the same for
+   a photo and its rotations and mirrors) goes into an hnswlib graph, and each photo's `NEIGHBOURS`
+   nearest are its candidates (one query per photo, rotations included);
+2. a cheap check of every candidate: the DCT signal at its best symmetry; below `DCT_GATE` the
+   pair scores 0 (score.py);
+3. the alignment and the calibrated score, only for the pairs left.
+Pairs at or above `floor` are returned; grouping them is report.group_pairs' job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from imagehash_app.core.duplicates import score as score_mod
+from imagehash_app.core.duplicates import signature as sig
+from imagehash_app.core.duplicates.report import TRANSFORMS
+
+NEIGHBOURS = 12  # candidates per photo from the graph
+GRAPH_M = 16
+GRAPH_EF_CONSTRUCTION = 100
+GRAPH_EF = 48
+GRAPH_SEED = 15
+PARALLEL_ABOVE = 50_000  # below this the graph is built on one thread (deterministic)
+CHECK_CHUNK = 65_536  # candidate pairs checked at once (the DCT signal)
+ALIGN_CHUNK = 2_048  # pairs aligned between progress reports
+
+
+@dataclass(frozen=True)
+class FoundPairs:
+    """Copy pairs (positions into the input), their scores and symmetries (b onto a), and how
+    much work it took: candidates from the graph, and those aligned after the DCT check."""
+
+    a: np.ndarray
+    b: np.ndarray
+    score: np.ndarray
+    transform: list[str]
+    candidates: int
+    aligned: int
+
+
+@dataclass
+class CopyIndex:
+    """A library's signatures in a graph, for the copy candidates of a query photo (search)."""
+
+    ids: np.ndarray
+    index: object | None
+
+    @classmethod
+    def build(cls, ids: Sequence[int], signatures: Sequence[bytes]) -> CopyIndex:
+        if not ids:
+            return cls(np.zeros(0, np.int64), None)
+        import hnswlib
+
+        vectors = sig.invariant_vectors(sig.dct_blocks(sig.thumbs(list(signatures))))
+        index = hnswlib.Index(space="ip", dim=vectors.shape[1])
+        index.init_index(max_elements=len(ids), M=GRAPH_M, ef_construction=GRAPH_EF_CONSTRUCTION,
+                         random_seed=GRAPH_SEED)
+        index.add_items(vectors, np.arange(len(ids)),
+                        num_threads=-1 if len(ids) > PARALLEL_ABOVE else 1)
+        index.set_ef(GRAPH_EF)
+        return cls(np.asarray(ids, np.int64), index)
+
+
+def query_candidates(copy_index: CopyIndex, signature: bytes,
+                     neighbours: int = NEIGHBOURS) -> list[int]:
+    """Image ids of the library photos nearest to a query's signature, rotations included."""
+    if copy_index.index is None:
+        return []
+    vector = sig.invariant_vectors(sig.dct_blocks(sig.thumbs([signature])))
+    k = min(neighbours, len(copy_index.ids))
+    labels, _ = copy_index.index.knn_query(vector, k=k, num_threads=1)
+    return [int(copy_index.ids[i]) for i in labels[0]]
+
+
+def candidate_pairs(vectors: np.ndarray, neighbours: int = NEIGHBOURS) -> np.ndarray:
+    """(m, 2) unique pairs i < j where one is among the other's nearest, by an hnswlib graph."""
+    n = len(vectors)
+    if n < 2:
+        return np.zeros((0, 2), np.int64)
+    import hnswlib
+
+    k = min(neighbours + 1, n)
+    index = hnswlib.Index(space="ip", dim=vectors.shape[1])
+    index.init_index(max_elements=n, M=GRAPH_M, ef_construction=GRAPH_EF_CONSTRUCTION,
+                     random_seed=GRAPH_SEED)
+    threads = -1 if n > PARALLEL_ABOVE else 1
+    index.add_items(vectors, np.arange(n), num_threads=threads)
+    index.set_ef(max(GRAPH_EF, k))
+    labels, _ = index.knn_query(vectors, k=k, num_threads=threads)
+    rows = np.repeat(np.arange(n), k)
+    cols = labels.reshape(-1).astype(np.int64)
+    keep = rows != cols
+    a, b = np.minimum(rows[keep], cols[keep]), np.maximum(rows[keep], cols[keep])
+    return np.unique(np.stack([a, b], axis=1), axis=0)
+
+
+def find_pairs(
+    signatures: Sequence[bytes],
+    floor: float,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> FoundPairs:
+    """Copy pairs among `signatures` scoring at least `floor`. `progress(done, total)` counts
+    pairs aligned; `cancel()` true stops it (CancelledError)."""
+    from imagehash_app.core.errors import CancelledError
+
+    thumbs = sig.thumbs(list(signatures))
+    colours = sig.colours(list(signatures))
+    blocks = sig.dct_blocks(thumbs)
+    pairs = candidate_pairs(sig.invariant_vectors(blocks))
+    if cancel is not None and cancel():
+        raise CancelledError("Stopped.")
+    passed = []
+    for start in range(0, len(pairs), CHECK_CHUNK):
+        chunk = pairs[start : start + CHECK_CHUNK]
+        dct = score_mod.dct_similarities(blocks[chunk[:, 0]], blocks[chunk[:, 1]]).max(axis=1)
+        passed.append(chunk[dct >= score_mod.DCT_GATE])
+    todo = np.concatenate(passed) if passed else np.zeros((0, 2), np.int64)
+    scores = np.zeros(len(todo))
+    best = np.zeros(len(todo), np.int64)
+    for start in range(0, len(todo), ALIGN_CHUNK):
+        if cancel is not None and cancel():
+            raise CancelledError("Stopped.")
+        if progress is not None:
+            progress(start, len(todo))
+        a, b = todo[start : start + ALIGN_CHUNK, 0], todo[start : start + ALIGN_CHUNK, 1]
+        s = score_mod.signals(thumbs[a], thumbs[b], colours[a], colours[b])
+        scores[start : start + len(a)] = score_mod.calibrated(s.dct, s.aligned, s.chroma)
+        best[start : start + len(a)] = s.transform
+    if progress is not None:
+        progress(len(todo), len(todo))
+    keep = scores >= floor
+    return FoundPairs(
+        todo[keep, 0], todo[keep, 1], scores[keep], [TRANSFORMS[i] for i in best[keep]],
+        candidates=len(pairs), aligned=len(todo),
+    )
