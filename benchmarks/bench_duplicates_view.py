@@ -26,7 +26,6 @@ import numpy as np
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from imagehash_app.core.duplicates.report import ScoredPair  # noqa: E402
@@ -72,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|")
     for n in args.sizes:
         report = synthetic_report(n)
-        dialog = DuplicatesDialog(tmp / "library", *threads,
-                                  qsettings=QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat))
+        dialog = DuplicatesDialog(tmp / "library", *threads)
         dialog.set_report(report)
         dialog.show()
         app.processEvents()

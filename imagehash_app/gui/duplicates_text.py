@@ -94,17 +94,23 @@ def trash_summary(groups: Sequence[CopyGroup]) -> str:
     return text
 
 
-def outcome_text(asked: int, trashed: Sequence[Path], failed: Path | None, reason: str) -> str:
-    """One sentence on what the trash did: all moved, or where it stopped and why."""
+def outcome_text(
+    asked: int, trashed: Sequence[Path], failed: Path | None, reason: str,
+    skipped: Sequence[tuple[Path, str]] = (),
+) -> str:
+    """What the trash did: all moved, the files it passed over and why, where it stopped."""
     n = len(trashed)
-    if failed is None and n == asked:
+    if failed is None and not skipped and n == asked:
         return f"Moved {n} photo{'s' if n != 1 else ''} to the trash; the system trash can restore them."
-    left = asked - n
     text = f"Moved {n} of {asked} photos to the trash"
+    if skipped:
+        why = "; ".join(f"{display(p.name)} {reason_}" for p, reason_ in skipped[:3])
+        text += f"; left {len(skipped)} in place ({why}{'; …' if len(skipped) > 3 else ''})"
     if failed is not None:
-        text += f", then stopped at {display(failed)}: {reason}"
-    text += f". The {left} remaining photo{'s were' if left != 1 else ' was'} left in place"
-    return text + "; fix the cause and try again."
+        left = asked - n - len(skipped)
+        text += (f", then stopped at {display(failed)}: {reason}. The {left} remaining "
+                 f"photo{'s were' if left != 1 else ' was'} left in place; fix the cause and try again")
+    return text + "."
 
 
 def without(report: DuplicateReport, gone: Iterable[Path]) -> DuplicateReport:
@@ -119,13 +125,11 @@ def without(report: DuplicateReport, gone: Iterable[Path]) -> DuplicateReport:
         if photo.path not in gone:
             keep_index[i] = len(photos)
             photos.append(photo)
-    pairs = [
+    pairs = tuple(
         replace(p, a=keep_index[p.a], b=keep_index[p.b])
         for p in report.pairs if p.a in keep_index and p.b in keep_index
-    ]
-    return DuplicateReport.build(
-        photos, pairs, threshold=report.threshold, floor=report.floor, rule=report.rule,
-        not_duplicates=report.not_duplicates, seconds=report.seconds)
+    )
+    return replace(report, photos=tuple(photos), pairs=pairs).at(report.threshold)
 
 
 def with_not_duplicates(report: DuplicateReport, paths: Iterable[Path]) -> DuplicateReport:

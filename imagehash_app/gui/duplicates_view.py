@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QFocusEvent, QImage, QKeyEvent, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QDialog,
@@ -32,7 +32,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from imagehash_app.core.library import CopyGroup, CopyPhoto, DuplicateReport, KeeperRule, display
+from imagehash_app.core.library import (
+    CopyGroup,
+    CopyPhoto,
+    DuplicateReport,
+    KeeperRule,
+    LibrarySettings,
+    TrashOutcome,
+    display,
+)
 from imagehash_app.gui.duplicates_text import (
     apply_choices,
     badge_text,
@@ -215,6 +223,7 @@ class DuplicatesDialog(QDialog):
     notDuplicatesStored = Signal(object)  # the paths of the group
     trashFinished = Signal(object)  # the engine's TrashOutcome, or None when it failed
     libraryChanged = Signal()  # photos went to the trash: the window refreshes its counts
+    settingsChanged = Signal()  # the keeper rule or reference folders were stored in the library
 
     def __init__(
         self,
@@ -222,24 +231,25 @@ class DuplicatesDialog(QDialog):
         writer: EngineThread,
         reader: EngineThread,
         *,
-        qsettings: QSettings,
         folders: Sequence[Path] = (),
+        settings: LibrarySettings | None = None,
         read_only: bool = False,
         parent: QWidget | None = None,
     ) -> None:
+        """`settings`: the library's, for its keeper rule and reference folders (kept there, so
+        the command line's `duplicates` keeps the same copies)."""
         super().__init__(parent)
         self.setWindowTitle("Duplicates")
         self.setWindowFlag(Qt.WindowType.Window)
         self.library_path = Path(library_path)
         self.writer, self.reader = writer, reader
-        self.qsettings = qsettings
         self.folders = [Path(f) for f in folders]
         self.read_only = read_only
-        self.rule = self._saved_rule()
-        self.reference_folders = [Path(p) for p in _as_list(qsettings.value("duplicates/reference_folders", []))]
+        self.rule = _rule_of(settings)
+        self.reference_folders = [Path(p) for p in getattr(settings, "reference_folders", None) or []]
         # Replaceable in tests: the yes/no question before the trash, and the trash itself.
         self.confirm: Callable[[str, str], bool] = self._ask
-        self.trash_fn: Callable[[Path], object] | None = None
+        self.trash_fn: Callable[[str], None] | None = None
         self.report: DuplicateReport | None = None
         self.chosen: set[Path] = set()  # photos the person chose to keep ("Keep this one")
         self.shown = PAGE
@@ -345,13 +355,6 @@ class DuplicatesDialog(QDialog):
         self._set_busy(False)
         self._update_summary()
 
-    def _saved_rule(self) -> KeeperRule:
-        try:
-            return KeeperRule.parse(str(self.qsettings.value("duplicates/rule", "") or "")) \
-                if self.qsettings.value("duplicates/rule") else KeeperRule()
-        except ValueError:
-            return KeeperRule()
-
     def _show_rule(self) -> None:
         text = self.rule.describe()
         if self.reference_folders:
@@ -372,7 +375,8 @@ class DuplicatesDialog(QDialog):
 
         def run(lib, stop):
             return lib.duplicates(threshold, reference_folders=references, rule=rule,
-                                  progress=job.post_progress, cancel=stop)
+                                  progress=lambda done, total: job.post_progress((done, total)),
+                                  cancel=stop)
 
         job = Job(run, "duplicates")
         job.progress.connect(self._on_progress)
@@ -666,19 +670,26 @@ class DuplicatesDialog(QDialog):
             return
         self.apply_rule(dialog.rule(), dialog.references())
 
-    def apply_rule(self, rule: KeeperRule, references: Sequence[Path] | None = None) -> None:
-        """Use `rule` (regroups at once); new reference folders need a new search."""
+    def apply_rule(self, rule: KeeperRule, references: Sequence[Path] | None = None) -> Job | None:
+        """Use `rule` (regroups at once) and keep it in the library's settings; new reference
+        folders need a new search, which runs once they are stored."""
         self.rule = rule
-        self.qsettings.setValue("duplicates/rule", str(rule))
         references_changed = references is not None and [Path(p) for p in references] != self.reference_folders
         if references is not None:
             self.reference_folders = [Path(p) for p in references]
-            self.qsettings.setValue("duplicates/reference_folders", [str(p) for p in references])
         self._show_rule()
+        job = None
+        if not self.read_only:
+            changes = {"duplicate_keep": str(rule), "reference_folders": [str(p) for p in self.reference_folders]}
+            job = self.writer.call(lambda lib, _stop: lib.update_settings(**changes), "keeper rule")
+            job.succeeded.connect(lambda _r: (self.reader.reset(), self.settingsChanged.emit()))
+            job.failed.connect(lambda exc: self.show_message(
+                describe(_as_error(exc), "keep the rule in the library", self.library_path), Level.ERROR))
         if references_changed:
             self.start(self.threshold() if self.report is not None else None)
         else:
             self.regroup(rule=rule)
+        return job
 
     # --- changes to the library ---------------------------------------------------------------------
     def not_duplicates(self, group: CopyGroup) -> Job:
@@ -706,12 +717,15 @@ class DuplicatesDialog(QDialog):
         if not groups or self.read_only:
             return None
         paths = [p.path for g in groups for p in g.removable]
+        # Each copy with the photo kept in its place: recorded with it, and the re-check of a
+        # file changed since indexing compares it with that one.
+        keepers = {p.path: g.keeper.path for g in groups for p in g.removable}
         if not self.confirm("Move to the trash", trash_summary(groups)):
             return None
-        trash_fn = self.trash_fn
+        trash_fn, references = self.trash_fn, list(self.reference_folders)
 
         def run(lib, _stop):
-            return lib.trash(paths, trash_fn=trash_fn) if trash_fn is not None else lib.trash(paths)
+            return lib.trash(paths, trash_fn=trash_fn, keepers=keepers, reference_folders=references)
 
         job = self.writer.call(run, "trash")
         job.succeeded.connect(lambda outcome: self._on_trashed(outcome, paths))
@@ -719,14 +733,15 @@ class DuplicatesDialog(QDialog):
         self.trash_all_button.setEnabled(False)
         return job
 
-    def _on_trashed(self, outcome: object, asked: list[Path]) -> None:
+    def _on_trashed(self, outcome: TrashOutcome, asked: list[Path]) -> None:
         trashed, failed, reason = trash_outcome_parts(outcome, asked)
         if self.report is not None:
             self.report = without(self.report, trashed)
         self.chosen -= set(trashed)
         self._rebuild()
-        level = Level.INFO if failed is None and len(trashed) == len(asked) else Level.ERROR
-        self.show_message(outcome_text(len(asked), trashed, failed, reason), level)
+        skipped = list(getattr(outcome, "skipped", ()) or ())
+        level = Level.ERROR if failed is not None else Level.WARNING if skipped else Level.INFO
+        self.show_message(outcome_text(len(asked), trashed, failed, reason, skipped), level)
         self.trashFinished.emit(outcome)
         if trashed:
             self.libraryChanged.emit()
@@ -783,13 +798,12 @@ def _progress_counts(event: object) -> tuple[int, int]:
     return int(getattr(event, "done", 0) or 0), int(getattr(event, "total", 0) or 0)
 
 
-def _as_list(value: object) -> list[str]:
-    """QSettings gives a lone string for a one-item list, and None for an empty one."""
-    if value is None or value == "":
-        return []
-    if isinstance(value, str):
-        return [value]
-    return [str(v) for v in value]  # type: ignore[union-attr]
+def _rule_of(settings: LibrarySettings | None) -> KeeperRule:
+    """The library's keeper rule (the default one when its setting cannot be read)."""
+    try:
+        return KeeperRule.parse(getattr(settings, "duplicate_keep", "") or str(KeeperRule()))
+    except ValueError:
+        return KeeperRule()
 
 
 def _as_error(exc: object) -> BaseException:

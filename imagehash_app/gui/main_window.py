@@ -565,10 +565,13 @@ class MainWindow(QMainWindow):
             dialog.raise_()
             dialog.activateWindow()
             return dialog
-        folders = [Path(f.path) for f in self.snapshot.folders] if self.snapshot else []
-        dialog = DuplicatesDialog(self.library_path, self.writer, self.reader, qsettings=self.qsettings,
-                                  folders=folders, read_only=self.read_only, parent=self)
+        snap = self.snapshot
+        folders = [Path(f.path) for f in snap.folders] if snap else []
+        dialog = DuplicatesDialog(self.library_path, self.writer, self.reader, folders=folders,
+                                  settings=snap.settings if snap else None, read_only=self.read_only,
+                                  parent=self)
         dialog.libraryChanged.connect(lambda: (self.refresh(), self.reader.reset()))
+        dialog.settingsChanged.connect(self.refresh)
         dialog.show()
         dialog.start()
         self.duplicates_dialog = dialog

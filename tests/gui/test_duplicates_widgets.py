@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import Qt
 
 from imagehash_app.core.duplicates.report import ScoredPair
-from imagehash_app.core.library import CopyPhoto, DuplicateReport, KeeperRule
+from imagehash_app.core.library import CopyPhoto, DuplicateReport, KeeperRule, Library
 from imagehash_app.gui import duplicates_view
 from imagehash_app.gui.duplicates_text import (
     card_lines,
@@ -57,6 +57,8 @@ def test_words():
     half = outcome_text(3, [Path("/a")], Path("/b"), "permission denied")
     assert half.startswith("Moved 1 of 3 photos to the trash, then stopped at /b: permission denied.")
     assert "The 2 remaining photos were left in place" in half
+    passed = outcome_text(2, [Path("/a")], None, "", [(Path("/x/b.jpg"), "changed since it was indexed")])
+    assert passed == "Moved 1 of 2 photos to the trash; left 1 in place (b.jpg changed since it was indexed)."
 
 
 def test_report_without_trashed_photos_and_with_not_duplicates():
@@ -87,14 +89,15 @@ def test_trash_outcome_shapes():
 
 
 @pytest.fixture
-def dialog(qtbot, tmp_path):
-    threads = [EngineThread(lambda: None, "unused-writer"), EngineThread(lambda: None, "unused-reader")]
-    qsettings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
-    d = DuplicatesDialog(tmp_path / "library", *threads, qsettings=qsettings)
+def dialog(qtbot, tiny_library):
+    writer = EngineThread(lambda: Library.open(tiny_library), "test-writer")
+    reader = EngineThread(lambda: Library.open(tiny_library, read_only=True), "test-reader")
+    d = DuplicatesDialog(tiny_library, writer, reader)
     qtbot.addWidget(d)
     d.show()
     yield d
     d.shutdown()
+    assert writer.shutdown() and reader.shutdown()
 
 
 def test_keep_choice_survives_the_slider(qtbot, dialog):
@@ -122,11 +125,12 @@ def test_keep_choice_survives_the_slider(qtbot, dialog):
 def test_rule_regroups_without_a_search(qtbot, dialog):
     dialog.set_report(chain_report())
     assert dialog.groups()[0].keeper.path.name == "a.jpg"  # most pixels (tied with c), then bytes/px
-    with qtbot.waitSignal(dialog.regrouped, timeout=2_000):
+    with qtbot.waitSignal(dialog.settingsChanged, timeout=30_000):
         dialog.apply_rule(KeeperRule(("compression",)))
     assert dialog.rule_label.text() == "Keep less compression (JPEG quality, else bytes per pixel)."
     assert dialog.groups()[0].keeper.path.name == "b.jpg"  # 20 000 bytes for 30 000 pixels
-    assert dialog.qsettings.value("duplicates/rule") == "compression"
+    with Library.open(dialog.library_path, read_only=True) as lib:  # kept in the library
+        assert lib.keeper_rule() == KeeperRule(("compression",))
 
 
 def test_many_groups_are_paged(qtbot, dialog):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -17,28 +16,26 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from imagehash_app.core.library import display
+from imagehash_app.core.library import TrashedRow, display
 
-COLUMNS = ("When", "Photo", "From folder", "Size")
+COLUMNS = ("When", "Photo", "From folder", "Size", "Kept instead")
 
 
-def record_texts(record: object) -> list[str]:
-    """One row from a `Library.trashed()` record: when, the file's name, its folder, its size."""
-    path = Path(getattr(record, "path", record))
-    when = getattr(record, "trashed_at", None) or getattr(record, "when", None)
-    size = getattr(record, "bytes", None) or getattr(record, "size", None)
+def record_texts(record: TrashedRow) -> list[str]:
+    """One row of `Library.trashed()`: when, the file's name, its folder, its size, the copy kept."""
     return [
-        time.strftime("%Y-%m-%d %H:%M", time.localtime(float(when))) if when else "–",
-        display(path.name),
-        display(path.parent),
-        f"{int(size) / 1000:,.0f} KB" if size else "–",
+        time.strftime("%Y-%m-%d %H:%M", time.localtime(record.trashed)) if record.trashed else "–",
+        display(record.path.name),
+        display(record.path.parent),
+        f"{record.bytes / 1000:,.0f} KB" if record.bytes else "–",
+        display(record.keeper) if record.keeper is not None else "–",
     ]
 
 
 class TrashedDialog(QDialog):
-    """A read-only table, newest first as the library lists them."""
+    """A read-only table, oldest first as the library lists them."""
 
-    def __init__(self, records: Sequence[object], parent: QWidget | None = None) -> None:
+    def __init__(self, records: Sequence[TrashedRow], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Photos moved to the trash")
         n = len(records)
@@ -55,7 +52,7 @@ class TrashedDialog(QDialog):
         for row, record in enumerate(records):
             for col, text in enumerate(record_texts(record)):
                 item = QTableWidgetItem(text)
-                item.setToolTip(display(Path(getattr(record, "path", record))))
+                item.setToolTip(display(record.path))
                 self.table.setItem(row, col, item)
         self.table.resizeColumnsToContents()
         self.table.horizontalHeader().setStretchLastSection(True)
