@@ -269,7 +269,7 @@ def test_rule_change_regroups_and_reference_folder_is_kept(qtbot, make_window, c
     for box in dialog.group_boxes:
         references = [c for c in box.cards if c.photo.path.parent == backup]
         assert references and all(c.photo.reference for c in references)
-        assert not any(c.photo.path.parent == backup for c in box.group.removable)
+        assert not any(p.path.parent == backup for p in box.group.removable)
         assert all(c.badge.text() in ("Reference folder: stays", "Keep (suggested)") for c in references)
     assert str(backup) in dialog.rule_label.text()
 
