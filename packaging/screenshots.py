@@ -96,10 +96,12 @@ def make_copies_folder(source: Path, dest: Path, originals: int = 60, seed: int 
     for p in chosen:
         (dest / p.parent.name).mkdir(exist_ok=True)
         (dest / p.parent.name / p.name).write_bytes(p.read_bytes())
+    # Copies lose a little on the way (the originals here are JPEG quality 75), as a messenger's
+    # or an editor's re-save does; the PNG is lossless, as a screenshot of the photo is.
     edits = [
-        ("rotated.jpg", lambda im: im.transpose(Image.Transpose.ROTATE_90), {"quality": 90}),
+        ("rotated.jpg", lambda im: im.transpose(Image.Transpose.ROTATE_90), {"quality": 70}),
         ("small.jpg", lambda im: im.resize((im.width * 3 // 4, im.height * 3 // 4)), {"quality": 85}),
-        ("mirrored.jpg", lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT), {"quality": 92}),
+        ("mirrored.jpg", lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT), {"quality": 65}),
         ("recompressed.jpg", lambda im: im, {"quality": 40}),
         ("screenshot.png", lambda im: im, {}),
     ]
@@ -173,11 +175,29 @@ def main(argv: list[str] | None = None) -> int:
             wait(lambda: dialog.report is not None and not dialog.is_busy(), 300)
             wait(lambda: all(c.picture.pixmap() is not None and not c.picture.pixmap().isNull()
                              for b in dialog.group_boxes for c in b.cards), 120)
-            cards = [c for b in dialog.group_boxes for c in b.cards]
-            if len(cards) > 1:
-                cards[1].setFocus()
+            # The first group with a rotated copy at the top, the keyboard on that copy.
+            rotated = [c for b in dialog.group_boxes for c in b.cards if "rotated" in c.photo.path.name]
+            dialog.raise_()
+            dialog.activateWindow()
+            if rotated:
+                box = next(b for b in dialog.group_boxes if rotated[0] in b.cards)
+                settle(0.5)
+                dialog.scroll.verticalScrollBar().setValue(box.y())
+                rotated[0].setFocus()
             settle(1.0)
             grab(dialog, f"duplicates{suffix}")
+            if rotated:  # the results of the rotated copy's original: itself marked, its copies badged
+                original = rotated[0].photo.path.name.replace("-rotated.jpg", ".jpg")
+                query = next(p for p in library.parent.rglob(original) if p.parent.name != "backup") \
+                    if args.folder is not None else None
+                dialog.close()
+                if query is not None:
+                    done: list[object] = []
+                    window.searchFinished.connect(done.append)
+                    window.search([query])
+                    wait(lambda: bool(done), 180)
+                    settle(3.0)  # the thumbnails stream in
+                    grab(window, f"copy-badges{suffix}")
         else:
             window = open_window(args.library, tmp, rescan=False)
             done = []

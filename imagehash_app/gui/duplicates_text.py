@@ -13,22 +13,25 @@ from pathlib import Path
 
 from imagehash_app.core.library import CopyGroup, CopyPhoto, DuplicateReport, display
 
-# Pillow's names for the eight symmetries (rotations counter-clockwise), as a person says them.
-_TRANSFORM_WORDS = {
+# The eight symmetries as a person says how a copy differs from the photo kept. A copy's
+# `transform` says how it maps onto the keeper (Pillow's names, rotations counter-clockwise), so
+# a copy turned 90° left maps back with "rot270": the words describe the inverse.
+_COPY_WORDS = {
     "": "",
-    "rot90": "rotated 90°",
-    "rot180": "rotated 180°",
-    "rot270": "rotated 270°",
+    "rot270": "rotated 90° left",
+    "rot90": "rotated 90° right",
+    "rot180": "upside down (rotated 180°)",
     "mirror": "mirrored",
     "flip": "flipped upside down",
-    "transpose": "mirrored and rotated 90°",
-    "transverse": "mirrored and rotated 270°",
+    "transpose": "mirrored and rotated",
+    "transverse": "mirrored and rotated",
 }
 
 
 def transform_words(transform: str) -> str:
-    """ "rot90" → "rotated 90°"; an unknown name is shown as it is."""
-    return _TRANSFORM_WORDS.get(transform, transform)
+    """How a copy differs from the kept photo, given how it maps onto it: "rot270" (turn it
+    270° counter-clockwise to match) → "rotated 90° left"; an unknown name is shown as it is."""
+    return _COPY_WORDS.get(transform, transform)
 
 
 def human_size(n: int) -> str:

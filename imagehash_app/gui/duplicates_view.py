@@ -94,9 +94,11 @@ class PhotoCard(QFrame):
     keyAction = Signal(str, Path)  # "suggested", "not", "trash", "preview", and arrows "left"...
     focused = Signal(Path)
 
-    def __init__(self, photo: CopyPhoto, chosen: bool, parent: QWidget | None = None) -> None:
+    def __init__(self, photo: CopyPhoto, chosen: bool, scale: float = 1.0, parent: QWidget | None = None) -> None:
+        """`scale`: display pixels per photo pixel, the same for the whole group."""
         super().__init__(parent)
         self.photo = photo
+        self.scale = scale if scale > 0 else 1.0
         self.setObjectName("card")
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setFrameShape(QFrame.Shape.StyledPanel)
@@ -127,9 +129,12 @@ class PhotoCard(QFrame):
         self.setAccessibleName(f"{display(photo.path.name)}: {self.badge.text()}")
 
     def set_picture(self, pixmap: QPixmap) -> None:
-        self.picture.setPixmap(pixmap.scaled(
-            self.picture.size(), Qt.AspectRatioMode.KeepAspectRatio,
-            Qt.TransformationMode.SmoothTransformation))
+        """Drawn at the photo's size relative to the group's largest (`scale`), so that a
+        smaller copy looks smaller beside its original."""
+        box = QSize(max(24, min(PICTURE, round(self.photo.width * self.scale))),
+                    max(24, min(PICTURE, round(self.photo.height * self.scale))))
+        self.picture.setPixmap(pixmap.scaled(box, Qt.AspectRatioMode.KeepAspectRatio,
+                                             Qt.TransformationMode.SmoothTransformation))
 
     def set_unreadable(self, reason: str) -> None:
         self.picture.setText("cannot show it")
@@ -174,8 +179,9 @@ class GroupBox(QFrame):
         self.cards: list[PhotoCard] = []
         row = QHBoxLayout()
         row.setSpacing(8)
+        scale = PICTURE / max(1, *(max(p.width, p.height) for p in group.photos))
         for photo in sorted(group.photos, key=lambda p: not p.keep):
-            card = PhotoCard(photo, chosen and photo.keep)
+            card = PhotoCard(photo, chosen and photo.keep, scale)
             card.keepRequested.connect(self.keepRequested)
             self.cards.append(card)
             row.addWidget(card)

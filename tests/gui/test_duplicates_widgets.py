@@ -41,7 +41,8 @@ def names(report_or_groups) -> list[set[str]]:
 
 
 def test_words():
-    assert transform_words("rot90") == "rotated 90°" and transform_words("mirror") == "mirrored"
+    # A copy turned 90° left (Pillow's ROTATE_90) maps back onto its keeper with "rot270".
+    assert transform_words("rot270") == "rotated 90° left" and transform_words("mirror") == "mirrored"
     group = chain_report().groups[0]
     copy = next(p for p in group.photos if p.path.name == "b.jpg")
     assert card_lines(copy) == ["200×150 · JPEG · 20 KB", "modified " + card_lines(copy)[1][9:],

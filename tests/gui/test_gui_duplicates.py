@@ -102,7 +102,7 @@ def test_find_duplicates_shows_each_group_with_its_keeper(qtbot, make_window, co
         assert keeper.badge.text() == "Keep (suggested)"
         assert [c.badge.text() for c in box.cards[1:]] == ["To the trash"] * 3
         rotated = next(c for c in box.cards if c.photo.path.name.endswith("rotated.jpg"))
-        assert "rotated" in rotated.lines[-1].text()  # how the copy maps onto the keeper
+        assert rotated.lines[-1].text().startswith("rotated 90° left · copy score")  # ROTATE_90
         small = next(c for c in box.cards if c.photo.path.name.endswith("small.jpg"))
         assert small.lines[0].text().startswith("160×120 · JPEG")
         assert small.lines[2].text().endswith("backup")  # the folder under each photo
