@@ -5,8 +5,8 @@ photos. Here:
 1. candidates: each photo's symmetry-invariant vector (signature.invariant_vectors: the same for
    a photo and its rotations and mirrors) goes into an hnswlib graph, and each photo's `NEIGHBOURS`
    nearest are its candidates (one query per photo, rotations included);
-2. a cheap check of every candidate: the DCT signal at its best symmetry; below `DCT_GATE` the
-   pair scores 0 (score.py);
+2. a cheap check of every candidate: the DCT signal and the whole thumbnails' correlation at
+   their best symmetry; below their gates the pair scores 0 (score.passes_gates);
 3. the alignment and the calibrated score, only for the pairs left.
 Pairs at or above `floor` are returned; grouping them is report.group_pairs' job.
 """
@@ -22,7 +22,7 @@ from imagehash_app.core.duplicates import score as score_mod
 from imagehash_app.core.duplicates import signature as sig
 from imagehash_app.core.duplicates.report import TRANSFORMS
 
-NEIGHBOURS = 12  # candidates per photo from the graph
+NEIGHBOURS = 8  # candidates per photo from the graph
 GRAPH_M = 16
 GRAPH_EF_CONSTRUCTION = 100
 GRAPH_EF = 48
@@ -121,8 +121,8 @@ def find_pairs(
     passed = []
     for start in range(0, len(pairs), CHECK_CHUNK):
         chunk = pairs[start : start + CHECK_CHUNK]
-        dct = score_mod.dct_similarities(blocks[chunk[:, 0]], blocks[chunk[:, 1]]).max(axis=1)
-        passed.append(chunk[dct >= score_mod.DCT_GATE])
+        a, b = chunk[:, 0], chunk[:, 1]
+        passed.append(chunk[score_mod.passes_gates(thumbs[a], thumbs[b], blocks[a], blocks[b])])
     todo = np.concatenate(passed) if passed else np.zeros((0, 2), np.int64)
     scores = np.zeros(len(todo))
     best = np.zeros(len(todo), np.int64)
