@@ -137,11 +137,13 @@ def build_pairs(data: Path, work: Path, originals: int, seed: int) -> list[dict]
     return pairs
 
 
-def pair_signals(pairs: list[dict]) -> np.ndarray:
-    a = [p["a"] for p in pairs]
-    b = [p["b"] for p in pairs]
-    s = score_mod.signals(sig.thumbs(a), sig.thumbs(b), sig.colours(a), sig.colours(b))
-    return np.stack([s.dct, s.aligned, s.chroma], axis=1)
+def pair_signals(pairs: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 3) signals of every pair, aligned whatever the gates say, and whether each passed."""
+    n = len(pairs)
+    sigs = score_mod.Signatures([p["a"] for p in pairs] + [p["b"] for p in pairs])
+    s, _ = score_mod.pair_signals(sigs, np.arange(n), np.arange(n, 2 * n), gates=False)
+    _, passed = score_mod.pair_signals(sigs, np.arange(n), np.arange(n, 2 * n))
+    return np.stack([s.dct, s.aligned, s.chroma], axis=1), passed
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, names: tuple[str, ...] = FEATURES,
@@ -179,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     pairs = build_pairs(args.data, args.work, args.originals, args.seed)
     built = time.perf_counter() - started
-    x = pair_signals(pairs)
+    x, passed = pair_signals(pairs)
     y = np.array([p["label"] for p in pairs])
     half = np.array([p["half"] for p in pairs])
     kinds = np.array([p["kind"] for p in pairs])
@@ -190,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
                           names=FEATURES[1:])
     weights = {"bias": fitted["bias"], "dct": 0.0, **{f: fitted[f] for f in FEATURES[1:]}}
     gate_ok = x[fit & (y == 1), 0].min()
-    scores = score_mod.calibrated(x[:, 0], x[:, 1], x[:, 2], weights)
+    gate_loss = 1 - passed[y == 1].mean()
+    scores = np.where(passed, score_mod.calibrated(x[:, 0], x[:, 1], x[:, 2], weights), 0.0)
     grid = np.round(np.arange(0.05, 0.96, 0.01), 2)
     f1 = []
     for t in grid:
@@ -199,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     threshold = float(grid[int(np.argmax(f1))])
     p_fit, r_fit = precision_recall(scores[fit], y[fit], threshold)
     p_test, r_test = precision_recall(scores[test], y[test], threshold)
-    shipped = score_mod.calibrated(x[:, 0], x[:, 1], x[:, 2])
+    shipped = np.where(passed, score_mod.calibrated(x[:, 0], x[:, 1], x[:, 2]), 0.0)
     p_ship, r_ship = precision_recall(shipped[test], y[test], score_mod.DEFAULT_THRESHOLD)
     per_kind = {}
     for kind in sorted(set(kinds)):
@@ -209,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
                           "called_copy": round(float(hit.mean()), 4),
                           "median_score": round(float(np.median(scores[m])), 4)}
     print(f"{len(pairs)} pairs ({int(y.sum())} copies) built in {built:.0f} s; "
-          f"lowest dct signal of a fitting copy {gate_ok:.3f} (gate {score_mod.DCT_GATE})")
+          f"lowest dct signal of a fitting copy {gate_ok:.3f} (gate {score_mod.DCT_GATE}); "
+          f"copies stopped by the gates: {gate_loss:.4f}; negatives passing them: "
+          f"{passed[y == 0].mean():.3f}")
     print("fitted weights:", {k: round(v, 3) for k, v in weights.items()})
     print(f"threshold {threshold:.2f} (best F1 on the fitting half)")
     print(f"{'half':<10} {'precision':>9} {'recall':>7}")
@@ -229,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         "shipped_held_out": {"precision": p_ship, "recall": r_ship,
                              "threshold": score_mod.DEFAULT_THRESHOLD},
         "lowest_copy_dct_fitting": float(gate_ok), "per_kind_held_out": per_kind,
+        "copies_stopped_by_gates": float(gate_loss),
+        "negatives_passing_gates": float(passed[y == 0].mean()),
         "machine": platform.platform(), "seconds": round(time.perf_counter() - started, 1),
     }
     if args.json:

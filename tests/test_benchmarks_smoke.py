@@ -173,3 +173,18 @@ def test_sweep_disk_full(tmp_path: Path) -> None:
     summary = json.loads(out.read_text())["summary"]
     assert summary["levels"] == 1 and summary["setup_failed"] == 0 and summary["tracebacks"] == 0 and summary["not_one_line"] == 0
     assert summary["consistent_after"] == 1
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "flowers5.tar.gz").is_file(), reason="no shared data")
+def test_bench_copies_and_bench_duplicates(tmp_path: Path) -> None:
+    """The copy score's test set on 6 originals, and grouping 300 signatures (issue 15)."""
+    out = tmp_path / "copies.json"
+    bench("-m", "benchmarks.bench_copies", "--originals", "6", "--data", SHARED_DATA,
+          "--work", tmp_path / "work", "--json", out, timeout=240)
+    result = json.loads(out.read_text())
+    assert result["copies"] > 0 and 0 <= result["held_out"]["recall"] <= 1
+    out = tmp_path / "duplicates.json"
+    bench("-m", "benchmarks.bench_duplicates", "--photos", "300", "--real", "200", "--repeat",
+          "1", "--data", SHARED_DATA, "--work", tmp_path / "work", "--json", out, timeout=240)
+    [row] = json.loads(out.read_text())["rows"]
+    assert row["photos"] == 300 and row["seconds"] > 0 and row["candidates"] > 0

@@ -5,8 +5,8 @@ photos. Here:
 1. candidates: each photo's symmetry-invariant vector (signature.invariant_vectors: the same for
    a photo and its rotations and mirrors) goes into an hnswlib graph, and each photo's `NEIGHBOURS`
    nearest are its candidates (one query per photo, rotations included);
-2. a cheap check of every candidate: the DCT signal at its best symmetry; below `DCT_GATE` the
-   pair scores 0 (score.py);
+2. a cheap check of every candidate: the DCT signal and the whole thumbnails' correlation at
+   their best symmetry; below their gates the pair scores 0 (score.passes_gates);
 3. the alignment and the calibrated score, only for the pairs left.
 Pairs at or above `floor` are returned; grouping them is report.group_pairs' job.
 """
@@ -22,14 +22,13 @@ from imagehash_app.core.duplicates import score as score_mod
 from imagehash_app.core.duplicates import signature as sig
 from imagehash_app.core.duplicates.report import TRANSFORMS
 
-NEIGHBOURS = 12  # candidates per photo from the graph
+NEIGHBOURS = 8  # candidates per photo from the graph
 GRAPH_M = 16
 GRAPH_EF_CONSTRUCTION = 100
 GRAPH_EF = 48
 GRAPH_SEED = 15
 PARALLEL_ABOVE = 50_000  # below this the graph is built on one thread (deterministic)
-CHECK_CHUNK = 65_536  # candidate pairs checked at once (the DCT signal)
-ALIGN_CHUNK = 2_048  # pairs aligned between progress reports
+CHECK_CHUNK = 16_384  # candidate pairs checked between progress reports
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,7 @@ class CopyIndex:
             return cls(np.zeros(0, np.int64), None)
         import hnswlib
 
-        vectors = sig.invariant_vectors(sig.dct_blocks(sig.thumbs(list(signatures))))
+        vectors = sig.invariant_vectors(score_mod.Signatures(signatures).blocks)
         index = hnswlib.Index(space="ip", dim=vectors.shape[1])
         index.init_index(max_elements=len(ids), M=GRAPH_M, ef_construction=GRAPH_EF_CONSTRUCTION,
                          random_seed=GRAPH_SEED)
@@ -109,36 +108,33 @@ def find_pairs(
     cancel: Callable[[], bool] | None = None,
 ) -> FoundPairs:
     """Copy pairs among `signatures` scoring at least `floor`. `progress(done, total)` counts
-    pairs aligned; `cancel()` true stops it (CancelledError)."""
+    candidate pairs checked; `cancel()` true stops it (CancelledError)."""
     from imagehash_app.core.errors import CancelledError
 
-    thumbs = sig.thumbs(list(signatures))
-    colours = sig.colours(list(signatures))
-    blocks = sig.dct_blocks(thumbs)
-    pairs = candidate_pairs(sig.invariant_vectors(blocks))
-    if cancel is not None and cancel():
-        raise CancelledError("Stopped.")
-    passed = []
+    sigs = score_mod.Signatures(signatures)
+    pairs = candidate_pairs(sig.invariant_vectors(sigs.blocks))
+    keep_a, keep_b, keep_s, keep_t = [], [], [], []
+    aligned = 0
     for start in range(0, len(pairs), CHECK_CHUNK):
-        chunk = pairs[start : start + CHECK_CHUNK]
-        dct = score_mod.dct_similarities(blocks[chunk[:, 0]], blocks[chunk[:, 1]]).max(axis=1)
-        passed.append(chunk[dct >= score_mod.DCT_GATE])
-    todo = np.concatenate(passed) if passed else np.zeros((0, 2), np.int64)
-    scores = np.zeros(len(todo))
-    best = np.zeros(len(todo), np.int64)
-    for start in range(0, len(todo), ALIGN_CHUNK):
         if cancel is not None and cancel():
             raise CancelledError("Stopped.")
         if progress is not None:
-            progress(start, len(todo))
-        a, b = todo[start : start + ALIGN_CHUNK, 0], todo[start : start + ALIGN_CHUNK, 1]
-        s = score_mod.signals(thumbs[a], thumbs[b], colours[a], colours[b])
-        scores[start : start + len(a)] = score_mod.calibrated(s.dct, s.aligned, s.chroma)
-        best[start : start + len(a)] = s.transform
+            progress(start, len(pairs))
+        chunk = pairs[start : start + CHECK_CHUNK]
+        s, passed = score_mod.pair_signals(sigs, chunk[:, 0], chunk[:, 1])
+        scores = np.where(passed, score_mod.calibrated(s.dct, s.aligned, s.chroma), 0.0)
+        aligned += int(passed.sum())
+        keep = scores >= floor
+        keep_a.append(chunk[keep, 0])
+        keep_b.append(chunk[keep, 1])
+        keep_s.append(scores[keep])
+        keep_t.append(s.transform[keep])
     if progress is not None:
-        progress(len(todo), len(todo))
-    keep = scores >= floor
+        progress(len(pairs), len(pairs))
+    if not keep_a:
+        empty = np.zeros(0, np.int64)
+        return FoundPairs(empty, empty, np.zeros(0), [], candidates=0, aligned=0)
     return FoundPairs(
-        todo[keep, 0], todo[keep, 1], scores[keep], [TRANSFORMS[i] for i in best[keep]],
-        candidates=len(pairs), aligned=len(todo),
+        np.concatenate(keep_a), np.concatenate(keep_b), np.concatenate(keep_s),
+        [TRANSFORMS[i] for i in np.concatenate(keep_t)], candidates=len(pairs), aligned=aligned,
     )

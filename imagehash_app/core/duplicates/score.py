@@ -12,8 +12,10 @@ Three signals, each taken at the best of the eight symmetries (rotations, mirror
   up to ~10% a side lines up, a crop of a third does not, nor does another shot of the scene;
 - `chroma`: how far apart the two photos' mean colours are, brightness aside.
 A logistic function of them (coefficients `WEIGHTS`, fitted on half of a labelled test set) is
-the score in [0, 1]; `DEFAULT_THRESHOLD` was chosen on that half. Pairs whose `dct` signal is
-below `DCT_GATE` score 0 without the (costlier) alignment: no copy of the fitting set came near it.
+the score in [0, 1]; `DEFAULT_THRESHOLD` was chosen on that half. Two cheap gates come first: a
+pair whose `dct` signal is below `DCT_GATE`, or whose whole thumbnails correlate below
+`WHOLE_GATE` at their best symmetry, scores 0 without the (costlier) alignment, which then tries
+the `TRIED_SYMMETRIES` symmetries the DCT signal ranks best.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from imagehash_app.core.duplicates.report import TRANSFORMS
 WEIGHTS: dict[str, float] = {"bias": -6.196, "dct": 0.0, "aligned": 2.216, "chroma": -1.608}
 DEFAULT_THRESHOLD = 0.33
 DCT_GATE = 0.3  # the lowest copy of the fitting half had 0.362
+# Second cheap gate: the whole thumbnails' best correlation (no crop); 99.9% of the test set's
+# copies pass it, half of the hardest different photos do not (docs/results-duplicates.md).
+WHOLE_GATE = 0.5
 # ----------------------------------------------------------------------------------------------
 SATURATION = 0.999  # similarities above this count as this (the signatures' own rounding)
 FLOOR_MARGIN = 0.15  # a search keeps pairs this far below its threshold, for a slider to reach
@@ -37,7 +42,7 @@ FLOOR_MARGIN = 0.15  # a search keeps pairs this far below its threshold, for a 
 OUT = 16  # side of the compared thumbnails
 CROP_STEPS = (0.0, 0.05, 0.10)  # per side: the crops tried
 MAX_CROP = CROP_STEPS[-1]
-PAIR_CHUNK = 256  # pairs aligned at once (bounded scratch: ~50 MB)
+PAIR_CHUNK = 512  # pairs aligned at once (bounded scratch: ~50 MB)
 
 # The inverse of each symmetry (rotations by 90 and 270 invert each other).
 INVERSE = {t: {"rot90": "rot270", "rot270": "rot90"}.get(t, t) for t in TRANSFORMS}
@@ -80,7 +85,7 @@ def calibrated(dct: np.ndarray, aligned: np.ndarray, chroma: np.ndarray,
     x = features(dct, aligned, chroma)
     z = w["bias"] + w["dct"] * x[:, 0] + w["aligned"] * x[:, 1] + w["chroma"] * x[:, 2]
     score = 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
-    return np.where(dct < DCT_GATE, 0.0, score)
+    return score
 
 
 def features(dct: np.ndarray, aligned: np.ndarray, chroma: np.ndarray) -> np.ndarray:
@@ -107,13 +112,6 @@ def _crops(thumbs: np.ndarray) -> np.ndarray:
     return _unit(full.reshape(len(thumbs), k * k, OUT * OUT))
 
 
-def _wholes(thumbs: np.ndarray) -> np.ndarray:
-    """(n, 8, OUT*OUT) unit rows: each thumbnail resampled whole, under each symmetry."""
-    base = np.einsum("yx,nxz,wz->nyw", _R_FULL, thumbs, _R_FULL, optimize=True)
-    return _unit(np.stack([sig.transform(t, base).reshape(len(thumbs), -1) for t in TRANSFORMS],
-                          axis=1))
-
-
 def dct_similarities(blocks_a: np.ndarray, blocks_b: np.ndarray) -> np.ndarray:
     """(n, 8): cosine of block a with block b under each symmetry (b mapped onto a)."""
     return np.stack([
@@ -129,37 +127,123 @@ def chroma_distance(colour_a: np.ndarray, colour_b: np.ndarray) -> np.ndarray:
     return np.abs(proportions(colour_a) - proportions(colour_b)).sum(axis=1)
 
 
-def signals(thumbs_a: np.ndarray, thumbs_b: np.ndarray, colour_a: np.ndarray,
-            colour_b: np.ndarray, *, align: np.ndarray | None = None) -> PairSignals:
-    """The signals of pairs (a[i], b[i]); `align` (bool per pair, default all) says which pairs
-    get the alignment (others: `aligned` 0)."""
-    n = len(thumbs_a)
-    dcts = dct_similarities(sig.dct_blocks(thumbs_a), sig.dct_blocks(thumbs_b))
-    aligned = np.zeros(n, np.float32)
-    best_t = dcts.argmax(axis=1)
-    todo = np.arange(n) if align is None else np.flatnonzero(align)
-    inverse_index = np.array([TRANSFORMS.index(INVERSE[t]) for t in TRANSFORMS])
-    for start in range(0, len(todo), PAIR_CHUNK):
-        idx = todo[start : start + PAIR_CHUNK]
-        ta, tb = thumbs_a[idx], thumbs_b[idx]
-        # a cropped against b whole (b mapped by t onto a), and b cropped against a whole
-        # (a mapped by t's inverse onto b): (m, 256, 8) correlations each way.
-        one = np.matmul(_crops(ta), _wholes(tb).transpose(0, 2, 1)).max(axis=1)
-        two = np.matmul(_crops(tb), _wholes(ta).transpose(0, 2, 1)).max(axis=1)
-        both = np.maximum(one, two[:, inverse_index])  # (m, 8), by how b maps onto a
-        aligned[idx] = both.max(axis=1)
-        best_t[idx] = both.argmax(axis=1)
-    return PairSignals(dcts.max(axis=1), aligned, chroma_distance(colour_a, colour_b), best_t)
+class Signatures:
+    """Many stored signatures, kept compact (uint8 thumbnails, 1 KB each) with their DCT blocks;
+    float thumbnails are made per chunk of pairs, so that 100 000 photos fit in memory."""
+
+    def __init__(self, blobs: Sequence[bytes]) -> None:
+        blobs = list(blobs)
+        n = len(blobs)
+        raw = np.frombuffer(b"".join(b[: sig.SIGNATURE_BYTES] for b in blobs), np.uint8)
+        raw = raw.reshape(n, sig.SIGNATURE_BYTES) if n else np.zeros((0, sig.SIGNATURE_BYTES),
+                                                                        np.uint8)
+        self.raw_thumbs = raw[:, : sig.THUMB_BYTES].reshape(n, sig.SIDE, sig.SIDE)
+        self.colours = raw[:, sig.THUMB_BYTES :].astype(np.float32)
+        self.blocks = np.zeros((n, sig.LOW, sig.LOW), np.float32)
+        for start in range(0, n, 8192):
+            self.blocks[start : start + 8192] = sig.dct_blocks(self.thumbs(np.arange(
+                start, min(start + 8192, n))))
+
+    def __len__(self) -> int:
+        return len(self.colours)
+
+    def thumbs(self, index: np.ndarray) -> np.ndarray:
+        return self.raw_thumbs[index].astype(np.float32)
+
+
+_INVERSE_INDEX = np.array([TRANSFORMS.index(INVERSE[t]) for t in TRANSFORMS])
+TRIED_SYMMETRIES = 2  # the alignment tries the DCT signal's best this many symmetries
+
+
+def _base(thumbs: np.ndarray) -> np.ndarray:
+    """(n, OUT, OUT) each thumbnail resampled whole."""
+    return np.matmul(np.matmul(_R_FULL, thumbs), _R_FULL.T)
+
+
+def _whole_under(base: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """(n, OUT*OUT) unit rows: base[i] under symmetry TRANSFORMS[t[i]]."""
+    out = np.empty((len(base), OUT * OUT), np.float32)
+    for k, name in enumerate(TRANSFORMS):
+        m = t == k
+        if m.any():
+            out[m] = sig.transform(name, base[m]).reshape(int(m.sum()), -1)
+    return _unit(out)
+
+
+def whole_correlations(sigs: Signatures, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
+    """(P, 8): correlation of the whole thumbnails of a and b, b under each symmetry."""
+    ua = _unit(_base(sigs.thumbs(ia)).reshape(len(ia), -1))
+    base_b = _base(sigs.thumbs(ib))
+    return np.stack([
+        np.einsum("np,np->n", ua, _unit(sig.transform(t, base_b).reshape(len(ib), -1)))
+        for t in TRANSFORMS
+    ], axis=1)
+
+
+def _aligned(sigs: Signatures, ia: np.ndarray, ib: np.ndarray, tried: np.ndarray,
+             chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """Best crop correlation of pairs over the `tried` symmetries (P, T: b onto a), both ways
+    round: a's crops against b whole, and b's crops against a whole. Pairs are taken in order
+    of the cropped photo, so each photo's crops are made once per chunk."""
+    best = np.full(len(ia), -1.0, np.float32)
+    best_t = tried[:, 0].copy()
+    for crop_side, whole_side, symmetries in ((ia, ib, tried), (ib, ia, _INVERSE_INDEX[tried])):
+        order = np.argsort(crop_side, kind="stable")
+        for start in range(0, len(order), chunk):
+            sel = order[start : start + chunk]
+            images, local = np.unique(crop_side[sel], return_inverse=True)
+            crops = _crops(sigs.thumbs(images))  # (u, K, OUT*OUT)
+            base = _base(sigs.thumbs(whole_side[sel]))
+            wholes = np.stack([_whole_under(base, symmetries[sel, j])
+                               for j in range(tried.shape[1])], axis=2)  # (p, OUT*OUT, T)
+            corr = np.matmul(crops[local], wholes).max(axis=1)  # (p, T)
+            top = corr.max(axis=1)
+            better = top > best[sel]
+            best[sel[better]] = top[better]
+            best_t[sel[better]] = tried[sel[better], corr[better].argmax(axis=1)]
+    return best, best_t
+
+
+def pair_signals(sigs: Signatures, ia: np.ndarray, ib: np.ndarray, *,
+                 chunk: int = PAIR_CHUNK, gates: bool = True) -> tuple[PairSignals, np.ndarray]:
+    """The signals of pairs (sigs[ia[i]], sigs[ib[i]]) and whether each passed the gates (the
+    alignment is made for those only, others keep `aligned` -1; `gates` False aligns every
+    pair, for the calibration)."""
+    ia, ib = np.asarray(ia, np.int64), np.asarray(ib, np.int64)
+    dct8 = np.concatenate([
+        dct_similarities(sigs.blocks[ia[s : s + 65536]], sigs.blocks[ib[s : s + 65536]])
+        for s in range(0, len(ia), 65536)
+    ]) if len(ia) else np.zeros((0, 8), np.float32)
+    dct = dct8.max(axis=1)
+    passed = dct >= DCT_GATE
+    whole = np.zeros(len(ia), np.float32)
+    idx = np.flatnonzero(passed)
+    for s in range(0, len(idx), 8192):
+        part = idx[s : s + 8192]
+        whole[part] = whole_correlations(sigs, ia[part], ib[part]).max(axis=1)
+    passed &= whole >= WHOLE_GATE
+    aligned = np.full(len(ia), -1.0, np.float32)
+    best_t = dct8.argmax(axis=1) if len(ia) else np.zeros(0, np.int64)
+    idx = np.flatnonzero(passed if gates else np.ones(len(ia), bool))
+    if len(idx):
+        tried = np.argsort(-dct8[idx], axis=1, kind="stable")[:, :TRIED_SYMMETRIES]
+        aligned[idx], best_t[idx] = _aligned(sigs, ia[idx], ib[idx], tried, chunk)
+    chroma = chroma_distance(sigs.colours[ia], sigs.colours[ib])
+    return PairSignals(dct, aligned, chroma, best_t), passed
+
+
+def pair_scores(sigs: Signatures, ia: np.ndarray, ib: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated copy scores of pairs (0 where a gate failed) and the symmetry of each."""
+    s, passed = pair_signals(sigs, ia, ib)
+    return np.where(passed, calibrated(s.dct, s.aligned, s.chroma), 0.0), s.transform
 
 
 def score_pairs(blobs_a: Sequence[bytes], blobs_b: Sequence[bytes]) -> tuple[np.ndarray, list[str]]:
     """Copy scores of pairs of stored signatures, and how each b maps onto its a."""
-    ta, tb = sig.thumbs(list(blobs_a)), sig.thumbs(list(blobs_b))
-    ca, cb = sig.colours(list(blobs_a)), sig.colours(list(blobs_b))
-    dcts = dct_similarities(sig.dct_blocks(ta), sig.dct_blocks(tb)).max(axis=1)
-    s = signals(ta, tb, ca, cb, align=dcts >= DCT_GATE)
-    scores = calibrated(s.dct, s.aligned, s.chroma)
-    return scores, [TRANSFORMS[i] for i in s.transform]
+    n = len(blobs_a)
+    sigs = Signatures([*blobs_a, *blobs_b])
+    scores, transforms = pair_scores(sigs, np.arange(n), np.arange(n, 2 * n))
+    return scores, [TRANSFORMS[i] for i in transforms]
 
 
 def copy_score(blob_a: bytes, blob_b: bytes) -> tuple[float, str]:

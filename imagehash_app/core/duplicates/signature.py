@@ -141,7 +141,7 @@ def dct_blocks(thumbs_: np.ndarray) -> np.ndarray:
     scaled to unit length: a brightness or contrast change leaves it unchanged."""
     blocks = np.einsum("ux,nxy,vy->nuv", _D_LOW, thumbs_, _D_LOW, optimize=True)
     blocks[:, 0, 0] = 0.0
-    norm = np.linalg.norm(blocks.reshape(len(blocks), -1), axis=1)
+    norm = np.linalg.norm(blocks.reshape(len(blocks), LOW * LOW), axis=1)
     return blocks / np.maximum(norm, 1e-6)[:, None, None]
 
 
@@ -152,7 +152,7 @@ def invariant_vectors(blocks: np.ndarray) -> np.ndarray:
     diag = mag[:, np.arange(1, LOW), np.arange(1, LOW)]
     upper, lower = mag[:, _UPPER[0], _UPPER[1]], mag[:, _UPPER[1], _UPPER[0]]
     vec = np.concatenate([diag, np.maximum(upper, lower), np.minimum(upper, lower)], axis=1)
-    norm = np.linalg.norm(vec, axis=1)
+    norm = np.linalg.norm(vec, axis=1) if len(vec) else np.zeros(0)
     return (vec / np.maximum(norm, 1e-6)[:, None]).astype(np.float32)
 
 
