@@ -561,6 +561,9 @@ class MainWindow(QMainWindow):
 
         dialog = getattr(self, "duplicates_dialog", None)
         if isinstance(dialog, DuplicatesDialog):
+            if not dialog.isVisible() and not dialog.is_busy():
+                dialog.read_only = self.read_only
+                dialog.start()  # closed and opened again: the library may have changed meanwhile
             dialog.show()
             dialog.raise_()
             dialog.activateWindow()

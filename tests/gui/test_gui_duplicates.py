@@ -299,3 +299,22 @@ def test_cards_are_widgets_a_keyboard_reaches(qtbot, make_window, copies_library
     assert dialog.focusWidget() is dialog.group_boxes[0].cards[1]
     qtbot.keyClick(dialog.focusWidget(), Qt.Key.Key_Down)
     assert dialog.focusWidget() is dialog.group_boxes[1].cards[1]
+
+
+def test_reopening_the_view_searches_again(qtbot, make_window, copies_library, tmp_path):
+    library, groups, _others = copies_library
+    window = make_window(library, rescan=False)
+    dialog = _open_duplicates(qtbot, window)
+    assert len(dialog.group_boxes) == GROUPS
+    dialog.close()
+    # Meanwhile one group's copies leave the library (through the window's own writer: it holds
+    # the library's lock).
+    original, copies = next(iter(groups.items()))
+    job = window.writer.call(lambda lib, _stop: lib.trash(
+        copies, trash_fn=lambda p: Path(p).unlink(), keepers={c: original for c in copies}))
+    with qtbot.waitSignal(job.succeeded, timeout=WAIT_MS) as done:
+        pass
+    assert done.args[0].ok and len(done.args[0].trashed) == 3
+    with qtbot.waitSignal(dialog.searchFinished, timeout=WAIT_MS):
+        assert window.show_duplicates() is dialog
+    assert _shown_groups(dialog) == _expected_groups(groups) - {frozenset([original, *copies])}
