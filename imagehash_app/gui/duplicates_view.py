@@ -75,16 +75,10 @@ QLabel#badge[kind="reference"] { background: #1565c0; }
 """
 
 
-def trash_outcome_parts(outcome: object, asked: Sequence[Path]) -> tuple[list[Path], Path | None, str]:
-    """(trashed paths, the path it stopped at or None, why) from the engine's `TrashOutcome`."""
-    trashed = [Path(p) for p in getattr(outcome, "trashed", ()) or ()]
-    failed = getattr(outcome, "failed", None)
-    reason = str(getattr(outcome, "reason", "") or getattr(outcome, "error", "") or "")
-    if isinstance(failed, tuple | list) and failed and isinstance(failed[0], tuple | list):
-        failed = failed[0]  # a list of (path, reason): the first is where it stopped
-    if isinstance(failed, tuple | list) and len(failed) == 2:
-        failed, reason = failed[0], str(failed[1])
-    return trashed, (Path(failed) if failed else None), reason
+def trash_outcome_parts(outcome: TrashOutcome) -> tuple[list[Path], Path | None, str]:
+    """(trashed paths, the path it stopped at or None, why) of `Library.trash`'s outcome."""
+    failed, reason = outcome.failed if outcome.failed is not None else (None, "")
+    return list(outcome.trashed), failed, reason
 
 
 class PhotoCard(QFrame):
@@ -412,9 +406,7 @@ class DuplicatesDialog(QDialog):
     @Slot(object)
     def _on_progress(self, event: object) -> None:
         done, total = _progress_counts(event)
-        phase = str(getattr(event, "phase", "") or "")
-        words = {"candidates": "Finding candidate pairs", "verify": "Checking candidates",
-                 "group": "Grouping"}.get(phase, "Looking for copies")
+        words = "Checking candidate pairs"
         if total:
             self.progress_bar.setRange(0, total)
             self.progress_bar.setValue(min(done, total))
@@ -740,12 +732,12 @@ class DuplicatesDialog(QDialog):
         return job
 
     def _on_trashed(self, outcome: TrashOutcome, asked: list[Path]) -> None:
-        trashed, failed, reason = trash_outcome_parts(outcome, asked)
+        trashed, failed, reason = trash_outcome_parts(outcome)
         if self.report is not None:
             self.report = without(self.report, trashed)
         self.chosen -= set(trashed)
         self._rebuild()
-        skipped = list(getattr(outcome, "skipped", ()) or ())
+        skipped = list(outcome.skipped)
         level = Level.ERROR if failed is not None else Level.WARNING if skipped else Level.INFO
         self.show_message(outcome_text(len(asked), trashed, failed, reason, skipped), level)
         self.trashFinished.emit(outcome)
@@ -796,12 +788,10 @@ class DuplicatesDialog(QDialog):
 
 
 def _progress_counts(event: object) -> tuple[int, int]:
-    """(done, total) from whatever the engine reports: an object, a pair, or a fraction."""
-    if isinstance(event, tuple | list) and len(event) >= 2:
+    """(done, total) as `Library.duplicates` reports them (the Job carries them as a pair)."""
+    if isinstance(event, tuple) and len(event) == 2:
         return int(event[0] or 0), int(event[1] or 0)
-    if isinstance(event, float) and 0 <= event <= 1:
-        return int(event * 1000), 1000
-    return int(getattr(event, "done", 0) or 0), int(getattr(event, "total", 0) or 0)
+    return 0, 0
 
 
 def _rule_of(settings: LibrarySettings | None) -> KeeperRule:

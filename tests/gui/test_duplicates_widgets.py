@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from imagehash_app.core.duplicates.report import ScoredPair
-from imagehash_app.core.library import CopyPhoto, DuplicateReport, KeeperRule, Library
+from imagehash_app.core.library import CopyPhoto, DuplicateReport, KeeperRule, Library, TrashOutcome
 from imagehash_app.gui import duplicates_view
 from imagehash_app.gui.duplicates_text import (
     card_lines,
@@ -73,20 +73,11 @@ def test_report_without_trashed_photos_and_with_not_duplicates():
     assert names(marked.at(0.6)) == [{"a.jpg", "b.jpg", "c.jpg"}]  # it never comes back
 
 
-def test_trash_outcome_shapes():
-    class Outcome:
-        trashed = [Path("/a")]
-        failed = Path("/b")
-        reason = "read-only file system"
-
-    assert trash_outcome_parts(Outcome(), [Path("/a"), Path("/b")]) == (
-        [Path("/a")], Path("/b"), "read-only file system")
-
-    class Listed:
-        trashed = (Path("/a"),)
-        failed = ((Path("/b"), "busy"),)
-
-    assert trash_outcome_parts(Listed(), []) == ([Path("/a")], Path("/b"), "busy")
+def test_trash_outcome_parts():
+    stopped = TrashOutcome(trashed=(Path("/a"),), failed=(Path("/b"), "read-only file system"),
+                           left=(Path("/c"),))
+    assert trash_outcome_parts(stopped) == ([Path("/a")], Path("/b"), "read-only file system")
+    assert trash_outcome_parts(TrashOutcome(trashed=(Path("/a"),))) == ([Path("/a")], None, "")
 
 
 @pytest.fixture
@@ -167,3 +158,11 @@ def test_keeper_rule_dialog_orders_ticks_and_picks_reference_folders(qtbot):
     assert not ok.isEnabled() and d.words.text() == "Tick at least one criterion."
     d.folders.item(0).setCheckState(Qt.CheckState.Checked)
     assert d.references() == [Path("/photos"), Path("/backup")]
+
+
+def test_progress_says_how_far_the_search_is(dialog):
+    dialog._on_progress((1_500, 6_000))  # what Library.duplicates reports: (done, total)
+    assert dialog.progress_label.text() == "Checking candidate pairs: 1,500 / 6,000"
+    assert (dialog.progress_bar.value(), dialog.progress_bar.maximum()) == (1_500, 6_000)
+    dialog._on_progress((0, 0))
+    assert dialog.progress_bar.maximum() == 0  # busy, no count yet
