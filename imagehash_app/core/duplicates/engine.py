@@ -23,8 +23,8 @@ from imagehash_app.core.duplicates import signature as sig
 from imagehash_app.core.duplicates.report import TRANSFORMS
 
 NEIGHBOURS = 8  # candidates per photo from the graph
-GRAPH_M = 12
-GRAPH_EF_CONSTRUCTION = 48
+GRAPH_M = 8
+GRAPH_EF_CONSTRUCTION = 32
 GRAPH_EF = 32
 GRAPH_SEED = 15
 PARALLEL_ABOVE = 50_000  # below this the graph is built on one thread (deterministic)

@@ -43,7 +43,8 @@ OUT = 16  # side of the compared thumbnails
 # The alignment is made first at this side (a quarter of the work), and at OUT only for pairs
 # whose coarse alignment reaches COARSE_GATE (every copy of the test set did: results page).
 COARSE_OUT = 8
-COARSE_GATE = 0.8
+COARSE_CROP_STEPS = (0.0, 0.05, 0.10)  # the fine grid: a coarser one let copies fall below the gate
+COARSE_GATE = 0.85
 CROP_STEPS = (0.0, 0.05, 0.10)  # per side: the crops tried
 MAX_CROP = CROP_STEPS[-1]
 PAIR_CHUNK = 512  # pairs aligned at once (bounded scratch: ~50 MB)
@@ -64,7 +65,8 @@ def _resample_matrix(lo: float, hi: float, out: int) -> np.ndarray:
     return m
 
 
-_RANGES = [(lo, 1.0 - hi) for lo in CROP_STEPS for hi in CROP_STEPS]
+def _ranges(steps: tuple[float, ...]) -> list[tuple[float, float]]:
+    return [(lo, 1.0 - hi) for lo in steps for hi in steps]
 
 
 @dataclass(frozen=True)
@@ -72,18 +74,21 @@ class _Level:
     """The resampling matrices of one comparison size: crops (rows, then columns) and whole."""
 
     out: int
+    ranges: int  # crop ranges per axis (K)
     rows: np.ndarray  # (K*out, SIDE)
     cols: np.ndarray  # (SIDE, K*out)
     full: np.ndarray  # (out, SIDE)
 
     @classmethod
-    def of(cls, out: int) -> _Level:
-        rows = np.concatenate([_resample_matrix(lo, hi, out) for lo, hi in _RANGES])
-        return cls(out, rows, np.ascontiguousarray(rows.T), _resample_matrix(0.0, 1.0, out))
+    def of(cls, out: int, steps: tuple[float, ...]) -> _Level:
+        ranges = _ranges(steps)
+        rows = np.concatenate([_resample_matrix(lo, hi, out) for lo, hi in ranges])
+        return cls(out, len(ranges), rows, np.ascontiguousarray(rows.T),
+                   _resample_matrix(0.0, 1.0, out))
 
 
-FINE = _Level.of(OUT)
-COARSE = _Level.of(COARSE_OUT)
+FINE = _Level.of(OUT, CROP_STEPS)
+COARSE = _Level.of(COARSE_OUT, COARSE_CROP_STEPS)
 
 
 @dataclass(frozen=True)
@@ -128,7 +133,7 @@ def _crops(thumbs: np.ndarray, level: _Level = FINE) -> tuple[np.ndarray, np.nda
     rows, then columns): (n, K, out*out) as they are, and (n, K) one over each crop's centred
     length. A dot with a zero-mean row times that is the normalised cross-correlation (cheaper
     than centring and scaling every crop)."""
-    k, out = len(_RANGES), level.out
+    k, out = level.ranges, level.out
     rows = np.matmul(level.rows, thumbs).reshape(len(thumbs), k, out, sig.SIDE)
     full = np.empty((len(thumbs), k, k, out, out), np.float32)
     for kx in range(k):  # each column range straight into place: no transposed copy
@@ -168,6 +173,7 @@ class Signatures:
                                                                         np.uint8)
         self.raw_thumbs = raw[:, : sig.THUMB_BYTES].reshape(n, sig.SIDE, sig.SIDE)
         self.colours = raw[:, sig.THUMB_BYTES :].astype(np.float32)
+        self._wholes: dict[int, np.ndarray] = {}
         self.blocks = np.zeros((n, sig.LOW, sig.LOW), np.float32)
         for start in range(0, n, 8192):
             self.blocks[start : start + 8192] = sig.dct_blocks(self.thumbs(np.arange(
@@ -179,6 +185,20 @@ class Signatures:
     def thumbs(self, index: np.ndarray) -> np.ndarray:
         return self.raw_thumbs[index].astype(np.float32)
 
+    def wholes(self, level: _Level) -> np.ndarray:
+        """(n, out, out) every thumbnail resampled whole at `level`, centred and of unit length
+        (made once: 1 KB a photo at the fine level); a symmetry of it is still of unit length."""
+        cached = self._wholes.get(level.out)
+        if cached is None:
+            n = len(self)
+            cached = np.zeros((n, level.out, level.out), np.float32)
+            for start in range(0, n, 8192):
+                part = np.arange(start, min(start + 8192, n))
+                cached[part] = _unit(_base(self.thumbs(part), level).reshape(len(part), -1)
+                                     ).reshape(len(part), level.out, level.out)
+            self._wholes[level.out] = cached
+        return cached
+
 
 _INVERSE_INDEX = np.array([TRANSFORMS.index(INVERSE[t]) for t in TRANSFORMS])
 TRIED_SYMMETRIES = 2  # the alignment tries the DCT signal's best this many symmetries
@@ -189,22 +209,23 @@ def _base(thumbs: np.ndarray, level: _Level = FINE) -> np.ndarray:
     return np.matmul(np.matmul(level.full, thumbs), level.full.T)
 
 
-def _whole_under(base: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """(n, out*out) unit rows: base[i] under symmetry TRANSFORMS[t[i]]."""
-    out = np.empty((len(base), base.shape[-1] ** 2), np.float32)
+def _whole_under(unit: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """(n, out*out): unit wholes unit[i] under symmetry TRANSFORMS[t[i]]."""
+    out = np.empty((len(unit), unit.shape[-1] ** 2), np.float32)
     for k, name in enumerate(TRANSFORMS):
         m = t == k
         if m.any():
-            out[m] = sig.transform(name, base[m]).reshape(int(m.sum()), -1)
-    return _unit(out)
+            out[m] = sig.transform(name, unit[m]).reshape(int(m.sum()), -1)
+    return out
 
 
 def whole_correlations(sigs: Signatures, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
     """(P, 8): correlation of the whole thumbnails of a and b, b under each symmetry."""
-    ua = _unit(_base(sigs.thumbs(ia)).reshape(len(ia), -1))
-    base_b = _base(sigs.thumbs(ib))
+    wholes = sigs.wholes(FINE)
+    ua = wholes[ia].reshape(len(ia), -1)
+    ub = wholes[ib]
     return np.stack([
-        np.einsum("np,np->n", ua, _unit(sig.transform(t, base_b).reshape(len(ib), -1)))
+        np.einsum("np,np->n", ua, sig.transform(t, ub).reshape(len(ib), -1))
         for t in TRANSFORMS
     ], axis=1)
 
@@ -222,8 +243,8 @@ def _aligned(sigs: Signatures, ia: np.ndarray, ib: np.ndarray, tried: np.ndarray
             sel = order[start : start + chunk]
             images, local = np.unique(crop_side[sel], return_inverse=True)
             crops, scale = _crops(sigs.thumbs(images), level)  # (u, K, out*out), (u, K)
-            base = _base(sigs.thumbs(whole_side[sel]), level)
-            wholes = np.stack([_whole_under(base, symmetries[sel, j])
+            unit = sigs.wholes(level)[whole_side[sel]]
+            wholes = np.stack([_whole_under(unit, symmetries[sel, j])
                                for j in range(tried.shape[1])], axis=2)  # (p, out*out, T)
             corr = np.empty((len(sel), tried.shape[1]), np.float32)
             bounds = [0, *(np.flatnonzero(np.diff(local)) + 1), len(sel)]
