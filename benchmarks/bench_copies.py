@@ -143,7 +143,7 @@ def pair_signals(pairs: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     sigs = score_mod.Signatures([p["a"] for p in pairs] + [p["b"] for p in pairs])
     s, _ = score_mod.pair_signals(sigs, np.arange(n), np.arange(n, 2 * n), gates=False)
     _, passed = score_mod.pair_signals(sigs, np.arange(n), np.arange(n, 2 * n))
-    return np.stack([s.dct, s.aligned, s.chroma], axis=1), passed
+    return np.stack([s.dct, s.aligned, s.chroma, s.whole, s.coarse], axis=1), passed
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, names: tuple[str, ...] = FEATURES,
@@ -192,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
                           names=FEATURES[1:])
     weights = {"bias": fitted["bias"], "dct": 0.0, **{f: fitted[f] for f in FEATURES[1:]}}
     gate_ok = x[fit & (y == 1), 0].min()
+    for name, column in (("whole", 3), ("coarse", 4)):
+        values = x[y == 1, column]
+        print(f"{name} signal of copies: min {values.min():.3f}, 0.1% {np.percentile(values, 0.1):.3f}, "
+              f"1% {np.percentile(values, 1):.3f}; negatives >= 0.5/0.8: "
+              f"{(x[y == 0, column] >= 0.5).mean():.3f}/{(x[y == 0, column] >= 0.8).mean():.3f}")
     gate_loss = 1 - passed[y == 1].mean()
     scores = np.where(passed, score_mod.calibrated(x[:, 0], x[:, 1], x[:, 2], weights), 0.0)
     grid = np.round(np.arange(0.05, 0.96, 0.01), 2)

@@ -785,8 +785,8 @@ class Library:
         return out
 
     def _copy_index(self):
-        """The library's signatures in a graph for copy candidates (engine.CopyIndex), built
-        once per catalogue version."""
+        """The library's invariant vectors for copy candidates (engine.CopyIndex), made once per
+        catalogue version."""
         from imagehash_app.core.duplicates.engine import CopyIndex
 
         token = self._cat.change_token()

@@ -40,6 +40,11 @@ SATURATION = 0.999  # similarities above this count as this (the signatures' own
 FLOOR_MARGIN = 0.15  # a search keeps pairs this far below its threshold, for a slider to reach
 
 OUT = 16  # side of the compared thumbnails
+# The alignment is made first at this side (a quarter of the work), and at OUT only for pairs
+# whose coarse alignment reaches COARSE_GATE (every copy of the test set did: results page).
+COARSE_OUT = 8
+COARSE_CROP_STEPS = (0.0, 0.05, 0.10)  # the fine grid: a coarser one let copies fall below the gate
+COARSE_GATE = 0.85
 CROP_STEPS = (0.0, 0.05, 0.10)  # per side: the crops tried
 MAX_CROP = CROP_STEPS[-1]
 PAIR_CHUNK = 512  # pairs aligned at once (bounded scratch: ~50 MB)
@@ -48,23 +53,42 @@ PAIR_CHUNK = 512  # pairs aligned at once (bounded scratch: ~50 MB)
 INVERSE = {t: {"rot90": "rot270", "rot270": "rot90"}.get(t, t) for t in TRANSFORMS}
 
 
-def _resample_matrix(lo: float, hi: float) -> np.ndarray:
-    """(OUT, SIDE) bilinear weights sampling [lo, hi] (fractions of the side) at OUT points."""
-    centres = (lo + (np.arange(OUT) + 0.5) / OUT * (hi - lo)) * sig.SIDE - 0.5
+def _resample_matrix(lo: float, hi: float, out: int) -> np.ndarray:
+    """(out, SIDE) bilinear weights sampling [lo, hi] (fractions of the side) at `out` points."""
+    centres = (lo + (np.arange(out) + 0.5) / out * (hi - lo)) * sig.SIDE - 0.5
     centres = np.clip(centres, 0, sig.SIDE - 1)
     left = np.floor(centres).astype(int)
     frac = centres - left
-    m = np.zeros((OUT, sig.SIDE), np.float32)
-    m[np.arange(OUT), left] += 1 - frac
-    m[np.arange(OUT), np.minimum(left + 1, sig.SIDE - 1)] += frac
+    m = np.zeros((out, sig.SIDE), np.float32)
+    m[np.arange(out), left] += 1 - frac
+    m[np.arange(out), np.minimum(left + 1, sig.SIDE - 1)] += frac
     return m
 
 
-_RANGES = [(lo, 1.0 - hi) for lo in CROP_STEPS for hi in CROP_STEPS]
-_R_CROPS = np.stack([_resample_matrix(lo, hi) for lo, hi in _RANGES])  # (9, OUT, SIDE)
-_R_ROWS = _R_CROPS.reshape(-1, sig.SIDE)  # (K*OUT, SIDE)
-_R_COLS = np.ascontiguousarray(_R_ROWS.T)
-_R_FULL = _resample_matrix(0.0, 1.0)
+def _ranges(steps: tuple[float, ...]) -> list[tuple[float, float]]:
+    return [(lo, 1.0 - hi) for lo in steps for hi in steps]
+
+
+@dataclass(frozen=True)
+class _Level:
+    """The resampling matrices of one comparison size: crops (rows, then columns) and whole."""
+
+    out: int
+    ranges: int  # crop ranges per axis (K)
+    rows: np.ndarray  # (K*out, SIDE)
+    cols: np.ndarray  # (SIDE, K*out)
+    full: np.ndarray  # (out, SIDE)
+
+    @classmethod
+    def of(cls, out: int, steps: tuple[float, ...]) -> _Level:
+        ranges = _ranges(steps)
+        rows = np.concatenate([_resample_matrix(lo, hi, out) for lo, hi in ranges])
+        return cls(out, len(ranges), rows, np.ascontiguousarray(rows.T),
+                   _resample_matrix(0.0, 1.0, out))
+
+
+FINE = _Level.of(OUT, CROP_STEPS)
+COARSE = _Level.of(COARSE_OUT, COARSE_CROP_STEPS)
 
 
 @dataclass(frozen=True)
@@ -76,6 +100,8 @@ class PairSignals:
     aligned: np.ndarray
     chroma: np.ndarray
     transform: np.ndarray
+    whole: np.ndarray | None = None  # the gates' signals (for the calibration's report)
+    coarse: np.ndarray | None = None
 
 
 def calibrated(dct: np.ndarray, aligned: np.ndarray, chroma: np.ndarray,
@@ -102,14 +128,22 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-6)
 
 
-def _crops(thumbs: np.ndarray) -> np.ndarray:
-    """(n, K, OUT*OUT) unit rows: every crop of the grid (K of them) of each thumbnail, resampled
-    (two matrix products: rows, then columns)."""
-    k = len(_RANGES)
-    rows = np.matmul(_R_ROWS, thumbs)  # (n, k*OUT, SIDE)
-    full = np.matmul(rows, _R_COLS)  # (n, k*OUT, k*OUT): [range_y, y, range_x, x]
-    full = full.reshape(len(thumbs), k, OUT, k, OUT).transpose(0, 1, 3, 2, 4)
-    return _unit(full.reshape(len(thumbs), k * k, OUT * OUT))
+def _crops(thumbs: np.ndarray, level: _Level = FINE) -> tuple[np.ndarray, np.ndarray]:
+    """Every crop of the grid (K of them) of each thumbnail, resampled (two matrix products:
+    rows, then columns): (n, K, out*out) as they are, and (n, K) one over each crop's centred
+    length. A dot with a zero-mean row times that is the normalised cross-correlation (cheaper
+    than centring and scaling every crop)."""
+    k, out = level.ranges, level.out
+    rows = np.matmul(level.rows, thumbs).reshape(len(thumbs), k, out, sig.SIDE)
+    full = np.empty((len(thumbs), k, k, out, out), np.float32)
+    for kx in range(k):  # each column range straight into place: no transposed copy
+        np.matmul(rows, level.cols[:, kx * out : (kx + 1) * out], out=full[:, :, kx])
+    full = full.reshape(len(thumbs), k * k, out * out)
+    n_px = out * out
+    total = full.sum(axis=2)
+    squares = np.einsum("ukp,ukp->uk", full, full)
+    centred = np.maximum(squares - total * total / n_px, 1e-6)
+    return full, 1.0 / np.sqrt(centred)
 
 
 def dct_similarities(blocks_a: np.ndarray, blocks_b: np.ndarray) -> np.ndarray:
@@ -139,6 +173,7 @@ class Signatures:
                                                                         np.uint8)
         self.raw_thumbs = raw[:, : sig.THUMB_BYTES].reshape(n, sig.SIDE, sig.SIDE)
         self.colours = raw[:, sig.THUMB_BYTES :].astype(np.float32)
+        self._wholes: dict[int, np.ndarray] = {}
         self.blocks = np.zeros((n, sig.LOW, sig.LOW), np.float32)
         for start in range(0, n, 8192):
             self.blocks[start : start + 8192] = sig.dct_blocks(self.thumbs(np.arange(
@@ -150,38 +185,53 @@ class Signatures:
     def thumbs(self, index: np.ndarray) -> np.ndarray:
         return self.raw_thumbs[index].astype(np.float32)
 
+    def wholes(self, level: _Level) -> np.ndarray:
+        """(n, out, out) every thumbnail resampled whole at `level`, centred and of unit length
+        (made once: 1 KB a photo at the fine level); a symmetry of it is still of unit length."""
+        cached = self._wholes.get(level.out)
+        if cached is None:
+            n = len(self)
+            cached = np.zeros((n, level.out, level.out), np.float32)
+            for start in range(0, n, 8192):
+                part = np.arange(start, min(start + 8192, n))
+                cached[part] = _unit(_base(self.thumbs(part), level).reshape(len(part), -1)
+                                     ).reshape(len(part), level.out, level.out)
+            self._wholes[level.out] = cached
+        return cached
+
 
 _INVERSE_INDEX = np.array([TRANSFORMS.index(INVERSE[t]) for t in TRANSFORMS])
 TRIED_SYMMETRIES = 2  # the alignment tries the DCT signal's best this many symmetries
 
 
-def _base(thumbs: np.ndarray) -> np.ndarray:
-    """(n, OUT, OUT) each thumbnail resampled whole."""
-    return np.matmul(np.matmul(_R_FULL, thumbs), _R_FULL.T)
+def _base(thumbs: np.ndarray, level: _Level = FINE) -> np.ndarray:
+    """(n, out, out) each thumbnail resampled whole."""
+    return np.matmul(np.matmul(level.full, thumbs), level.full.T)
 
 
-def _whole_under(base: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """(n, OUT*OUT) unit rows: base[i] under symmetry TRANSFORMS[t[i]]."""
-    out = np.empty((len(base), OUT * OUT), np.float32)
+def _whole_under(unit: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """(n, out*out): unit wholes unit[i] under symmetry TRANSFORMS[t[i]]."""
+    out = np.empty((len(unit), unit.shape[-1] ** 2), np.float32)
     for k, name in enumerate(TRANSFORMS):
         m = t == k
         if m.any():
-            out[m] = sig.transform(name, base[m]).reshape(int(m.sum()), -1)
-    return _unit(out)
+            out[m] = sig.transform(name, unit[m]).reshape(int(m.sum()), -1)
+    return out
 
 
 def whole_correlations(sigs: Signatures, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
     """(P, 8): correlation of the whole thumbnails of a and b, b under each symmetry."""
-    ua = _unit(_base(sigs.thumbs(ia)).reshape(len(ia), -1))
-    base_b = _base(sigs.thumbs(ib))
+    wholes = sigs.wholes(FINE)
+    ua = wholes[ia].reshape(len(ia), -1)
+    ub = wholes[ib]
     return np.stack([
-        np.einsum("np,np->n", ua, _unit(sig.transform(t, base_b).reshape(len(ib), -1)))
+        np.einsum("np,np->n", ua, sig.transform(t, ub).reshape(len(ib), -1))
         for t in TRANSFORMS
     ], axis=1)
 
 
 def _aligned(sigs: Signatures, ia: np.ndarray, ib: np.ndarray, tried: np.ndarray,
-             chunk: int) -> tuple[np.ndarray, np.ndarray]:
+             chunk: int, level: _Level = FINE) -> tuple[np.ndarray, np.ndarray]:
     """Best crop correlation of pairs over the `tried` symmetries (P, T: b onto a), both ways
     round: a's crops against b whole, and b's crops against a whole. Pairs are taken in order
     of the cropped photo, so each photo's crops are made once per chunk."""
@@ -192,11 +242,16 @@ def _aligned(sigs: Signatures, ia: np.ndarray, ib: np.ndarray, tried: np.ndarray
         for start in range(0, len(order), chunk):
             sel = order[start : start + chunk]
             images, local = np.unique(crop_side[sel], return_inverse=True)
-            crops = _crops(sigs.thumbs(images))  # (u, K, OUT*OUT)
-            base = _base(sigs.thumbs(whole_side[sel]))
-            wholes = np.stack([_whole_under(base, symmetries[sel, j])
-                               for j in range(tried.shape[1])], axis=2)  # (p, OUT*OUT, T)
-            corr = np.matmul(crops[local], wholes).max(axis=1)  # (p, T)
+            crops, scale = _crops(sigs.thumbs(images), level)  # (u, K, out*out), (u, K)
+            unit = sigs.wholes(level)[whole_side[sel]]
+            wholes = np.stack([_whole_under(unit, symmetries[sel, j])
+                               for j in range(tried.shape[1])], axis=2)  # (p, out*out, T)
+            corr = np.empty((len(sel), tried.shape[1]), np.float32)
+            bounds = [0, *(np.flatnonzero(np.diff(local)) + 1), len(sel)]
+            for u, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+                # this photo's crops (K, px) against its partners' wholes (m, px, T), at once
+                c = np.matmul(crops[u][None], wholes[lo:hi]) * scale[u][None, :, None]
+                corr[lo:hi] = c.max(axis=1)
             top = corr.max(axis=1)
             better = top > best[sel]
             best[sel[better]] = top[better]
@@ -223,13 +278,20 @@ def pair_signals(sigs: Signatures, ia: np.ndarray, ib: np.ndarray, *,
         whole[part] = whole_correlations(sigs, ia[part], ib[part]).max(axis=1)
     passed &= whole >= WHOLE_GATE
     aligned = np.full(len(ia), -1.0, np.float32)
+    coarse_all = np.full(len(ia), -1.0, np.float32)
     best_t = dct8.argmax(axis=1) if len(ia) else np.zeros(0, np.int64)
     idx = np.flatnonzero(passed if gates else np.ones(len(ia), bool))
     if len(idx):
         tried = np.argsort(-dct8[idx], axis=1, kind="stable")[:, :TRIED_SYMMETRIES]
+        coarse, _ = _aligned(sigs, ia[idx], ib[idx], tried, chunk, COARSE)
+        if gates:
+            passed[idx] &= coarse >= COARSE_GATE
+            tried, idx = tried[coarse >= COARSE_GATE], idx[coarse >= COARSE_GATE]
+        else:
+            coarse_all[idx] = coarse
         aligned[idx], best_t[idx] = _aligned(sigs, ia[idx], ib[idx], tried, chunk)
     chroma = chroma_distance(sigs.colours[ia], sigs.colours[ib])
-    return PairSignals(dct, aligned, chroma, best_t), passed
+    return PairSignals(dct, aligned, chroma, best_t, whole, coarse_all), passed
 
 
 def pair_scores(sigs: Signatures, ia: np.ndarray, ib: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
