@@ -420,6 +420,12 @@ class DuplicatesDialog(QDialog):
         self._set_busy(False)
         self.messages.dismiss()
         self.set_report(report)
+        unsigned = int(getattr(report, "unsigned", 0) or 0)
+        if unsigned:
+            self.show_message(
+                f"{unsigned:,} photo{'s were' if unsigned != 1 else ' was'} indexed before copies could be "
+                "found and {} not compared; use Library ▸ Re-scan all folders, then Search again."
+                .format("were" if unsigned != 1 else "was"), Level.WARNING)
         self.searchFinished.emit(report)
 
     @Slot()

@@ -166,3 +166,15 @@ def test_progress_says_how_far_the_search_is(dialog):
     assert (dialog.progress_bar.value(), dialog.progress_bar.maximum()) == (1_500, 6_000)
     dialog._on_progress((0, 0))
     assert dialog.progress_bar.maximum() == 0  # busy, no count yet
+
+
+def test_photos_without_a_signature_are_announced(dialog):
+    report = chain_report()
+    from dataclasses import replace
+
+    dialog._on_report(replace(report, unsigned=12))  # indexed before copy signatures existed
+    assert dialog.messages.text.text() == (
+        "12 photos were indexed before copies could be found and were not compared; use "
+        "Library ▸ Re-scan all folders, then Search again.")
+    dialog._on_report(report)
+    assert dialog.messages.isHidden()  # a search that compared every photo says nothing
