@@ -69,7 +69,8 @@ if TYPE_CHECKING:
 DEFAULT_RESULTS = 40
 MAX_RESULTS = 1000
 HISTORY = 50  # queries Alt+Left can go back through
-PHASES = {"scan": "Scanning folders", "embed": "Indexing", "train": "Training the hasher", "encode": "Encoding"}
+PHASES = {"scan": "Scanning folders", "embed": "Indexing", "train": "Training the hasher", "encode": "Encoding",
+          "signatures": "Preparing to find copies"}
 
 
 def _eta(seconds: float | None) -> str:

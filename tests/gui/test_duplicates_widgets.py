@@ -178,3 +178,12 @@ def test_photos_without_a_signature_are_announced(dialog):
         "Library ▸ Re-scan all folders, then Search again.")
     dialog._on_report(report)
     assert dialog.messages.isHidden()  # a search that compared every photo says nothing
+
+
+def test_the_index_names_its_signature_phase():
+    from types import SimpleNamespace
+
+    from imagehash_app.gui.main_window import progress_text
+
+    event = SimpleNamespace(phase="signatures", done=64, total=300, rate=40.0, eta_s=6.0)
+    assert progress_text(event) == "Preparing to find copies: 64 / 300 · 40 photos/s · 6 s left"
