@@ -28,8 +28,7 @@ def _photo(seed: int) -> Image.Image:
     return make_photo(seed, (240, 180))
 
 
-@pytest.fixture
-def copies_library(tmp_path: Path) -> tuple[Path, dict[Path, list[Path]], list[Path]]:
+def _make_copies_library(tmp_path: Path) -> tuple[Path, dict[Path, list[Path]], list[Path]]:
     """A library of GROUPS originals, each with a re-encoded, a smaller and a rotated copy (the
     copies in a "backup" folder), and unrelated photos; indexed with the tiny backbone."""
     folder = tmp_path / "photos"
@@ -71,6 +70,18 @@ def copies_library(tmp_path: Path) -> tuple[Path, dict[Path, list[Path]], list[P
     return library, groups, others
 
 
+@pytest.fixture
+def copies_library(tmp_path: Path) -> tuple[Path, dict[Path, list[Path]], list[Path]]:
+    """A library of copies of its own, for tests that change it (trash, marks, settings)."""
+    return _make_copies_library(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def shared_copies(tmp_path_factory) -> tuple[Path, dict[Path, list[Path]], list[Path]]:
+    """One library of copies for the tests that only look (indexed once)."""
+    return _make_copies_library(tmp_path_factory.mktemp("shared"))
+
+
 def _open_duplicates(qtbot, window) -> DuplicatesDialog:
     with qtbot.waitSignal(window.snapshotChanged, timeout=WAIT_MS):
         pass
@@ -91,8 +102,8 @@ def _shown_groups(dialog: DuplicatesDialog) -> set[frozenset[Path]]:
     return {frozenset(c.photo.path for c in box.cards) for box in dialog.group_boxes}
 
 
-def test_find_duplicates_shows_each_group_with_its_keeper(qtbot, make_window, copies_library):
-    library, groups, others = copies_library
+def test_find_duplicates_shows_each_group_with_its_keeper(qtbot, make_window, shared_copies):
+    library, groups, others = shared_copies
     window = make_window(library, rescan=False)
     dialog = _open_duplicates(qtbot, window)
     assert _shown_groups(dialog) == _expected_groups(groups)
@@ -113,8 +124,8 @@ def test_find_duplicates_shows_each_group_with_its_keeper(qtbot, make_window, co
     assert not any(p in box.group.paths for box in dialog.group_boxes for p in others)
 
 
-def test_slider_regroups_live(qtbot, make_window, copies_library):
-    library, groups, _others = copies_library
+def test_slider_regroups_live(qtbot, make_window, shared_copies):
+    library, groups, _others = shared_copies
     window = make_window(library, rescan=False)
     dialog = _open_duplicates(qtbot, window)
     report = dialog.report
@@ -232,8 +243,8 @@ def test_trash_stops_at_a_failure_and_leaves_the_rest(qtbot, make_window, copies
     assert calls[0] not in shown and calls[1] in shown
 
 
-def test_cancel_stops_the_search(qtbot, make_window, copies_library):
-    library, _groups, _others = copies_library
+def test_cancel_stops_the_search(qtbot, make_window, shared_copies):
+    library, _groups, _others = shared_copies
     window = make_window(library, rescan=False)
     with qtbot.waitSignal(window.snapshotChanged, timeout=WAIT_MS):
         pass
@@ -274,8 +285,8 @@ def test_rule_change_regroups_and_reference_folder_is_kept(qtbot, make_window, c
     assert str(backup) in dialog.rule_label.text()
 
 
-def test_results_mark_the_query_itself_and_its_copies(qtbot, make_window, copies_library):
-    library, groups, _others = copies_library
+def test_results_mark_the_query_itself_and_its_copies(qtbot, make_window, shared_copies):
+    library, groups, _others = shared_copies
     window = make_window(library, rescan=False)
     original, copies = next(iter(groups.items()))
     with qtbot.waitSignal(window.searchFinished, timeout=WAIT_MS):
@@ -288,8 +299,8 @@ def test_results_mark_the_query_itself_and_its_copies(qtbot, make_window, copies
     assert "in this library" in window.query_pane._caption.text()
 
 
-def test_cards_are_widgets_a_keyboard_reaches(qtbot, make_window, copies_library):
-    library, _groups, _others = copies_library
+def test_cards_are_widgets_a_keyboard_reaches(qtbot, make_window, shared_copies):
+    library, _groups, _others = shared_copies
     window = make_window(library, rescan=False)
     dialog = _open_duplicates(qtbot, window)
     first = dialog.group_boxes[0].cards[0]
