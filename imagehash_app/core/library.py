@@ -1017,12 +1017,12 @@ class Library:
             raise ImagehashError(f"The copy threshold is a score from 0 to 1, not {threshold}.")
         floor = default_floor(threshold) if floor is None else min(float(floor), threshold)
         references = [*self.reference_folders(), *_resolved(reference_folders)]
-        with self._mutex, health.translated(self.path):
+        with health.translated(self.path):
             return library_ops.find_duplicates(
                 self._cat, threshold, floor,
                 folders=None if folders is None else _resolved(folders),
                 reference_folders=references, rule=rule or self.keeper_rule(),
-                progress=progress, cancel=cancel,
+                lock=self._mutex, progress=progress, cancel=cancel,
             )
 
     def mark_not_duplicates(self, paths: Sequence[Path]) -> None:

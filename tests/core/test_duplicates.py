@@ -227,3 +227,17 @@ def test_scores_are_calibrated_constants_not_the_hasher():
     assert same >= score_mod.DEFAULT_THRESHOLD and how in ("rot90", "rot270")
     assert score_mod.copy_score(a, c)[0] < score_mod.DEFAULT_THRESHOLD
     assert score_mod.copy_score(a, a)[0] > 0.99
+
+
+def test_engine_reports_progress_and_stops_when_cancelled():
+    from imagehash_app.core.duplicates import engine
+    from imagehash_app.core.errors import CancelledError
+
+    blobs = [sig.thumbnail_of(scene(i)) for i in range(12)]
+    blobs += [sig.thumbnail_of(scene(0).transpose(Image.Transpose.ROTATE_90))]
+    seen: list[tuple[int, int]] = []
+    found = engine.find_pairs(blobs, 0.3, progress=lambda d, t: seen.append((d, t)))
+    assert {(int(a), int(b)) for a, b in zip(found.a, found.b, strict=True)} == {(0, 12)}
+    assert found.transform == ["rot270"] and seen[-1][0] == seen[-1][1] > 0
+    with pytest.raises(CancelledError):
+        engine.find_pairs(blobs, 0.3, cancel=lambda: True)
