@@ -243,3 +243,15 @@ def test_engine_reports_progress_and_stops_when_cancelled():
     assert found.transform == ["rot270"] and seen[-1][0] == seen[-1][1] > 0
     with pytest.raises(CancelledError):
         engine.find_pairs(blobs, 0.3, cancel=lambda: True)
+
+
+def test_header_facts_read_the_date_and_quality_without_decoding(tmp_path):
+    exif = Image.Exif()
+    exif[306] = "2020:01:02 03:04:05"
+    scene(1).save(tmp_path / "a.jpg", quality=70, exif=exif.tobytes())
+    scene(1).save(tmp_path / "b.png")
+    jpeg = sig.header_facts(Image.open(tmp_path / "a.jpg"))
+    assert jpeg.format == "JPEG" and jpeg.taken == 1577934245.0 and jpeg.quality == 70
+    png = Image.open(tmp_path / "b.png")
+    assert sig.header_facts(png) == sig.HeaderFacts("PNG", None, None)
+    assert png._im is None  # the pixels were not decoded for it
