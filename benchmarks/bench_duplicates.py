@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         row = {**runs[-1], "photos": n, "real": min(n, len(real)), "cifar10": len(rest),
                "planted_copies": planted,
                "seconds": statistics.median(r["seconds"] for r in runs),
+               "cpu_seconds": statistics.median(r["cpu_seconds"] for r in runs),
                "runs": [round(r["seconds"], 2) for r in runs]}
         rows.append(row)
         print(f"{n:>8} {row['real']:>6} {row['seconds']:>9.1f} {row['cpu_seconds']:>6.1f} "

@@ -176,21 +176,6 @@ def test_sweep_disk_full(tmp_path: Path) -> None:
     assert summary["consistent_after"] == 1
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "flowers5.tar.gz").is_file(), reason="no shared data")
-def test_bench_copies_and_bench_duplicates(tmp_path: Path) -> None:
-    """The copy score's test set on 6 originals, and grouping 300 signatures (issue 15)."""
-    out = tmp_path / "copies.json"
-    bench("-m", "benchmarks.bench_copies", "--originals", "6", "--data", SHARED_DATA,
-          "--work", tmp_path / "work", "--json", out, timeout=240)
-    result = json.loads(out.read_text())
-    assert result["copies"] > 0 and 0 <= result["held_out"]["recall"] <= 1
-    out = tmp_path / "duplicates.json"
-    bench("-m", "benchmarks.bench_duplicates", "--photos", "300", "--real", "200", "--repeat",
-          "1", "--data", SHARED_DATA, "--work", tmp_path / "work", "--json", out, timeout=240)
-    [row] = json.loads(out.read_text())["rows"]
-    assert row["photos"] == 300 and row["seconds"] > 0 and row["candidates"] > 0
-
-
 def test_bench_cold_query(tmp_path: Path) -> None:
     """A new process's search vs status over 6 generated photos (tiny backbone, its ONNX export)."""
     out = tmp_path / "cold.json"
@@ -217,3 +202,18 @@ def test_bench_first_drop(tmp_path: Path) -> None:
     for row in result["rows"]:
         assert 0 < row["median_shown_s"] < row["median_painted_s"]
         assert row["torch_imported"] is False
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "flowers5.tar.gz").is_file(), reason="no shared data")
+def test_bench_copies_and_bench_duplicates(tmp_path: Path) -> None:
+    """The copy score's test set on 6 originals, and grouping 300 signatures (issue 15)."""
+    out = tmp_path / "copies.json"
+    bench("-m", "benchmarks.bench_copies", "--originals", "6", "--data", SHARED_DATA,
+          "--work", tmp_path / "work", "--json", out, timeout=240)
+    result = json.loads(out.read_text())
+    assert result["copies"] > 0 and 0 <= result["held_out"]["recall"] <= 1
+    out = tmp_path / "duplicates.json"
+    bench("-m", "benchmarks.bench_duplicates", "--photos", "300", "--real", "200", "--repeat",
+          "1", "--data", SHARED_DATA, "--work", tmp_path / "work", "--json", out, timeout=240)
+    [row] = json.loads(out.read_text())["rows"]
+    assert row["photos"] == 300 and row["seconds"] > 0 and row["candidates"] > 0

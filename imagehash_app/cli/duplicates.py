@@ -126,7 +126,8 @@ def _trash(lib: Library, report: DuplicateReport, args: argparse.Namespace) -> i
         print("Nothing was moved.", file=sys.stderr)
         return 1
     outcome = lib.trash([p.path for p, _ in removable],
-                        keepers={p.path: _keeper(g) for p, g in removable})
+                        keepers={p.path: _keeper(g) for p, g in removable},
+                        reference_folders=args.reference)
     print(outcome.message, file=sys.stderr)
     if not outcome.ok:
         raise ImagehashError(f"Stopped at {display(outcome.failed[0])}: {outcome.failed[1]}; "

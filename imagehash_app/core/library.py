@@ -834,13 +834,12 @@ class Library:
             signature = signatures[q] if signatures is not None else None
             if signature is None and own_id is not None:
                 signature = self._cat.signatures_of([own_id]).get(own_id)
-            copies = self._copies(signature, q, features, query_codes, state, own_id, row)
-            if copies:  # copies first (by copy score), after the query itself
-                first = [h for h in row[:1] if pos is not None and h.position == pos]
-                rest = [h for h in row if h not in first]
-                ranked = sorted((h for h in rest if copies.get(h.position, 0.0) >= _copy_threshold()),
-                                key=lambda h: -copies[h.position])
-                row = first + ranked + [h for h in rest if h not in ranked]
+            copies, missed = self._copies(signature, q, features, query_codes, state, own_id, row)
+            if missed:  # copies the codes missed (rotated, mirrored) go before the first result
+                # that is not a copy, so that a short result list still shows them
+                at = next((i for i, h in enumerate(row) if h.position != pos
+                           and copies.get(h.position, 0.0) < _copy_threshold()), len(row))
+                row = row[:at] + sorted(missed, key=lambda h: -copies[h.position]) + row[at:]
             row = row[:top_k]
             paths = self._cat.paths_of([int(state.ids[h.position]) for h in row])
             out.append([
@@ -852,15 +851,15 @@ class Library:
 
     def _copies(self, signature: bytes | None, q: int, features: np.ndarray,
                 query_codes: np.ndarray, state: _SearchState, own_id: int | None,
-                row: list) -> dict[int, float]:
+                row: list) -> tuple[dict[int, float], list]:
         """Copy scores (by code position) of the results and of the library's copies of the query
-        that the codes missed (a rotated or mirrored copy: added as hits)."""
+        that the codes missed (a rotated or mirrored copy), and hits for those missed copies."""
         from imagehash_app.core.duplicates.engine import query_candidates
         from imagehash_app.core.duplicates.score import score_pairs
         from imagehash_app.core.search import Hit, cosine_scores
 
         if not signature:
-            return {}
+            return {}, []
         copy_index = self._copy_index()
         positions = {h.position: h for h in row}
         ids = {int(state.ids[p]) for p in positions}
@@ -870,9 +869,10 @@ class Library:
         stored = self._cat.signatures_of(sorted(ids))
         scored = sorted(stored)
         if not scored:
-            return {}
+            return {}, []
         scores, _ = score_pairs([signature] * len(scored), [stored[i] for i in scored])
         out: dict[int, float] = {}
+        missed = []
         for image_id, s in zip(scored, scores, strict=True):
             pos = _position(state.ids, image_id)
             if pos is None:
@@ -881,8 +881,8 @@ class Library:
             if pos not in positions and s >= _copy_threshold():
                 code = state.index.codes[pos : pos + 1]
                 cos = float(cosine_scores(features[q : q + 1], state.hasher.decode(code)[None])[0, 0])
-                row.append(Hit(pos, cos, int(np.bitwise_count(code[0] ^ query_codes[q]).sum())))
-        return out
+                missed.append(Hit(pos, cos, int(np.bitwise_count(code[0] ^ query_codes[q]).sum())))
+        return out, missed
 
     def _copy_index(self):
         """The library's invariant vectors for copy candidates (engine.CopyIndex), made once per
@@ -1017,12 +1017,12 @@ class Library:
             raise ImagehashError(f"The copy threshold is a score from 0 to 1, not {threshold}.")
         floor = default_floor(threshold) if floor is None else min(float(floor), threshold)
         references = [*self.reference_folders(), *_resolved(reference_folders)]
-        with self._mutex, health.translated(self.path):
+        with health.translated(self.path):
             return library_ops.find_duplicates(
                 self._cat, threshold, floor,
                 folders=None if folders is None else _resolved(folders),
                 reference_folders=references, rule=rule or self.keeper_rule(),
-                progress=progress, cancel=cancel,
+                lock=self._mutex, progress=progress, cancel=cancel,
             )
 
     def mark_not_duplicates(self, paths: Sequence[Path]) -> None:
@@ -1201,6 +1201,11 @@ def _load_model(root: Path) -> Callable[[ModelRow], Hasher]:
     return lambda m: versions.load_version(root, m)
 
 
+def _load_query_model(root: Path) -> Callable[[ModelRow], Hasher]:
+    """Loader of a version's query side (encoder, decoder; no PyTorch where it can), for searches."""
+    return lambda m: versions.load_query_version(root, m)
+
+
 def _copy_threshold() -> float:
     from imagehash_app.core.duplicates.score import DEFAULT_THRESHOLD
 
@@ -1209,11 +1214,6 @@ def _copy_threshold() -> float:
 
 def _resolved(paths: Sequence[Path]) -> list[Path]:
     return [Path(p).expanduser().resolve() for p in paths]
-
-
-def _load_query_model(root: Path) -> Callable[[ModelRow], Hasher]:
-    """Loader of a version's query side (encoder, decoder; no PyTorch where it can), for searches."""
-    return lambda m: versions.load_query_version(root, m)
 
 
 def _position(ids: np.ndarray, image_id: int | None) -> int | None:

@@ -4,9 +4,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from imagehash_app.core.duplicates import engine
@@ -41,16 +43,19 @@ def find_duplicates(
     folders: Sequence[Path] | None,
     reference_folders: Sequence[Path],
     rule: KeeperRule,
+    lock: AbstractContextManager | None = None,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> DuplicateReport:
     started = time.perf_counter()
-    rows = cat.copy_rows()
+    with lock or contextlib.nullcontext():  # the catalogue is read under the library's lock; the search runs without it
+        rows = cat.copy_rows()
+        refused = cat.not_duplicate_pairs()
+        unsigned = cat.unsigned_count()
     if folders is not None:
         rows = [r for r in rows if _under(r.path, folders)]
     found = engine.find_pairs([r.signature for r in rows], floor, progress=progress,
                               cancel=cancel)
-    refused = cat.not_duplicate_pairs()
     used: dict[int, int] = {}  # position in rows -> position in the report's photos
     pairs: list[ScoredPair] = []
     for a, b, s, t in zip(found.a, found.b, found.score, found.transform, strict=True):
@@ -65,7 +70,7 @@ def find_duplicates(
         photos[index] = _photo(rows[position], _under(rows[position].path, reference_folders))
     return DuplicateReport.build(
         photos, pairs, threshold=threshold, floor=floor, rule=rule,
-        seconds=time.perf_counter() - started, unsigned=cat.unsigned_count(),
+        seconds=time.perf_counter() - started, unsigned=unsigned,
         candidates=found.candidates, aligned=found.aligned, searched=len(rows),
     )
 

@@ -186,7 +186,16 @@ def header_facts(img: Image.Image) -> HeaderFacts:
 
 def _taken(img: Image.Image) -> float | None:
     with contextlib.suppress(Exception):
-        exif = img.getexif()
+        # Only what the header holds: Pillow's getexif() on a PNG decodes the whole image to look
+        # for an eXIf chunk after the pixels (a second, unbudgeted decode).
+        raw = img.info.get("exif")
+        if raw:
+            exif = Image.Exif()
+            exif.load(raw if isinstance(raw, bytes) else bytes(raw))
+        elif img.format == "TIFF":
+            exif = img.getexif()  # read from the TIFF's tags, no decode
+        else:
+            return None
         sub = exif.get_ifd(_EXIF_IFD)
         for tag in _DATE_TAGS:
             text = sub.get(tag) or exif.get(tag)
