@@ -17,7 +17,8 @@ from PySide6.QtCore import Qt
 
 from imagehash_app.core.library import DuplicateReport, Library
 from imagehash_app.core.settings import LibrarySettings
-from imagehash_app.gui.duplicates_view import DuplicatesDialog, GroupBox, PhotoCard
+from imagehash_app.gui.copy_groups import GroupBox, PhotoCard
+from imagehash_app.gui.duplicates_view import DuplicatesDialog
 from imagehash_app.gui.results_view import COPY_BADGE, QUERY_BADGE, BadgeRole
 
 WAIT_MS = 120_000
