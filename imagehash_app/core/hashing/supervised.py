@@ -123,10 +123,9 @@ def dcc_update(
     """
     B = B.astype(np.float64).copy()
     Q = W @ Y + (eta / mu) * U
-    k = B.shape[0]
-    for r in range(k):
-        others = np.arange(k) != r
-        rhs = Q[r] - B[others].T @ (W[others] @ W[r])
+    G = W @ W.T  # B'ᵀW'w_r = Bᵀ G[r] - G[r, r] b_r: no copy of the other rows per bit
+    for r in range(B.shape[0]):
+        rhs = Q[r] - (G[r] @ B - G[r, r] * B[r])
         B[r] = np.where(rhs > 0, 1.0, np.where(rhs < 0, -1.0, B[r]))
     return B
 
@@ -185,6 +184,7 @@ class SupervisedHasher(Hasher):
     """Shared front end, network, training loop and linear decoder; subclasses give the loss."""
 
     supervised = True
+    trains_on_device = True
     defaults: dict[str, Any] = {}
 
     def __init__(self, bits: int, feature_dim: int, **params: Any) -> None:
@@ -208,9 +208,13 @@ class SupervisedHasher(Hasher):
         progress: ProgressFn | None = None,
         should_stop: StopFn | None = None,
         seed: int = 0,
+        device: str = "cpu",
     ) -> SupervisedHasher:
         """Train on features ``X`` (n, d) and either their class ``labels`` (n,) or a sparse set
-        of labelled ``pairs`` (P, 3) of (i, j, +1 similar / -1 not similar); returns self."""
+        of labelled ``pairs`` (P, 3) of (i, j, +1 similar / -1 not similar); returns self.
+        ``device`` is where the network trains (its batches are drawn on the CPU with the same
+        seeded generator, so a GPU fit sees the same batches); the fitted network comes back to
+        the CPU."""
         if (labels is None) == (pairs is None):
             raise ValueError(
                 f"{self.method} is supervised: give labels=(one class id per training sample) "
@@ -228,13 +232,17 @@ class SupervisedHasher(Hasher):
             _, y = np.unique(labels, return_inverse=True)
         rng = np.random.default_rng(seed)
         with _seeded(seed):
-            U = self._init_front(X, rng)
-            yt = torch.from_numpy(y.astype(np.int64))
-            if pairs is None:
-                self._train(U, yt, seed, progress, should_stop, started)
-            else:
-                self._train_pairs(U, yt, pairs, seed, progress, should_stop, started)
-            self.encoder_.eval()
+            dev = torch.device(device)
+            U = self._init_front(X, rng).to(dev)
+            yt = torch.from_numpy(y.astype(np.int64)).to(dev)
+            self.encoder_.to(dev)
+            try:
+                if pairs is None:
+                    self._train(U, yt, seed, progress, should_stop, started)
+                else:
+                    self._train_pairs(U, yt, pairs, seed, progress, should_stop, started)
+            finally:
+                self.encoder_.cpu().eval()
         signs = np.where(self.project(X) > 0, 1.0, -1.0)
         self.A_ = fit_linear_decoder(signs, X, self.mean_)
         self.meta["metrics"] = {
@@ -284,7 +292,7 @@ class SupervisedHasher(Hasher):
             total = 0.0
             for s in range(steps_per_epoch):
                 check_stop(should_stop)
-                idx = perm[s * bs : (s + 1) * bs]
+                idx = perm[s * bs : (s + 1) * bs].to(U.device)
                 u = self.encoder_(U[idx])
                 loss = self._loss(u, idx, y, state)
                 opt.zero_grad()
@@ -324,7 +332,7 @@ class SupervisedHasher(Hasher):
             total = 0.0
             for step in range(steps_per_epoch):
                 check_stop(should_stop)
-                batch = P[perm[step * bs : (step + 1) * bs]]
+                batch = P[perm[step * bs : (step + 1) * bs]].to(U.device)
                 idx, ends = torch.unique(batch[:, :2], return_inverse=True)
                 u = self.encoder_(U[idx])
                 loss = self._pair_loss(u, idx, ends[:, 0], ends[:, 1], batch[:, 2], state)
@@ -447,19 +455,19 @@ class DSDHHasher(SupervisedHasher):
             out = self.encoder_(U).detach().clone()
         classes = int(y.max()) + 1
         Y = np.zeros((classes, y.shape[0]))
-        Y[y.numpy(), np.arange(y.shape[0])] = 1.0
-        return {"U": out, "Y": Y, "B": np.where(out.numpy() > 0, 1.0, -1.0).T}
+        Y[y.cpu().numpy(), np.arange(y.shape[0])] = 1.0
+        return {"U": out, "Y": Y, "B": np.where(out.cpu().numpy() > 0, 1.0, -1.0).T}
 
     def _epoch_start(self, U, y, state):  # type: ignore[no-untyped-def]
         """Alternate: W in closed form, then B by DCC, with the network's outputs fixed."""
         mu, nu, eta = (float(self.params[k]) for k in ("mu", "nu", "eta"))
-        Ut = state["U"].numpy().astype(np.float64).T
+        Ut = state["U"].cpu().numpy().astype(np.float64).T
         B = state["B"]
         for _ in range(int(self.params["dcc_iterations"])):
             W = dsdh_w_update(B, state["Y"], mu, nu)
             B = dcc_update(B, W, state["Y"], Ut, mu, eta)
         state["B"], state["W"] = B, W
-        state["Bt"] = torch.from_numpy(B.T.astype(np.float32))
+        state["Bt"] = torch.from_numpy(B.T.astype(np.float32)).to(state["U"].device)
 
     def _loss(self, u, idx, y, state):  # type: ignore[no-untyped-def]
         similar = (y[idx][:, None] == y[None, :]).to(u.dtype)
