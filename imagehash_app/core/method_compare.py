@@ -27,7 +27,6 @@ from imagehash_app.core.errors import CancelledError
 
 if TYPE_CHECKING:
     from imagehash_app.core.hashing.base import Hasher
-    from imagehash_app.core.training import FinetuneProgress
 
 StopFn = Callable[[], bool]
 # The order they run in: cheapest first, URPH (the default) second, then the seed papers' methods.
@@ -88,22 +87,24 @@ def winner(candidates: Sequence[Candidate]) -> Candidate | None:
 
 def compare(
     methods: Sequence[str],
-    fit: Callable[[str, int | None, StopFn], Generator[FinetuneProgress, None, Hasher]],
+    fit: Callable[[str, int | None, StopFn], Generator[Any, None, Hasher]],
     evaluate: Callable[[Hasher], dict[str, float]],
     *,
+    event: Callable[[int, int, str], Any] = lambda done, total, message: message,
     budget_s: float = COMPARE_BUDGET_S,
     epochs: int | None = COMPARE_EPOCHS,
     should_stop: StopFn | None = None,
     clock: Callable[[], float] = time.perf_counter,
-) -> Generator[FinetuneProgress, None, tuple[Hasher | None, list[Candidate]]]:
+) -> Generator[Any, None, tuple[Hasher | None, list[Candidate]]]:
     """Fit and evaluate each of `methods` (in :func:`ordered` order) until `budget_s` is spent.
 
     `fit(method, epochs, stop)` is a generator of progress returning the fitted hasher (it raises
     CancelledError when `stop` says so); `evaluate(hasher)` gives its held-out metrics. The
     person's `should_stop` cancels the whole comparison (CancelledError); the budget stops only
-    the candidate it catches. Returns (the winner's hasher or None, every candidate's record).
+    the candidate it catches. `event(done, total, message)` makes the progress events yielded
+    between candidates (the fine-tune's own type). Returns (the winner's hasher or None, every
+    candidate's record).
     """
-    from imagehash_app.core.training import FinetuneProgress
 
     started = clock()
     deadline = started + float(budget_s)
@@ -124,10 +125,7 @@ def compare(
             candidates.append(Candidate(method, SKIPPED))
             continue
         left = deadline - clock()
-        yield FinetuneProgress(
-            "prepare", at, len(order),
-            message=f"Comparing: training {method} ({at + 1} of {len(order)}, {left:.0f} s left)",
-        )
+        yield event(at, len(order), f"Comparing: training {method} ({at + 1} of {len(order)}, {left:.0f} s left)")
         t0 = clock()
         n_epochs = None if method == "itq" else epochs
         try:
@@ -149,9 +147,9 @@ def compare(
         ))
         fitted[method] = hasher
     best = winner(candidates)
-    yield FinetuneProgress(
-        "prepare", len(order), len(order),
-        message=(f"Compared {sum(c.status == DONE for c in candidates)} of {len(order)} methods "
+    yield event(
+        len(order), len(order),
+        (f"Compared {sum(c.status == DONE for c in candidates)} of {len(order)} methods "
                  f"in {clock() - started:.0f} s: {best.method if best else 'none finished'} wins"),
     )
     return (fitted[best.method] if best else None), candidates

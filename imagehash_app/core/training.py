@@ -569,6 +569,7 @@ def _train_and_register(
 
         best, candidates = yield from method_compare.compare(
             compare, fit_candidate, held_out, budget_s=budget,
+            event=lambda done, total, text: FinetuneProgress("prepare", done, total, message=text),
             epochs=method_compare.COMPARE_EPOCHS if epochs is None else epochs,
             should_stop=should_stop,
         )

@@ -34,6 +34,15 @@ uses ``η/bits`` on the per-element mean (the quantization error of one code, pe
 needs classes: they are the connected components of the positive pairs (:func:`pair_classes`),
 a sample in no positive pair being its own class.
 
+**Added to the unsupervised objective** (pair form only, weight ``w_unsup``): a library's pairs
+are mostly same-folder positives with a few marked negatives (measured: 570 positives per
+negative), and a pairwise objective alone then pulls everything onto a few codes (DSH: one code,
+class mAP@100 0.16; docs/results-finetune.md). Each step therefore also takes URPH's neighbour
+ranking term on a batch of training items and two of their exact nearest neighbours each
+(:func:`~.losses.listwise_kl` of the codes' similarities against the features', URPH's
+temperature and code scale), so that the codes keep the features' neighbourhoods and the pairs
+move them only where the person said so. ``w_unsup`` = 0 gives the papers' objective alone.
+
 Where we had to choose: the sums of the papers are divided by the number of pairs (n²), so the
 quantization weight of DPSH/DSDH becomes ``η·bits/n`` on the per-element mean (the same
 minimiser as the paper's sums); the network (PCA → MLP), its width, Adam at 1e-3, 30 epochs and
@@ -59,6 +68,8 @@ from imagehash_app.core.hashing.base import (
     report,
 )
 from imagehash_app.core.hashing.baselines import pca_basis
+from imagehash_app.core.hashing.head import exact_knn, rank_targets
+from imagehash_app.core.hashing.losses import listwise_kl
 from imagehash_app.core.hashing.urph import Encoder, _seeded, warmup_cosine
 
 COMMON: dict[str, Any] = {
@@ -68,6 +79,11 @@ COMMON: dict[str, Any] = {
     "epochs": 30,
     "lr": 1e-3,
     "weight_decay": 1e-5,
+    # the pair form's unsupervised term (URPH's neighbour ranking): weight, neighbours, URPH's scales
+    "w_unsup": 1.0,
+    "unsup_neighbours": 10,
+    "tau_x": 0.02,
+    "code_scale": 12.0,
 }
 
 
@@ -240,7 +256,8 @@ class SupervisedHasher(Hasher):
                 if pairs is None:
                     self._train(U, yt, seed, progress, should_stop, started)
                 else:
-                    self._train_pairs(U, yt, pairs, seed, progress, should_stop, started)
+                    Xt = torch.from_numpy(np.ascontiguousarray(X)).to(dev)
+                    self._train_pairs(U, yt, pairs, seed, progress, should_stop, started, Xt)
             finally:
                 self.encoder_.cpu().eval()
         signs = np.where(self.project(X) > 0, 1.0, -1.0)
@@ -312,9 +329,13 @@ class SupervisedHasher(Hasher):
         progress: ProgressFn | None,
         should_stop: StopFn | None,
         started: float,
+        X: torch.Tensor | None = None,
     ) -> None:
-        """The pair form: mini-batches of observed pairs, both ends encoded in the step."""
+        """The pair form: mini-batches of observed pairs, both ends encoded in the step, plus
+        ``w_unsup`` times the neighbour-ranking term on the features ``X`` (module docstring)."""
         prm = self.params
+        w_unsup = float(prm["w_unsup"]) * self._unsup_scale() if X is not None and X.shape[0] > 2 else 0.0
+        knn = exact_knn(X, int(prm["unsup_neighbours"])) if w_unsup else None
         P = torch.from_numpy(pairs)
         n_pairs = P.shape[0]
         epochs, bs = int(prm["epochs"]), int(prm["batch_size"])
@@ -336,6 +357,8 @@ class SupervisedHasher(Hasher):
                 idx, ends = torch.unique(batch[:, :2], return_inverse=True)
                 u = self.encoder_(U[idx])
                 loss = self._pair_loss(u, idx, ends[:, 0], ends[:, 1], batch[:, 2], state)
+                if w_unsup:
+                    loss = loss + w_unsup * self._neighbour_term(X, U, knn, gen, bs)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -343,6 +366,26 @@ class SupervisedHasher(Hasher):
                 total += float(loss.detach())
                 self._after_step(u.detach(), idx, state)
             report(progress, epoch + 1, epochs, total / steps_per_epoch, started)
+
+    def _neighbour_term(
+        self, X: torch.Tensor, U: torch.Tensor, knn: torch.Tensor, gen: torch.Generator, size: int
+    ) -> torch.Tensor:
+        """URPH's listwise neighbour ranking on ``size`` random training items, each with two of
+        its nearest neighbours and the other items as candidates."""
+        n, dev = U.shape[0], U.device
+        b = min(size, n)
+        batch = torch.randperm(n, generator=gen)[:b].to(dev)
+        pick = torch.randint(knn.shape[1], (b, 2), generator=gen).to(dev)
+        nb = knn[batch].gather(1, pick)
+        target, mask = rank_targets(X, batch, nb, float(self.params["tau_x"]))
+        h = torch.tanh(self.encoder_(U[torch.cat([batch, nb.reshape(-1)])]))
+        hq, hn = h[:b], h[b:].reshape(b, 2, self.bits)
+        code_sim = torch.cat([torch.einsum("bl,bml->bm", hq, hn), hq @ hq.T], dim=1)
+        return listwise_kl(target, code_sim * (float(self.params["code_scale"]) / self.bits), mask)
+
+    def _unsup_scale(self) -> float:
+        """The unsupervised term's weight in the units of the method's pair loss (1: a likelihood)."""
+        return 1.0
 
     # hooks for the objectives (each method gives both losses; the rest are optional)
     @abstractmethod
@@ -419,6 +462,11 @@ class DSHHasher(SupervisedHasher):
     def _pair_loss(self, u, idx, a, b, s, state):  # type: ignore[no-untyped-def]
         margin = self.params["margin"] or 2.0 * self.bits
         return dsh_pair_loss(u[a], u[b], s, float(margin), float(self.params["alpha"]))
+
+    def _unsup_scale(self) -> float:
+        """DSH's pair loss is in squared distances up to the margin: the ranking term (O(1))
+        weighs as much when scaled by it (measured: at weight 1 the codes still collapse)."""
+        return float(self.params["margin"] or 2.0 * self.bits)
 
 
 class DPSHHasher(SupervisedHasher):
