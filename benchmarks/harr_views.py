@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     data.add_arguments(parser)
+    parser.add_argument("--dataset", default="flowers5", choices=sorted(data.DATASETS))
     parser.add_argument("--views", type=int, default=2, help="augmented images per photo")
     parser.add_argument("--bits", default="32,64")
     parser.add_argument("--variants", default=",".join(VARIANTS))
@@ -92,10 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="backbone and training device")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--limit", type=int, default=0, help="smoke runs: this many database photos")
+    parser.add_argument("--epochs", type=int, default=None, help="HARR's encoder epochs (smoke runs)")
     args = parser.parse_args(argv)
 
-    fs = FeatureSet.load(data.features("flowers5", args.data, args.work))
-    root = data.photos("flowers5", args.data, args.work)
+    fs = FeatureSet.load(data.features(args.dataset, args.data, args.work))
+    root = data.photos(args.dataset, args.data, args.work)
     split = split_per_class(fs.labels, args.queries_per_class, args.seed)
     if args.limit:
         split = Split(queries=split.queries[: args.limit // 4], database=split.database[: args.limit])
@@ -114,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     for bits in [int(b) for b in args.bits.split(",")]:
         for name in args.variants.split(","):
             use_views, params = VARIANTS[name]
-            hasher = make_hasher("harr", bits, fs.features.shape[1], **params)
+            extra = {} if args.epochs is None else {"epochs": args.epochs, "decoder_epochs": 1}
+            hasher = make_hasher("harr", bits, fs.features.shape[1], **params, **extra)
             started = time.perf_counter()
             hasher.fit(bench.database, seed=args.seed, device=args.device,
                        views=views if use_views else None)
