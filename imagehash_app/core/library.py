@@ -32,6 +32,7 @@ from imagehash_app.core.files import ExcludeRules, count_excluded, query_problem
 from imagehash_app.core.images import IMAGE_SUFFIXES, load_rgb, make_thumbnail
 from imagehash_app.core.indexer import Indexer, IndexProgress, StopFn
 from imagehash_app.core.locking import LOCK_FILE, OWNER_FILE, WriterLock
+from imagehash_app.core.method_compare import COMPARE_BUDGET_S, COMPARE_METHODS
 from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_remove, shrink_reservoir
 from imagehash_app.core.settings import IDENTITY_FIELDS, LibrarySettings, default_library_dir
 from imagehash_app.core.store import CATALOG_FILE, STATUSES, Catalog, ModelRow
@@ -68,7 +69,7 @@ QUERY_CHECK_SIDE = 64  # pixels: enough of a decode to know a query is a photo (
 
 __all__ = [
     "CopyGroup", "CopyPhoto", "DuplicateReport", "KeeperRule", "TrashOutcome", "TrashedRow",
-    "DEFAULT_METHOD", "FINETUNE_METHODS", "SUPERVISED_METHODS", "IDENTITY_FIELDS", "IMAGE_SUFFIXES", "FinetunePlan", "FinetuneProgress",
+    "COMPARE_BUDGET_S", "COMPARE_METHODS", "DEFAULT_METHOD", "FINETUNE_METHODS", "SUPERVISED_METHODS", "IDENTITY_FIELDS", "IMAGE_SUFFIXES", "FinetunePlan", "FinetuneProgress",
     "FinetuneResult", "FolderInfo", "IndexProgress", "Library", "LibrarySettings", "LibraryStatus",
     "ModelInfo", "PhotoDetails", "QueryFailure", "SearchAnswer", "SearchResponse", "SearchResult",
     "b64", "backbone_names", "default_library_dir", "display", "make_thumbnail", "repair",
@@ -900,12 +901,13 @@ class Library:
     # --- fine-tuning and hasher versions ----------------------------------------------------------
     def finetune_plan(
         self, *, epochs: int | None = None, from_scratch: bool = False,
-        method: str = DEFAULT_METHOD,
+        method: str = DEFAULT_METHOD, compare: Sequence[str] = (), budget_s: float | None = None,
     ) -> FinetunePlan:
         """What `finetune` would do and roughly how long it takes (no training, no writes)."""
         with health.translated(self.path):
             return training.plan(
-                self.path, self.settings, epochs=epochs, from_scratch=from_scratch, method=method
+                self.path, self.settings, epochs=epochs, from_scratch=from_scratch, method=method,
+                compare=compare, budget_s=budget_s,
             )
 
     def finetune(
@@ -919,15 +921,19 @@ class Library:
         reencode: str = "exact",
         batch_size: int | None = None,
         method: str = DEFAULT_METHOD,
+        compare: Sequence[str] = (),
+        budget_s: float | None = None,
     ) -> Generator[FinetuneProgress, None, FinetuneResult]:
         """Train, compare and (if better, or `force`) activate a new hasher version, re-encoding
         the library with this library's backbone; see core/training.py for the lifecycle. A
-        generator of progress that returns the `FinetuneResult`; searches keep answering meanwhile."""
+        generator of progress that returns the `FinetuneResult`; searches keep answering meanwhile.
+        `compare` (COMPARE_METHODS or some of them) trains each within `budget_s` and keeps the
+        best on held-out photos instead of training `method`."""
         self._require_writer()
         return training.finetune(
             self.path, self.settings, self.backbone, epochs=epochs, from_scratch=from_scratch,
             force=force, keep=keep, should_stop=should_stop, reencode=reencode,
-            batch_size=batch_size, method=method,
+            batch_size=batch_size, method=method, compare=compare, budget_s=budget_s,
         )
 
     def models(self) -> list[ModelInfo]:
