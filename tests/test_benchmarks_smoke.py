@@ -204,21 +204,6 @@ def test_bench_first_drop(tmp_path: Path) -> None:
         assert row["torch_imported"] is False
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "flowers5.tar.gz").is_file(), reason="no shared data")
-def test_bench_copies_and_bench_duplicates(tmp_path: Path) -> None:
-    """The copy score's test set on 6 originals, and grouping 300 signatures (issue 15)."""
-    out = tmp_path / "copies.json"
-    bench("-m", "benchmarks.bench_copies", "--originals", "6", "--data", SHARED_DATA,
-          "--work", tmp_path / "work", "--json", out, timeout=240)
-    result = json.loads(out.read_text())
-    assert result["copies"] > 0 and 0 <= result["held_out"]["recall"] <= 1
-    out = tmp_path / "duplicates.json"
-    bench("-m", "benchmarks.bench_duplicates", "--photos", "300", "--real", "200", "--repeat",
-          "1", "--data", SHARED_DATA, "--work", tmp_path / "work", "--json", out, timeout=240)
-    [row] = json.loads(out.read_text())["rows"]
-    assert row["photos"] == 300 and row["seconds"] > 0 and row["candidates"] > 0
-
-
 def test_seed_table(tmp_path: Path) -> None:
     """The seed hashers' table and plot from the committed flowers5 eval JSON of 16 bits."""
     runs = REPO / "benchmarks" / "results" / "seed-hashers" / "flowers5-gpu-run2"
@@ -244,3 +229,18 @@ def test_harr_views(tmp_path: Path) -> None:
     assert result["views"] == 1 and result["database"] == 30 and result["ms_per_photo_per_view"] > 0
     assert {(r["variant"], r["refine"]) for r in result["rows"]} == {
         (v, r) for v in ("feature", "image", "image+feature") for r in ("none", "decoder")}
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "flowers5.tar.gz").is_file(), reason="no shared data")
+def test_bench_copies_and_bench_duplicates(tmp_path: Path) -> None:
+    """The copy score's test set on 6 originals, and grouping 300 signatures (issue 15)."""
+    out = tmp_path / "copies.json"
+    bench("-m", "benchmarks.bench_copies", "--originals", "6", "--data", SHARED_DATA,
+          "--work", tmp_path / "work", "--json", out, timeout=240)
+    result = json.loads(out.read_text())
+    assert result["copies"] > 0 and 0 <= result["held_out"]["recall"] <= 1
+    out = tmp_path / "duplicates.json"
+    bench("-m", "benchmarks.bench_duplicates", "--photos", "300", "--real", "200", "--repeat",
+          "1", "--data", SHARED_DATA, "--work", tmp_path / "work", "--json", out, timeout=240)
+    [row] = json.loads(out.read_text())["rows"]
+    assert row["photos"] == 300 and row["seconds"] > 0 and row["candidates"] > 0
