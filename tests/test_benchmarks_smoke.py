@@ -244,3 +244,34 @@ def test_bench_copies_and_bench_duplicates(tmp_path: Path) -> None:
           "1", "--data", SHARED_DATA, "--work", tmp_path / "work", "--json", out, timeout=240)
     [row] = json.loads(out.read_text())["rows"]
     assert row["photos"] == 300 and row["seconds"] > 0 and row["candidates"] > 0
+
+
+def test_bench_duplicates_view(tmp_path: Path) -> None:
+    """One slider step on a 300-photo synthetic report (the real dialog, offscreen)."""
+    out = tmp_path / "view.json"
+    printed = bench("benchmarks/bench_duplicates_view.py", "--sizes", "300", "--steps", "1",
+                    "--json", out)
+    assert "| 300 |" in printed
+    [row] = json.loads(out.read_text())["rows"]
+    assert row["photos"] == 300 and row["groups"] > 0 and row["regroup_ms"] > 0
+
+
+def test_finetune_supervised(tmp_path: Path) -> None:
+    """One supervised method fine-tuned from a tiny-backbone library's folders and marks."""
+    from photos import make_photo_folder
+
+    from imagehash_app.core.library import Library
+    from imagehash_app.core.settings import LibrarySettings
+
+    photos = make_photo_folder(tmp_path / "photos", groups=5, unrelated=5)
+    settings = LibrarySettings(
+        backbone="tiny", weights="none", bits=32, device="cpu", batch_size=8, threads=1,
+        hasher_params={"urph": {"hidden": 32, "decoder_hidden": 32, "input_dim": 32}})
+    with Library.open(tmp_path / "library", settings=settings) as lib:
+        list(lib.index([photos.root]))
+    out = tmp_path / "supervised.json"
+    bench("-m", "benchmarks.finetune_supervised", tmp_path / "library", "--methods", "dpsh",
+          "--queries", "3", "--marks", "1", "--json", out, timeout=180)
+    result = json.loads(out.read_text())
+    assert [r["stage"] for r in result["rows"]] == ["before", "after"]
+    assert result["rows"][1]["method"] == "dpsh" and result["held_out"] > 0
