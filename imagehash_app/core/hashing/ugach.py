@@ -176,6 +176,7 @@ class UGACH:
         self.discriminator = TwoPathway(self.image_dim, self.text_dim, p.hidden, p.bits)
         self.generator = TwoPathway(self.image_dim, self.text_dim, p.hidden, p.bits)
         self.history: list[dict[str, float]] = []
+        self.image_mean = np.zeros(self.image_dim, dtype=np.float32)
 
     @property
     def bits(self) -> int:
@@ -195,7 +196,8 @@ class UGACH:
         p = self.params
         rng = np.random.default_rng(p.seed)
         gen = torch.Generator().manual_seed(p.seed)
-        X = torch.from_numpy(_unit(images).astype(np.float32))
+        self.image_mean = _unit(images).mean(0).astype(np.float32)
+        X = torch.from_numpy(self._image_input(images))
         T = torch.from_numpy(_unit(texts).astype(np.float32))
         pairs = np.asarray(pairs, dtype=np.int64)
         graph = correlation_graph(X.numpy(), T.numpy(), pairs, p.k)
@@ -282,9 +284,14 @@ class UGACH:
                 out.append(self.discriminator.h(chunk, modality).numpy())
         return np.concatenate(out) if out else np.zeros((0, self.bits), np.float32)
 
+    def _image_input(self, X: np.ndarray) -> np.ndarray:
+        """Photo features as the image pathway takes them: unit length, less the library's mean
+        feature (pooled ReLU features share a large common part), unit length again."""
+        return _unit(_unit(X) - self.image_mean)
+
     def encode_images(self, X: np.ndarray) -> np.ndarray:
         """Packed codes b = sgn(h − 0.5) of photo features (n, d)."""
-        return pack_signs(self._h(np.atleast_2d(X), "image") - 0.5)
+        return pack_signs(self._h(self._image_input(np.atleast_2d(X)), "image") - 0.5)
 
     def encode_texts(self, T: np.ndarray) -> np.ndarray:
         """Packed codes of word bags (m, v), in the photos' Hamming space."""
@@ -294,6 +301,7 @@ class UGACH:
     def save(self, directory: Path, extra: dict[str, Any] | None = None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().numpy().copy() for k, v in self.discriminator.state_dict().items()}
+        tensors["image_mean"] = self.image_mean
         save_file(tensors, str(directory / WEIGHTS_FILE))
         doc = {
             "method": self.method, "image_dim": self.image_dim, "text_dim": self.text_dim,
@@ -306,6 +314,7 @@ class UGACH:
         doc = json.loads((directory / META_FILE).read_text())
         model = cls(doc["image_dim"], doc["text_dim"], UGACHParams(**doc["params"]))
         tensors = load_file(str(directory / WEIGHTS_FILE))
+        model.image_mean = tensors.pop("image_mean").astype(np.float32)
         model.discriminator.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()})
         model.history = list(doc.get("history", []))
         return model, doc
