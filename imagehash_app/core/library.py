@@ -863,14 +863,16 @@ class Library:
 
     def finetune_words(
         self, *, epochs: int | None = None, should_stop: StopFn | None = None, seed: int = 0,
+        adversarial: bool = True,
     ) -> Generator[FinetuneProgress, None, WordsFinetuneResult]:
         """Train a words (UGACH) version on the photos carrying words, inactive until
-        `activate_words_model` keeps it; a generator of progress returning its figures."""
+        `activate_words_model` keeps it; a generator of progress returning its figures.
+        `adversarial=False` trains UGACH's ablation without the generator."""
         self._require_writer()
-        return self._finetune_words(epochs, should_stop, seed)
+        return self._finetune_words(epochs, should_stop, seed, adversarial)
 
     def _finetune_words(
-        self, epochs: int | None, should_stop: StopFn | None, seed: int
+        self, epochs: int | None, should_stop: StopFn | None, seed: int, adversarial: bool
     ) -> Generator[FinetuneProgress, None, WordsFinetuneResult]:
         from imagehash_app.core.hashing.ugach import UGACHParams
         from imagehash_app.core.words import crossmodal
@@ -883,7 +885,7 @@ class Library:
                     raise ImagehashError(
                         "Search by words needs the library's hasher first; run `imagehash-app index`."
                     )
-                params = UGACHParams(bits=self.settings.bits, seed=seed)
+                params = UGACHParams(bits=self.settings.bits, seed=seed, adversarial=adversarial)
                 if epochs is not None:
                     params.pretrain_epochs, params.epochs = max(1, epochs // 2), max(1, epochs - epochs // 2)
                 yield FinetuneProgress("prepare", 0, 0, message="reading the photos' words")

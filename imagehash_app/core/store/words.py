@@ -125,7 +125,7 @@ class WordQueries(Queries):
 
     def set_active_word_model(self, model_id: int | None) -> None:
         """Make `model_id` the one text queries use (None: none does)."""
-        self.conn.execute("UPDATE word_models SET active = (id = ?)", (model_id,))
+        self.conn.execute("UPDATE word_models SET active = (id IS ?)", (model_id,))
 
     def delete_word_model(self, model_id: int) -> None:
         self.conn.execute("DELETE FROM word_models WHERE id = ?", (model_id,))
