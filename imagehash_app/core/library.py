@@ -885,9 +885,11 @@ class Library:
                     raise ImagehashError(
                         "Search by words needs the library's hasher first; run `imagehash-app index`."
                     )
-                params = UGACHParams(bits=self.settings.bits, seed=seed, adversarial=adversarial)
-                if epochs is not None:
-                    params.pretrain_epochs, params.epochs = max(1, epochs // 2), max(1, epochs - epochs // 2)
+                epochs = epochs or crossmodal.DEFAULT_EPOCHS
+                params = UGACHParams(
+                    bits=self.settings.bits, seed=seed, adversarial=adversarial,
+                    pretrain_epochs=max(1, epochs // 2), epochs=max(1, epochs - epochs // 2),
+                )
                 yield FinetuneProgress("prepare", 0, 0, message="reading the photos' words")
                 run = crossmodal.finetune(
                     cat, self.path, usable[1], usable[0], params=params, should_stop=should_stop

@@ -7,8 +7,10 @@ from the main hasher's decoder otherwise (the library keeps no other real featur
 
 from __future__ import annotations
 
+import queue
 import secrets
 import shutil
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Generator, Sequence
@@ -32,7 +34,8 @@ WORDS_DIR = "words"
 MIN_PHOTOS_WITH_WORDS = 50
 MIN_VOCABULARY = 2
 HELD_OUT_SHARE = 0.2
-CANDIDATES = 200  # Hamming candidates re-ranked per text query (at least 10 × top_k)
+CANDIDATES = 200
+DEFAULT_EPOCHS = 20  # half pre-training the discriminator, half adversarial  # Hamming candidates re-ranked per text query (at least 10 × top_k)
 
 
 # --- photo features -----------------------------------------------------------------------------------------
@@ -190,12 +193,41 @@ def _mean_feature_order(X, train_rows, ids, bags, word, pool):
 def finetune(
     cat: Catalog, root: Path, hasher: Hasher, model: ModelRow, **kwargs
 ) -> Generator[tuple[int, int, float], None, WordsFinetuneResult]:
-    """`train` as a generator of (epoch, epochs, loss) that returns its result."""
-    events: list[tuple[int, int, float]] = []
-    result = train(cat, root, hasher, model, progress=lambda e, n, loss: events.append((e, n, loss)),
-                   **kwargs)
-    yield from events
-    return result
+    """`train` as a generator of (epoch, epochs, loss) as they come, returning its result. The
+    fit runs on a helper thread while this one only relays its progress."""
+    return (yield from _train_streaming(cat, root, hasher, model, queue.Queue(), **kwargs))
+
+
+def _train_streaming(
+    cat: Catalog, root: Path, hasher: Hasher, model: ModelRow, events: queue.Queue, **kwargs
+) -> Generator[tuple[int, int, float], None, WordsFinetuneResult]:
+    done = threading.Event()
+    box: dict[str, object] = {}
+
+    def progress(epoch: int, total: int, loss: float) -> None:
+        events.put((epoch, total, loss))
+
+    def work() -> None:
+        try:
+            box["result"] = train(cat, root, hasher, model, progress=progress, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - raised again on the caller's thread
+            box["error"] = exc
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=work, name="imagehash-words-fit", daemon=True)
+    thread.start()
+    try:
+        while not (done.is_set() and events.empty()):
+            try:
+                yield events.get(timeout=0.2)
+            except queue.Empty:
+                continue
+    finally:  # closed early (cancelled): the fit stops at its next epoch, before the catalogue closes
+        thread.join()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["result"]
 
 
 def activate(cat: Catalog, root: Path, model_id: int | None) -> None:
