@@ -4,11 +4,11 @@ and "Suggest keywords" on a result answers in the message bar."""
 from __future__ import annotations
 
 import pytest
-
-WAIT_MS = 180_000  # a shared 2-core runner: training and indexing can take their time
 import torch
 from PySide6.QtCore import Qt
 from test_main_window import index_folder
+
+WAIT_MS = 180_000  # a shared 2-core runner: training and indexing can take their time
 
 
 @pytest.fixture(autouse=True)

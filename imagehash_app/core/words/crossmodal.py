@@ -318,9 +318,13 @@ def search(
     candidates = list(positions)
     feats = photo_features(cat, hasher, model, candidates + carriers)
     cand_f, carrier_f = feats[: len(candidates)], feats[len(candidates):]
-    proto = carrier_f.mean(0)
+    # Centred by the library's mean feature (kept by the model): pooled ReLU features share a
+    # large common part, and the centred cosine ranks far better (docs/results-words.md).
+    mean = ugach.image_mean
+    proto = carrier_f.mean(0) - mean
     proto /= max(float(np.linalg.norm(proto)), 1e-12)
-    scores = cand_f @ proto
+    centred = cand_f - mean
+    scores = (centred @ proto) / np.maximum(np.linalg.norm(centred, axis=1), 1e-12)
     order = np.argsort(-scores, kind="stable")[:top_k]
     chosen = [candidates[o] for o in order]
     paths = cat.paths_of(chosen)

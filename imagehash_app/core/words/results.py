@@ -35,7 +35,7 @@ class WordsFinetuneResult:
 @dataclass(frozen=True)
 class TextResult:
     path: Path
-    score: float  # cosine with the mean look of the photos carrying the words
+    score: float  # centred cosine with the mean look of the photos carrying the words
     hamming: int  # distance of its image-side code to the text's code
     has_words: bool  # the photo itself carries every query word
 
