@@ -170,6 +170,75 @@ def table(summary: dict[str, dict[str, list[float]]]) -> str:
     return "\n".join(lines)
 
 
+def end_to_end(args: argparse.Namespace) -> dict:
+    """The real path on a small subset: flowers5 photos copied flat under random names, the class
+    name embedded as an XMP dc:subject keyword in a random share, indexed by the app (MobileNetV2,
+    the shared weights), the words fine-tune, then `Library.search_text` per class word; P@k over
+    the photos without the word."""
+    import shutil
+    import tempfile
+
+    from PIL import Image
+
+    from imagehash_app.core.library import Library
+    from imagehash_app.core.settings import LibrarySettings
+
+    source = data.photos("flowers5", args.data, args.work)
+    files = sorted(p for p in source.rglob("*.jpg"))
+    rng = np.random.default_rng(7)
+    chosen = [files[i] for i in rng.permutation(len(files))[: args.end_to_end]]
+    root = Path(tempfile.mkdtemp(prefix="bench-words-"))
+    folder, truth, tagged = root / "photos", {}, {}
+    folder.mkdir()
+    for f in chosen:
+        name = folder / f"{rng.integers(1 << 40):010x}.jpg"
+        label = f.parent.name
+        keyword = rng.random() < args.share
+        with Image.open(f) as im:
+            extra = {"xmp": _xmp(label)} if keyword else {}
+            im.convert("RGB").save(name, "JPEG", quality=92, **extra)
+        truth[name.resolve()], tagged[name.resolve()] = label, keyword
+    settings = LibrarySettings(backbone="mobilenet_v2", weights=str(data.weights(args.data)), bits=64)
+    out: dict = {"photos": len(chosen), "tagged": int(sum(tagged.values()))}
+    try:
+        started = time.perf_counter()
+        with Library.open(root / "library", settings=settings) as lib:
+            for _ in lib.index([folder]):
+                pass
+            out["index_s"] = round(time.perf_counter() - started, 1)
+            out["photos_with_words"] = lib.status().words["photos"]
+            gen = lib.finetune_words()
+            while True:
+                try:
+                    next(gen)
+                except StopIteration as stop:
+                    result = stop.value
+                    break
+            lib.activate_words_model(result.model_id)
+            out["held_out"] = {"ugach": result.metrics, "mean feature": result.baseline_metrics}
+            precisions: dict[str, list[float]] = {"P@10": [], "P@50": []}
+            for label in sorted(set(truth.values())):
+                answer = lib.search_text(label, top_k=50 + out["tagged"])
+                hits = [r for r in answer.results if not tagged.get(r.path.resolve(), False)]
+                for k in (10, 50):
+                    top = hits[:k]
+                    precisions[f"P@{k}"].append(
+                        float(np.mean([truth[r.path.resolve()] == label for r in top])) if top else 0.0)
+            out["search_text"] = {k: float(np.mean(v)) for k, v in precisions.items()}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return out
+
+
+def _xmp(keyword: str) -> bytes:
+    return (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/'
+        '22-rdf-syntax-ns#"><rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/'
+        f'1.1/"><dc:subject><rdf:Bag><rdf:li>{keyword}</rdf:li></rdf:Bag></dc:subject>'
+        "</rdf:Description></rdf:RDF></x:xmpmeta>"
+    ).encode()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     data.add_arguments(parser)
@@ -182,8 +251,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rerank-depth", type=int, default=200)
     parser.add_argument("--limit", type=int, default=0, help="use only this many photos (smoke runs)")
     parser.add_argument("--jobs", type=int, default=2, help="draws run in parallel processes")
+    parser.add_argument("--end-to-end", type=int, default=0, metavar="N",
+                        help="only the check through the real indexer, on N photos with XMP keywords")
     parser.add_argument("--out", type=Path, default=None, help="JSON file for the figures")
     args = parser.parse_args(argv)
+    if args.end_to_end:
+        report = end_to_end(args)
+        print(json.dumps(report, indent=1))
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(report, indent=1))
+        return 0
     path = data.features("flowers5", args.data, args.work)
     fs = _load(path, args.limit)
     params = UGACHParams(bits=args.bits, pretrain_epochs=args.pretrain_epochs, epochs=args.epochs)
