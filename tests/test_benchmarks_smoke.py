@@ -72,12 +72,13 @@ def test_bench_gui_search(tmp_path: Path) -> None:
     out = tmp_path / "gui.json"
     printed = bench("benchmarks/bench_gui_search.py", "--backbone", "tiny", "--weights", "none",
                     "--sizes", "60", "--repeats", "1", "--workdir", tmp_path / "work",
-                    "--json", out)
+                    "--stage1", "scan", "--json", out)
     assert "Drop → results shown" in printed
     result = json.loads(out.read_text())
     assert result["benchmark"] == "gui_drop_to_results" and result["backbone"] == "tiny"
     [row] = result["rows"]
-    assert row["photos"] == 60 and row["repeats"] == 1
+    assert row["photos"] == 60 and row["repeats"] == 1 and row["cpu_median_ms"] > 0
+    assert result["stage1"] == "scan"
     assert row["median_ms"] > 0 and row["first_query_ms"] > 0
 
 
@@ -173,3 +174,31 @@ def test_sweep_disk_full(tmp_path: Path) -> None:
     summary = json.loads(out.read_text())["summary"]
     assert summary["levels"] == 1 and summary["setup_failed"] == 0 and summary["tracebacks"] == 0 and summary["not_one_line"] == 0
     assert summary["consistent_after"] == 1
+
+
+def test_bench_cold_query(tmp_path: Path) -> None:
+    """A new process's search vs status over 6 generated photos (tiny backbone, its ONNX export)."""
+    out = tmp_path / "cold.json"
+    printed = bench("-m", "benchmarks.bench_cold_query", "--backbone", "tiny", "--weights", "none",
+                    "--generated", "--photos", "6", "--runs", "1", "--workdir", tmp_path / "work",
+                    "--json", out, timeout=120)
+    assert "search / status" in printed
+    result = json.loads(out.read_text())
+    assert result["benchmark"] == "cold_query" and result["photos"] == 6
+    assert result["status_median_s"] > 0 and result["search_median_s"] > 0
+    assert result["torch_imported"] is False  # the recorded export answered, not PyTorch
+
+
+def test_bench_first_drop(tmp_path: Path) -> None:
+    """Launch → drop → results painted in a new process: 8 photos topped up to 12 (tiny backbone)."""
+    out = tmp_path / "first.json"
+    printed = bench("-m", "benchmarks.bench_first_drop", "--backbone", "tiny", "--weights", "none",
+                    "--generated", "--real", "8", "--sizes", "12", "--runs", "1",
+                    "--workdir", tmp_path / "work", "--json", out, timeout=180)
+    assert "launch → results painted" in printed
+    result = json.loads(out.read_text())
+    assert result["benchmark"] == "first_drop"
+    assert [r["photos"] for r in result["rows"]] == [12]
+    for row in result["rows"]:
+        assert 0 < row["median_shown_s"] < row["median_painted_s"]
+        assert row["torch_imported"] is False

@@ -9,7 +9,6 @@ CUDA/MPS it runs in PyTorch.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +20,9 @@ from PIL import Image
 from torch import nn
 
 from imagehash_app.core.errors import WeightsUnavailableError
+from imagehash_app.core.onnx_session import unit_rows as _unit_rows
 from imagehash_app.core.preprocess import Preprocessing
+from imagehash_app.core.query_model import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -133,15 +134,6 @@ BACKBONES: dict[str, BackboneSpec] = {
 }
 
 DEFAULT_BACKBONE = "mobilenet_v2"
-
-
-def file_sha256(path: Path) -> str:
-    """Full sha256 of a file (weights files are tens of MB: read in chunks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -321,12 +313,6 @@ class Backbone:
             else:
                 y = self._model(x)
             return _unit_rows(y.float().cpu().numpy())
-
-
-def _unit_rows(feats: np.ndarray) -> np.ndarray:
-    feats = feats.astype(np.float32, copy=False)
-    feats /= np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
-    return feats
 
 
 def load_backbone(

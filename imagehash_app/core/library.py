@@ -9,6 +9,7 @@ searches from another thread while it indexes.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import stat
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -48,7 +49,10 @@ from imagehash_app.core.words.results import (
 if TYPE_CHECKING:
     from imagehash_app.core.backbone import Backbone
     from imagehash_app.core.hashing.base import Hasher
+    from imagehash_app.core.query_model import QueryBackbone
     from imagehash_app.core.search import CandidateIndex
+
+log = logging.getLogger(__name__)
 
 # Queries embedded and searched together: one batch's features, candidates and responses are what
 # a search holds at once, however many queries it is given. Searching all at once held 2 MB a query
@@ -268,8 +272,10 @@ class Library:
         self._lock = lock
         self._mutex = threading.RLock()  # guards self._cat and the caches
         self._backbone = None
+        self._query_model = None  # query_model.QueryBackbone, False: none usable, None: not tried
         self._backbone_lock = threading.Lock()
         self._search_state: _SearchState | None = None
+        self._persist_graph = False  # warm_search: a reader that may save the graph it built
         self.settings = LibrarySettings.from_dict(cat.settings_doc() or {})
 
     # --- opening -------------------------------------------------------------------------------
@@ -366,6 +372,7 @@ class Library:
             self.settings = new
             if "device" in changes or "threads" in changes or fixed:
                 self._backbone = None
+                self._query_model = None
 
     # --- folders -------------------------------------------------------------------------------
     def folders(self) -> list[FolderInfo]:
@@ -495,6 +502,7 @@ class Library:
                     if event.phase == "done":
                         yield from self._read_words(cat, should_stop)
                     yield event
+                self._ensure_query_record()
                 if cat.total_changes != before or not (self.path / health.BACKUP_FILE).exists():
                     health.make_backup(cat.conn, self.path)
             finally:
@@ -527,7 +535,94 @@ class Library:
                     )
                 except ValueError as exc:  # unknown backbone name and the like
                     raise ImagehashError(str(exc)) from exc
+                if not self.read_only:
+                    self._record_query_model(self._backbone)
             return self._backbone
+
+    def _record_query_model(self, backbone: Backbone) -> None:
+        """Keep what a query needs to run the export just checked without PyTorch (a writer,
+        once per export: `core/query_model.py`)."""
+        from imagehash_app.core import query_model
+
+        try:
+            record = query_model.make_record(backbone)
+        except OSError as exc:  # the export vanished meanwhile: queries use PyTorch
+            log.warning("could not record the ONNX export for queries: %s", exc)
+            return
+        with self._mutex:
+            if record is None or query_model.parse_record(
+                self._cat.get_json(query_model.RECORD_KEY)
+            ) == record:
+                return
+            with health.translated(self.path), self._cat.transaction():
+                self._cat.set_json(query_model.RECORD_KEY, dataclasses.asdict(record))
+
+    def _ensure_query_record(self) -> None:
+        """After an index run that loaded no backbone (nothing new), record the checked export
+        if the catalogue has none that a query could use (a library indexed before records were
+        kept, a cache emptied, an upgrade): once, so that later queries skip PyTorch."""
+        from imagehash_app.core import query_model
+
+        s = self.settings
+        if self._backbone is not None or s.device not in ("auto", "cpu"):
+            return
+        if s.device == "auto" and query_model.gpu_may_be_present():
+            return
+        with self._mutex:
+            record = query_model.parse_record(self._cat.get_json(query_model.RECORD_KEY))
+            weights_id = self._cat.weights_id()
+        if weights_id is None:  # nothing embedded yet: no backbone to load
+            return
+        if query_model.why_not(record, backbone=s.backbone, device=s.device, weights_id=weights_id):
+            self.backbone()  # records it (a backbone that has no export records nothing)
+
+    def warm_search(self, *, persist_graph: bool = False) -> None:
+        """Load what the first search needs (the query backbone run once, the codes, the graph,
+        the hasher's decoder) so that it answers at once: the window calls this from a worker
+        thread right after it shows. Errors are left for the search itself to report.
+        `persist_graph`: a reader in the process that holds the library's lock (the window's)
+        may save a graph it had to build, so that the next launch loads it instead."""
+        self._persist_graph = persist_graph
+        backbone = self.query_backbone()
+        backbone.embed_pixels(np.zeros((1, backbone.input_size, backbone.input_size, 3), np.uint8))
+        with self._mutex, health.translated(self.path):
+            state = self._state()
+            if state is not None and len(state.ids):
+                state.index.candidates(state.index.codes[:1], 10)  # pages the graph in
+                state.hasher.decode(state.index.codes[:1])
+                state.hasher.encode(np.zeros((1, state.hasher.feature_dim), np.float32))
+
+    def query_backbone(self) -> Backbone | QueryBackbone:
+        """What embeds query photos: the backbone when it is loaded (indexing), else the export
+        recorded by the last writer in ONNX Runtime alone (no PyTorch: a cold query costs little
+        more than Python's start), else the backbone built in PyTorch."""
+        with self._backbone_lock:
+            if self._backbone is not None:
+                return self._backbone
+            if self._query_model is None:
+                self._query_model = self._load_query_model()
+            if self._query_model is not False:
+                return self._query_model
+        return self.backbone()
+
+    def _load_query_model(self) -> QueryBackbone | bool:
+        """The torch-free query backbone, or False (with the reason logged) when there is none."""
+        from imagehash_app.core import query_model
+
+        s = self.settings
+        with self._mutex:
+            record = query_model.parse_record(self._cat.get_json(query_model.RECORD_KEY))
+            weights_id = self._cat.weights_id()
+        reason = query_model.why_not(
+            record, backbone=s.backbone, device=s.device, weights_id=weights_id
+        )
+        if reason is None:
+            try:
+                return query_model.load(record, s.threads)
+            except Exception as exc:  # ONNX Runtime refused the file: PyTorch still can
+                reason = f"ONNX Runtime could not load it ({exc})"
+        log.info("queries use the PyTorch backbone: %s", reason)
+        return False
 
     # --- search --------------------------------------------------------------------------------
     def embed(
@@ -542,7 +637,7 @@ class Library:
     ) -> tuple[np.ndarray, list[Path], list[tuple[Path, str]]]:
         from imagehash_app.core.embedding import iter_embeddings
 
-        backbone = self.backbone()
+        backbone = self.query_backbone()
         feats: list[np.ndarray] = [np.zeros((0, backbone.feature_dim), np.float32)]
         ok: list[Path] = []
         failures: list[tuple[Path, str]] = []
@@ -658,13 +753,13 @@ class Library:
             self._search_state = None
             return None
         from imagehash_app.core.codes import words_for
-        from imagehash_app.core.search import CandidateIndex
+        from imagehash_app.core.search import GRAPH_MAX_K, CandidateIndex
 
         if state is not None and state.model.id == model.id:
             hasher = state.hasher
         else:
             usable = versions.usable_model(
-                self._cat, self.path, _load_model(self.path), writable=not self.read_only
+                self._cat, self.path, _load_query_model(self.path), writable=not self.read_only
             )
             if usable is None:
                 raise LibraryDamagedError(
@@ -676,8 +771,13 @@ class Library:
         ids, codes = self._cat.load_codes(model.id, words_for(model.bits))
         # Readers load a saved graph but never write one: a read-only command changes nothing.
         graph = self.path / GRAPH_DIR / f"{model.id}.hnsw"
+        # A search asks for R = rerank_depth candidates at least, and the graph answers only up to
+        # GRAPH_MAX_K: with a deeper R (the default 200) it would be built (12.5 min for 1 M codes
+        # on 2 cores, docs/results-search.md) and never used. The scan answers then.
+        method = "scan" if self.settings.rerank_depth > GRAPH_MAX_K else "auto"
         index = CandidateIndex(
-            codes, model.bits, "auto", graph_path=graph, save_graph=not self.read_only
+            codes, model.bits, method, graph_path=graph,
+            save_graph=not self.read_only or self._persist_graph,
         )
         self._search_state = _SearchState(token, model, hasher, ids, index)
         return self._search_state
@@ -1059,6 +1159,11 @@ def _checked_queries(
 def _load_model(root: Path) -> Callable[[ModelRow], Hasher]:
     """Loader of a registered hasher version, for `versions.usable_model`."""
     return lambda m: versions.load_version(root, m)
+
+
+def _load_query_model(root: Path) -> Callable[[ModelRow], Hasher]:
+    """Loader of a version's query side (encoder, decoder; no PyTorch where it can), for searches."""
+    return lambda m: versions.load_query_version(root, m)
 
 
 def _position(ids: np.ndarray, image_id: int | None) -> int | None:

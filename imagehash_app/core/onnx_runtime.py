@@ -3,6 +3,7 @@
 On CPU, ONNX Runtime runs the same network several times faster than eager PyTorch (measured:
 docs/results-indexing.md). The export is checked against eager PyTorch on a fixed random batch; a
 model that does not reproduce the features (cosine <= MIN_COSINE) is never used.
+Sessions themselves are made by `onnx_session`, which a torch-free query uses alone.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from imagehash_app.core.onnx_session import OnnxFeatureModel, new_session
 
 log = logging.getLogger(__name__)
 
@@ -79,33 +82,6 @@ def _export(model: torch.nn.Module, input_size: int, dest: Path) -> None:
     raise OnnxExportError("; ".join(errors))
 
 
-def new_session(model_path: Path, threads: int | None):
-    """An ONNX Runtime CPU session. Threads do not spin while idle, so decode workers get the CPU."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
-    opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.log_severity_level = 3
-    return ort.InferenceSession(
-        str(model_path), sess_options=opts, providers=["CPUExecutionProvider"]
-    )
-
-
-class OnnxFeatureModel:
-    """Runs an exported feature extractor; `run(batch) -> (n, d)` raw (not normalised) features."""
-
-    def __init__(self, session) -> None:
-        self._session = session
-        self._input = session.get_inputs()[0].name
-
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        return self._session.run(None, {self._input: np.ascontiguousarray(batch, np.float32)})[0]
-
-
 def cache_key(*parts: str) -> str:
     """A file-name-safe key for one backbone + weights + library versions."""
     import onnxruntime
@@ -147,7 +123,7 @@ def load_or_export(
             finally:
                 Path(tmp).unlink(missing_ok=True)
         try:
-            runner = OnnxFeatureModel(new_session(path, threads))
+            runner = OnnxFeatureModel(new_session(path, threads), path)
             cos = min_row_cosine(runner.run(batch), expected)
         except Exception as exc:  # a broken cache file: re-export once
             log.warning("ONNX model %s unusable (%s)", path, exc)

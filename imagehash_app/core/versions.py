@@ -194,6 +194,15 @@ def load_version(root: Path, model: ModelRow, expect_feature_dim: int | None = N
     )
 
 
+def load_query_version(root: Path, model: ModelRow) -> Hasher:
+    """The encoder and decoder of a registered version for searches: in numpy (no PyTorch) for
+    every method `hashing.query_side` knows, else the full hasher (`load_version`)."""
+    from imagehash_app.core.hashing.query_side import load_query_hasher
+
+    query = load_query_hasher(version_path(root, model.dir), expect_backbone=model.backbone)
+    return query if query is not None else load_version(root, model)  # type: ignore[return-value]
+
+
 def register(
     cat: Catalog, *, method: str, bits: int, backbone: str, rel: str, train_size: int, note: str,
     image_ids: Sequence[int], codes: np.ndarray, then: Callable[[int], None] | None = None,

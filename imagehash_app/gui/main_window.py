@@ -152,6 +152,7 @@ class MainWindow(QMainWindow):
         self._stop_timer: QTimer | None = None  # polls for the end of an index while closing
         self._history: list[engine.QueryOutcome] = []  # earlier queries, for Alt+Left
         self._going_back = False
+        self._warmed = False  # warm_search runs once, when the window first shows
 
         self._build_ui()
         self._build_menus()
@@ -304,6 +305,23 @@ class MainWindow(QMainWindow):
         splitter = self.qsettings.value("window/splitter")
         if isinstance(splitter, QByteArray):
             self.splitter.restoreState(splitter)
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        """The first time the window shows: warm the search (see `warm_search`)."""
+        super().showEvent(event)
+        if not self._warmed:
+            self._warmed = True
+            QTimer.singleShot(0, self.warm_search)
+
+    def warm_search(self) -> Job:
+        """Load the search's structures on the reader thread (ONNX session, codes, graph,
+        decoder) while the person looks at the window, so that the first drop answers at once;
+        a drop meanwhile waits behind it, not for it twice. Failures are left to that search."""
+        # Read when the job runs: unless the library turned out locked by another process, this
+        # process holds its lock, and the graph the reader builds may be saved for next time.
+        return self.reader.call(
+            lambda lib, _stop: lib.warm_search(persist_graph=not self.read_only), "warm search"
+        )
 
     # --- library state ---------------------------------------------------------------------
     def refresh(self, rescan: bool = False) -> Job:
