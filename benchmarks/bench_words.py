@@ -191,7 +191,7 @@ def end_to_end(args: argparse.Namespace) -> dict:
     folder, truth, tagged = root / "photos", {}, {}
     folder.mkdir()
     for f in chosen:
-        name = folder / f"{rng.integers(1 << 40):010x}.jpg"
+        name = folder / f"{int(rng.integers(1 << 62)):016x}.jpg"
         label = f.parent.name
         keyword = rng.random() < args.share
         with Image.open(f) as im:

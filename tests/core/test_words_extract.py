@@ -23,9 +23,12 @@ def test_words_split_on_separators_and_camel_case() -> None:
 
 def test_camera_names_dates_and_extensions_give_no_words() -> None:
     for name in ("IMG_1234.JPG", "DSC01234.jpg", "PXL_20230101_123456789.jpg", "DSCN0042.JPG",
-                 "20190612.jpg", "2019-06-12 14.33.20.jpg", "IMG_20190612_WA0003.jpg"):
+                 "20190612.jpg", "2019-06-12 14.33.20.jpg", "IMG_20190612_WA0003.jpg",
+                 "3fa2b9c0d1.jpg", "0f8fad5b-d9cb-469f-a165-70867728950e.png", "deadbeef0a1b2c.jpg"):
         assert file_words(name) == [], name
     assert file_words("Lisbon tram 2019.jpeg") == ["lisbon", "tram"]
+    assert file_words("facade.jpg") == ["facade"]  # hex letters only: a word
+    assert file_words("decade2019.jpg") == ["decade"]
     assert folder_words("DCIM/100CANON") == []
     assert folder_words("2019 Lisbon/Trams") == ["lisbon", "trams"]
 

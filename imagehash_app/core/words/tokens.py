@@ -2,7 +2,7 @@
 
 Folder and file names are split on separators and on camel case ("GrandmasGarden" → grandmas,
 garden); what carries no meaning is dropped: camera-generated names (IMG_1234, DSC01234,
-PXL_20230101_…), plain numbers (dates such as 2019 or 20190612), file extensions, one-letter bits
+PXL_20230101_…), ids (hex digests, UUIDs), plain numbers (dates such as 2019 or 20190612), file extensions, one-letter bits
 and a few very common words.
 """
 
@@ -16,6 +16,12 @@ CAMERA_STEM = re.compile(
     r"^(img|dsc|dscn|dscf|dsc_|pxl|mvimg|vid|dji|gopr|gh\d|sam|wp|pano|p|pict|imag|photo|"
     r"screenshot|sdc|cimg|hpim|kimg|_dsc|dcim)[\s_-]*\d[\d_\s-]*(\w{0,8})$",
     re.IGNORECASE,
+)
+# A stem that is an id, not a name: hex digests, UUIDs, random names ("3fa2b9c0d1", "a1b2-…").
+# Hex only with a digit: 12 characters or more, or 8 or more with digits in two places at least
+# (so "decade2019" stays a word).
+ID_STEM = re.compile(
+    r"^(?=.*[0-9])(?:[0-9a-f_-]{12,}|(?=[0-9a-f_-]{8,}$)(?=.*[0-9][^0-9]+[0-9]).*)$", re.IGNORECASE
 )
 # Folder names that cameras and tools make up (DCIM/100CANON, 100APPLE, Camera, …).
 CAMERA_DIR = re.compile(r"^(dcim|\d{3}[a-z_]{0,8}|camera|camera roll|screenshots)$", re.IGNORECASE)
@@ -47,7 +53,7 @@ def words(text: str) -> list[str]:
 def file_words(name: str) -> list[str]:
     """Words of a file name: its stem only, nothing from a camera-generated name."""
     stem = PurePosixPath(name).stem
-    if CAMERA_STEM.match(stem.strip()):
+    if CAMERA_STEM.match(stem.strip()) or ID_STEM.match(stem.strip()):
         return []
     return words(stem)
 
