@@ -12,7 +12,6 @@ from imagehash_app.cli import eval as eval_command
 from imagehash_app.cli import models
 from imagehash_app.cli import words as words_command
 from imagehash_app.cli.progress import ProgressPrinter
-from imagehash_app.core.errors import ImagehashError
 from imagehash_app.core.library import (
     Library,
     SearchResponse,
@@ -52,8 +51,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         from imagehash_app.cli.words import search_text
 
         return search_text(args)
-    if not args.images:
-        raise ImagehashError("Give photos to search with, or words with --text \"lisbon tram\".")
+    if not args.images:  # a usage error, as argparse's own (exit 2)
+        args.search_parser.error('give photos to search with, or words with --text "lisbon tram"')
     with _open(args, read_only=True) as lib:
         # Printed batch by batch as they come: memory stays flat however many queries.
         # A query that cannot be searched stops the command (one sentence, exit 1), after the
@@ -222,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "go with words (--text)")
     p.add_argument("images", nargs="*", metavar="IMAGE")
     p.add_argument("--text", metavar="WORDS", help='words the photos carry or look like: "lisbon tram"')
+    p.set_defaults(search_parser=p)
     p.add_argument("--top", type=_positive_int, default=20, metavar="K", help="results per query")
     p.add_argument("--json", action="store_true", help="one JSON object per query line")
     p.set_defaults(func=cmd_search)

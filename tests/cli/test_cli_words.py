@@ -68,5 +68,6 @@ def test_words_train_refused_in_words_then_trained_and_rolled_back(library, caps
 
 def test_search_needs_photos_or_words(library, capsys) -> None:
     lib, _ = library
-    assert cli.main(["--library", str(lib), "search"]) == 1
-    assert "--text" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--library", str(lib), "search"])
+    assert info.value.code == 2 and "--text" in capsys.readouterr().err
