@@ -93,7 +93,8 @@ def test_words_fine_tune_offered_once_enough_photos_carry_words(
         window.search_text("beach", top_k=10)
     answer = done.args[0]
     assert len(answer.results) == 10 and 0 < sum(r.has_words for r in answer.results) < 10
-    dialog.roll_back()  # no earlier words version: the box shows the photos carrying the words
+    job = dialog.roll_back()  # no earlier words version: the box shows the photos carrying the words
+    qtbot.waitUntil(lambda: job.done, timeout=WAIT_MS)
     with qtbot.waitSignal(window.textSearchFinished, timeout=WAIT_MS) as done:
         window.search_text("beach", top_k=10)
     assert "not learnt" in done.args[0].note and len(done.args[0].results) == 6
