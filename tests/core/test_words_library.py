@@ -118,3 +118,28 @@ def test_an_edited_photo_is_read_again_on_update(library) -> None:
         list(lib.update())
         assert ("ribeira", "keyword") in lib.words_of(target)
         assert ("porto", "folder") in lib.words_of(target)
+
+
+def test_a_library_indexed_before_words_gets_them_on_the_next_update(tmp_path: Path) -> None:
+    """tests/fixtures/library_schema2 predates words (schema 2): opening it migrates, and the next
+    update reads the words of the photos it already had, without re-embedding any."""
+    import shutil
+    import sqlite3
+
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "library_schema2"
+    shutil.copytree(fixture, tmp_path, dirs_exist_ok=True)
+    conn = sqlite3.connect(tmp_path / "lib" / "catalog.sqlite3")  # the test's move of the library
+    conn.execute("UPDATE folders SET path = ?", (str(tmp_path / "photos"),))
+    for rel, mtime_ns in conn.execute("SELECT rel_path, mtime_ns FROM images").fetchall():
+        os.utime(tmp_path / "photos" / rel, ns=(mtime_ns, mtime_ns))
+    conn.commit()
+    conn.close()
+    with Library.open(tmp_path / "lib") as lib:
+        events = list(lib.update())
+        status = lib.status()
+        assert lib.words_of(tmp_path / "photos" / "misc" / "other0.jpg") == [("other", "file")]
+        original = lib.words_of(tmp_path / "photos" / "group0" / "original.jpg")
+        assert ("group", "folder") in original and ("original", "file") in original
+    assert not any(e.phase == "embed" and e.done for e in events)  # nothing embedded again
+    assert any(e.phase == "words" and e.done == e.total > 0 for e in events)
+    assert status.words["photos"] == status.indexed > 0
