@@ -13,8 +13,8 @@
 Methods: the mean feature of the photos carrying the word as a query (cosine); a nearest-
 neighbour vote (each photo scored by the share of its k nearest word-carrying photos that carry
 the word, ties by cosine to them); UGACH without its adversarial part (graph + discriminator,
-random x^G); UGACH; and the app's text search (UGACH Hamming candidates, re-ranked by the
-cosine with the mean feature of the photos carrying the words). Ten random draws, mean ± std.
+random x^G); UGACH; and the app's text search (each UGACH variant's Hamming candidates,
+re-ranked by the centred cosine with the mean feature of the photos carrying the words). Ten random draws, mean ± std.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from imagehash_app.core.hashing.ugach import UGACH, UGACHParams
 from imagehash_app.core.words.bags import Vocabulary
 from imagehash_app.core.words.tokens import folder_words
 
-METHODS = ["mean feature", "mean feature (centred)", "kNN vote", "UGACH no adversarial", "UGACH", "UGACH + rerank"]
+METHODS = ["mean feature", "mean feature (centred)", "kNN vote", "UGACH no adversarial", "UGACH",
+           "UGACH no adversarial + rerank", "UGACH + rerank"]
 GOOD_NAMES = ["{c}", "{C} 2019", "my_{c}", "{C}AndMore", "Best of {c}"]
 SHARED_NAMES = ["Garden", "Summer holiday", "Walk in the park", "Flowers"]
 CAMERA_NAMES = ["DCIM/100CANON", "DCIM/101APPLE", "Camera"]
@@ -122,12 +123,11 @@ def run_draw(
             idx, _ = hamming_topk(code, image_codes[name][pool], len(pool))
             ranked = pool[idx[0]]
             per_method[name].append(score(ranked, labels, target, ks))
-            if name == "UGACH":
-                head = ranked[:rerank_depth]
-                head = head[np.argsort(-((X[head] - mu) @ (proto - mu)), kind="stable")]
-                per_method["UGACH + rerank"].append(
-                    score(np.concatenate([head, ranked[rerank_depth:]]), labels, target, ks)
-                )
+            head = ranked[:rerank_depth]
+            head = head[np.argsort(-((X[head] - mu) @ (proto - mu)), kind="stable")]
+            per_method[f"{name} + rerank"].append(
+                score(np.concatenate([head, ranked[rerank_depth:]]), labels, target, ks)
+            )
     return {m: {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
             for m, rows in per_method.items() if rows}
 
