@@ -86,7 +86,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"imagehash-app: {plan.reason}", file=sys.stderr)
             return 1
         printer = ProgressPrinter(sys.stderr)
-        gen = lib.finetune_words(epochs=args.epochs, adversarial=not args.no_adversarial)
+        gen = lib.finetune_words(epochs=args.epochs, adversarial=False if args.no_adversarial else None)
         try:
             while True:
                 try:

@@ -963,16 +963,17 @@ class Library:
 
     def finetune_words(
         self, *, epochs: int | None = None, should_stop: StopFn | None = None, seed: int = 0,
-        adversarial: bool = True,
+        adversarial: bool | None = None,
     ) -> Generator[FinetuneProgress, None, WordsFinetuneResult]:
         """Train a words (UGACH) version on the photos carrying words, inactive until
         `activate_words_model` keeps it; a generator of progress returning its figures.
-        `adversarial=False` trains UGACH's ablation without the generator."""
+        `adversarial=False` trains UGACH's ablation without the generator (None: the default,
+        `crossmodal.ADVERSARIAL`)."""
         self._require_writer()
         return self._finetune_words(epochs, should_stop, seed, adversarial)
 
     def _finetune_words(
-        self, epochs: int | None, should_stop: StopFn | None, seed: int, adversarial: bool
+        self, epochs: int | None, should_stop: StopFn | None, seed: int, adversarial: bool | None
     ) -> Generator[FinetuneProgress, None, WordsFinetuneResult]:
         from imagehash_app.core.hashing.ugach import UGACHParams
         from imagehash_app.core.words import crossmodal
@@ -986,6 +987,8 @@ class Library:
                         "Search by words needs the library's hasher first; run `imagehash-app index`."
                     )
                 epochs = epochs or crossmodal.DEFAULT_EPOCHS
+                if adversarial is None:
+                    adversarial = crossmodal.ADVERSARIAL
                 params = UGACHParams(
                     bits=self.settings.bits, seed=seed, adversarial=adversarial,
                     pretrain_epochs=max(1, epochs // 2), epochs=max(1, epochs - epochs // 2),

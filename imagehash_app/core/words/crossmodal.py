@@ -35,7 +35,10 @@ MIN_PHOTOS_WITH_WORDS = 50
 MIN_VOCABULARY = 2
 HELD_OUT_SHARE = 0.2
 CANDIDATES = 200
-DEFAULT_EPOCHS = 20  # half pre-training the discriminator, half adversarial  # Hamming candidates re-ranked per text query (at least 10 × top_k)
+DEFAULT_EPOCHS = 20  # half pre-training the discriminator, half adversarial
+# The full model (with the generator) by default; its ablation measured better on flowers5
+# (docs/results-words.md), `words train --no-adversarial` trains that one.
+ADVERSARIAL = True  # Hamming candidates re-ranked per text query (at least 10 × top_k)
 
 
 # --- photo features -----------------------------------------------------------------------------------------
