@@ -224,3 +224,45 @@ def test_bench_words(tmp_path: Path) -> None:
         summary = result["scenarios"][scenario]["summary"]
         assert set(summary) >= {"mean feature", "kNN vote", "UGACH no adversarial", "UGACH"}
         assert all(0 <= row["mAP"][0] <= 1 for row in summary.values())
+
+
+def test_seed_table(tmp_path: Path) -> None:
+    """The seed hashers' table and plot from the committed flowers5 eval JSON of 16 bits."""
+    runs = REPO / "benchmarks" / "results" / "seed-hashers" / "flowers5-gpu-run2"
+    plot = tmp_path / "seed.png"
+    printed = bench("-m", "benchmarks.seed_table", "flowers5", plot,
+                    runs / "flowers5-16-urph.json", runs / "flowers5-16-deepquan.json")
+    rows = [line for line in printed.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 1 + 11  # the header and one row per method at 16 bits
+    assert "| urph | 16 |" in printed and "| deepquan (ADC) | 16 |" in printed
+    assert "Float ceiling: mAP@1000 0.421" in printed and plot.stat().st_size > 10_000
+
+
+def test_harr_views(tmp_path: Path) -> None:
+    """HARR's image views vs feature views on 30 UKBench photos, one view each, 16 bits, one
+    epoch (skipped without the shared data: it runs the real MobileNetV2)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} is absent: the views come from the real backbone")
+    out = tmp_path / "views.json"
+    bench("-m", "benchmarks.harr_views", "--dataset", "ukbench56", "--data", SHARED_DATA,
+          "--work", tmp_path, "--queries-per-class", "1", "--limit", "30", "--views", "1",
+          "--bits", "16", "--epochs", "1", "--rerank", "10", "--json", out, timeout=180)
+    result = json.loads(out.read_text())
+    assert result["views"] == 1 and result["database"] == 30 and result["ms_per_photo_per_view"] > 0
+    assert {(r["variant"], r["refine"]) for r in result["rows"]} == {
+        (v, r) for v in ("feature", "image", "image+feature") for r in ("none", "decoder")}
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "flowers5.tar.gz").is_file(), reason="no shared data")
+def test_bench_copies_and_bench_duplicates(tmp_path: Path) -> None:
+    """The copy score's test set on 6 originals, and grouping 300 signatures (issue 15)."""
+    out = tmp_path / "copies.json"
+    bench("-m", "benchmarks.bench_copies", "--originals", "6", "--data", SHARED_DATA,
+          "--work", tmp_path / "work", "--json", out, timeout=240)
+    result = json.loads(out.read_text())
+    assert result["copies"] > 0 and 0 <= result["held_out"]["recall"] <= 1
+    out = tmp_path / "duplicates.json"
+    bench("-m", "benchmarks.bench_duplicates", "--photos", "300", "--real", "200", "--repeat",
+          "1", "--data", SHARED_DATA, "--work", tmp_path / "work", "--json", out, timeout=240)
+    [row] = json.loads(out.read_text())["rows"]
+    assert row["photos"] == 300 and row["seconds"] > 0 and row["candidates"] > 0

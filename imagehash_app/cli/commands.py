@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from imagehash_app.cli import duplicates as duplicates_command
 from imagehash_app.cli import eval as eval_command
 from imagehash_app.cli import models
 from imagehash_app.cli import words as words_command
@@ -252,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_command.add_parser(sub)
     words_command.add_parsers(sub)
     models.add_parsers(sub)
+    duplicates_command.add_parser(sub)
     return parser
 
 

@@ -171,6 +171,12 @@ class DuplicateReport:
     not_duplicates: frozenset[frozenset[Path]] = frozenset()
     groups: tuple[CopyGroup, ...] = ()
     seconds: float = 0.0
+    # How the search went: photos searched, photos still without a signature (indexed before
+    # signatures existed: the next index run makes them), candidate pairs, pairs aligned.
+    searched: int = 0
+    unsigned: int = 0
+    candidates: int = 0
+    aligned: int = 0
 
     @classmethod
     def build(
@@ -183,9 +189,15 @@ class DuplicateReport:
         rule: KeeperRule | None = None,
         not_duplicates: Iterable[frozenset[Path]] = (),
         seconds: float = 0.0,
+        searched: int = 0,
+        unsigned: int = 0,
+        candidates: int = 0,
+        aligned: int = 0,
     ) -> DuplicateReport:
         report = cls(tuple(photos), tuple(pairs), threshold, min(floor, threshold),
-                     rule or KeeperRule(), frozenset(not_duplicates), seconds=seconds)
+                     rule or KeeperRule(), frozenset(not_duplicates), seconds=seconds,
+                     searched=searched, unsigned=unsigned, candidates=candidates,
+                     aligned=aligned)
         return report.at(threshold)
 
     def at(self, threshold: float, rule: KeeperRule | None = None) -> DuplicateReport:

@@ -15,6 +15,7 @@ from pathlib import Path
 from imagehash_app.core.errors import ImagehashError
 from imagehash_app.core.store import schema
 from imagehash_app.core.store.codes import CodeQueries
+from imagehash_app.core.store.duplicates import DuplicateQueries
 from imagehash_app.core.store.feedback import FeedbackQueries
 from imagehash_app.core.store.images import FolderQueries, ImageQueries
 from imagehash_app.core.store.meta import MetaQueries
@@ -46,7 +47,7 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
 
 class Catalog(
     MetaQueries, FolderQueries, ImageQueries, CodeQueries, ReservoirQueries, FeedbackQueries,
-    WordQueries,
+    DuplicateQueries, WordQueries,
 ):
     """One connection to a library's catalogue. Not shared between threads."""
 

@@ -89,7 +89,35 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY(query_id, result_id)
     ) WITHOUT ROWID;
     """,
-    # 5: the words photos carry (folder and file names, embedded keywords, titles, captions),
+    # 5: duplicates (issue 15). Each photo's copy signature (core/duplicates/signature.py: a
+    # 32x32 grey thumbnail and colour moments, made from the pixels the indexer decodes anyway);
+    # what the keeper rule reads of its header (format, EXIF taken date, JPEG quality estimate);
+    # pairs a person said are "not duplicates" (id order); and the files moved to the trash
+    # from the duplicates view, with the copy kept in their place. Photos indexed before this
+    # migration get their signature from the next index/update run (Indexer.fill_signatures).
+    """
+    ALTER TABLE images ADD COLUMN format TEXT;
+    ALTER TABLE images ADD COLUMN taken REAL;
+    ALTER TABLE images ADD COLUMN quality REAL;
+    CREATE TABLE signatures(
+        image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+        signature BLOB NOT NULL
+    );
+    CREATE TABLE not_duplicates(
+        a INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        b INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        marked REAL NOT NULL,
+        PRIMARY KEY(a, b)
+    ) WITHOUT ROWID;
+    CREATE TABLE trashed(
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL,
+        keeper TEXT,
+        bytes INTEGER NOT NULL,
+        trashed REAL NOT NULL
+    );
+    """,
+    # 6: the words photos carry (folder and file names, embedded keywords, titles, captions),
     # which photos have been read for words (and at which path and mtime, so that a move or an
     # edit reads them again), and the cross-modal (UGACH) versions with their image-side codes,
     # a second code per photo used only by text queries.

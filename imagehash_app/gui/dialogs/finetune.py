@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from imagehash_app.core.library import (
+    COMPARE_METHODS,
     DEFAULT_METHOD,
     FINETUNE_METHODS,
     SUPERVISED_METHODS,
@@ -54,6 +55,7 @@ PHASES = {
 # The method choice's entry for search by words (core/words/crossmodal.py): offered only when
 # enough photos carry words; its version is a second code per photo, used by the search box only.
 WORDS_METHOD = "ugach"
+COMPARE_CHOICE = "compare"  # the method choice's entry that compares the methods
 ROWS = (
     ("rerank_10@10", "Top 10 found (as search shows them)"),
     ("rerank_10@100", "Top 10 within the first 100"),
@@ -124,6 +126,9 @@ class FinetuneDialog(QDialog):
         self.figures = QWidget()
         self.figures_grid = QGridLayout(self.figures)
         self.figures.hide()
+        self.comparison = QWidget()  # per compared method: what it found, how long it took
+        self.comparison_grid = QGridLayout(self.comparison)
+        self.comparison.hide()
         self.outcome = QLabel("")
         self.outcome.setWordWrap(True)
 
@@ -138,7 +143,8 @@ class FinetuneDialog(QDialog):
         self.start_button.setEnabled(False)
 
         layout = QVBoxLayout(self)
-        for widget in (self.intro, self.method, self.force, self.progress_label, self.progress_bar, self.figures, self.outcome):
+        for widget in (self.intro, self.method, self.force, self.progress_label, self.progress_bar,
+                       self.comparison, self.figures, self.outcome):
             layout.addWidget(widget)
         layout.addWidget(self.buttons)
         self.resize(520, 0)
@@ -165,7 +171,12 @@ class FinetuneDialog(QDialog):
             words.succeeded.connect(self._show_words_plan)
             words.failed.connect(self._fail)
             return
-        job = self.reader.call(lambda lib, _stop: lib.finetune_plan(method=method), "finetune-plan")
+        compare = COMPARE_METHODS if method == COMPARE_CHOICE else ()
+        job = self.reader.call(
+            lambda lib, _stop: lib.finetune_plan(method=method if not compare else DEFAULT_METHOD,
+                                                 compare=compare),
+            "finetune-plan",
+        )
         job.succeeded.connect(self._show_plan)
         job.failed.connect(self._fail)
 
@@ -181,6 +192,8 @@ class FinetuneDialog(QDialog):
                 continue
             label = f"{name} (learns from your marks)" if name in SUPERVISED_METHODS else name
             self.method.addItem(label, name)
+            if name == COMPARE_METHODS[-1]:  # after the unsupervised ones: all of them at once
+                self.method.addItem("Compare these and keep the best (about 5 minutes)", COMPARE_CHOICE)
         if plan.supervised_problem:
             self.method.setToolTip(plan.supervised_problem)
         self.method.show()
@@ -220,6 +233,15 @@ class FinetuneDialog(QDialog):
             self.intro.setText(plan.problem)
             self._show_buttons(self.close_button)
             return
+        elif plan.compare:
+            self.intro.setText(
+                f"Each of {len(plan.compare)} methods ({', '.join(plan.compare)}) will learn from "
+                f"{plan.train:,} of your photos, within {minutes(plan.budget_s).replace('about ', '')} "
+                f"in all; the one that finds most of the closest matches of {plan.held_out:,} photos "
+                f"kept aside is kept if it beats the current version. Then all {plan.photos:,} photos "
+                f"get new codes. This takes {minutes(plan.estimated_s)} on this computer. Searching "
+                "keeps working meanwhile; you can cancel at any time."
+            )
         else:
             start = "the current version" if plan.warm_start else "scratch"
             self.intro.setText(
@@ -236,6 +258,8 @@ class FinetuneDialog(QDialog):
     def start(self) -> Job:
         """Run the fine-tune on the writer thread."""
         force, method = self.force.isChecked(), self.chosen_method()
+        compare = COMPARE_METHODS if method == COMPARE_CHOICE else ()
+        method = DEFAULT_METHOD if compare else method
         self.force.hide()
         self.method.setEnabled(False)
         if method == WORDS_METHOD:
@@ -243,7 +267,8 @@ class FinetuneDialog(QDialog):
             job.succeeded.connect(self._on_words_succeeded)
         else:
             job = self.writer.call(
-                lambda lib, stop: lib.finetune(force=force, should_stop=stop, method=method), "finetune"
+                lambda lib, stop: lib.finetune(force=force, should_stop=stop, method=method, compare=compare),
+                "finetune",
             )
             job.succeeded.connect(self._on_succeeded)
         job.progress.connect(self._on_progress)
@@ -279,6 +304,8 @@ class FinetuneDialog(QDialog):
         self.progress_bar.hide()
         self.progress_label.setText(f"Finished in {elapsed(result.seconds)}.")
         self._show_figures(result)
+        if result.comparison:
+            self._show_comparison(result)
         if result.activated:
             self.outcome.setText(
                 "Searches now use the new version. Keep it, or roll back to the previous one."
@@ -349,6 +376,27 @@ class FinetuneDialog(QDialog):
         note.setWordWrap(True)
         grid.addWidget(note, len(ROWS) + 1, 0, 1, 3)
         self.figures.show()
+
+    def _show_comparison(self, result: FinetuneResult) -> None:
+        """One row per compared method: what it found on the photos kept aside, how long it
+        trained, or why it did not finish; the chosen one marked."""
+        grid = self.comparison_grid
+        for col, text in enumerate(("Method", "Top 10 found", "Training")):
+            header = QLabel(f"<b>{text}</b>")
+            header.setAlignment(Qt.AlignmentFlag.AlignRight if col else Qt.AlignmentFlag.AlignLeft)
+            grid.addWidget(header, 0, col)
+        for row, c in enumerate(result.comparison, start=1):
+            chosen = c["method"] == result.method and c["status"] == "done"
+            name = QLabel(f"<b>{c['method']}</b> (chosen)" if chosen else c["method"])
+            grid.addWidget(name, row, 0)
+            found = (f"{c['metrics'].get('rerank_10@10', 0.0):.0%}" if c["status"] == "done"
+                     else ("not finished in time" if c["status"] == "out of time" else "no time left"))
+            cells = (found, elapsed(c["fit_s"]) if c.get("fit_s") else "–")
+            for col, text in enumerate(cells, start=1):
+                cell = QLabel(text)
+                cell.setAlignment(Qt.AlignmentFlag.AlignRight)
+                grid.addWidget(cell, row, col)
+        self.comparison.show()
 
     @Slot()
     def _on_cancelled(self) -> None:
