@@ -204,6 +204,28 @@ def test_bench_first_drop(tmp_path: Path) -> None:
         assert row["torch_imported"] is False
 
 
+def test_bench_words(tmp_path: Path) -> None:
+    """bench_words on a small synthetic stand-in for the flowers5 feature cache (5 classes), one
+    draw, one epoch each way: every method scored in both scenarios."""
+    from imagehash_app.core.evaluation import FeatureSet
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(100) % 5
+    feats = np.abs(rng.normal(size=(5, 32)))[labels] + 0.3 * np.abs(rng.normal(size=(100, 32)))
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    classes = ["daisy", "dandelion", "rose", "sunflower", "tulip"]
+    FeatureSet(feats.astype(np.float32), labels.astype(np.int32), classes,
+               [f"{i}.jpg" for i in range(100)], {}).save(tmp_path / "work" / "flowers5_mobilenet_v2.npz")
+    out = tmp_path / "words.json"
+    bench("-m", "benchmarks.bench_words", "--work", tmp_path / "work", "--draws", "1", "--jobs", "1",
+          "--pretrain-epochs", "1", "--epochs", "1", "--share", "0.3", "--out", out, timeout=180)
+    result = json.loads(out.read_text())
+    for scenario in ("keywords", "folders"):
+        summary = result["scenarios"][scenario]["summary"]
+        assert set(summary) >= {"mean feature", "kNN vote", "UGACH no adversarial", "UGACH"}
+        assert all(0 <= row["mAP"][0] <= 1 for row in summary.values())
+
+
 def test_seed_table(tmp_path: Path) -> None:
     """The seed hashers' table and plot from the committed flowers5 eval JSON of 16 bits."""
     runs = REPO / "benchmarks" / "results" / "seed-hashers" / "flowers5-gpu-run2"

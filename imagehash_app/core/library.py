@@ -48,6 +48,12 @@ from imagehash_app.core.training import (
     ModelInfo,
 )
 from imagehash_app.core.versions import GRAPH_DIR, KEEP_MODELS, remove_orphans
+from imagehash_app.core.words.results import (
+    TextAnswer,
+    TextResult,
+    WordsFinetuneResult,
+    WordsPlan,
+)
 
 if TYPE_CHECKING:
     from imagehash_app.core.backbone import Backbone
@@ -71,7 +77,7 @@ __all__ = [
     "CopyGroup", "CopyPhoto", "DuplicateReport", "KeeperRule", "TrashOutcome", "TrashedRow",
     "COMPARE_BUDGET_S", "COMPARE_METHODS", "DEFAULT_METHOD", "FINETUNE_METHODS", "SUPERVISED_METHODS", "IDENTITY_FIELDS", "IMAGE_SUFFIXES", "FinetunePlan", "FinetuneProgress",
     "FinetuneResult", "FolderInfo", "IndexProgress", "Library", "LibrarySettings", "LibraryStatus",
-    "ModelInfo", "PhotoDetails", "QueryFailure", "SearchAnswer", "SearchResponse", "SearchResult",
+    "ModelInfo", "PhotoDetails", "TextAnswer", "TextResult", "WordsFinetuneResult", "WordsPlan", "QueryFailure", "SearchAnswer", "SearchResponse", "SearchResult",
     "b64", "backbone_names", "default_library_dir", "display", "make_thumbnail", "repair",
 ]
 
@@ -205,6 +211,9 @@ class LibraryStatus:
     set_aside: list[dict[str, Any]] = field(default_factory=list)  # hasher versions that broke
     # the person's marks on results: {"similar": n, "not_similar": m} (Library.mark_similar)
     marks: dict[str, int] = field(default_factory=dict)
+    # the words photos carry: {"photos": n, "vocabulary": v, "top": [[word, n], ...],
+    # "model": {"id", "note"} of the words version text queries use, or None}
+    words: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -512,12 +521,29 @@ class Library:
                 wanted = set(targets) if targets is not None else None
                 folders = [f for f in cat.folders() if wanted is None or f.path in wanted]
                 indexer = Indexer(cat, self.path, self.settings, self.backbone, should_stop)
-                yield from indexer.run(folders)
+                for event in indexer.run(folders):
+                    if event.phase == "done":
+                        yield from self._read_words(cat, should_stop)
+                    yield event
                 self._ensure_query_record()
                 if cat.total_changes != before or not (self.path / health.BACKUP_FILE).exists():
                     health.make_backup(cat.conn, self.path)
             finally:
                 cat.close()
+
+    def _read_words(self, cat: Catalog, should_stop: StopFn | None) -> Iterator[IndexProgress]:
+        """Read the words of photos not read at their current path and mtime, then give photos
+        new since the words version was trained their image-side code."""
+        from imagehash_app.core.words import crossmodal
+        from imagehash_app.core.words.reading import read_words
+
+        for done, total, elapsed in read_words(cat, should_stop):
+            rate = done / max(elapsed, 1e-9)
+            yield IndexProgress("words", done, total, rate, (total - done) / rate if rate else None)
+        if cat.active_word_model() is not None:
+            usable = versions.usable_model(cat, self.path, _load_model(self.path), writable=True)
+            if usable is not None:
+                crossmodal.encode_missing(cat, self.path, usable[1], usable[0])
 
     def backbone(self) -> Backbone:
         """The library's backbone, loaded once and shared by indexing and search."""
@@ -990,6 +1016,117 @@ class Library:
         with self._mutex, health.translated(self.path):
             return self._cat.mark_counts()
 
+    # --- words ---------------------------------------------------------------------------------------
+    def vocabulary(self, limit: int | None = None) -> list[tuple[str, int]]:
+        """The words the library's photos carry with how many carry each, most carried first."""
+        with self._mutex, health.translated(self.path):
+            vocab = self._cat.vocabulary()
+        return vocab if limit is None else vocab[:limit]
+
+    def suggest_words(self, prefix: str, limit: int = 10) -> list[str]:
+        """Words of the vocabulary starting with what is typed (its last word), most carried first."""
+        from imagehash_app.core.words.tokens import words
+
+        typed = words(prefix)
+        if not typed or not prefix or not prefix[-1].isalnum():
+            return []
+        with self._mutex, health.translated(self.path):
+            return [w for w, _ in self._cat.words_starting(typed[-1], limit)]
+
+    def words_of(self, photo: Path) -> list[tuple[str, str]]:
+        """[(word, source)] a library photo carries (source: folder, file, keyword, title, caption)."""
+        with self._mutex, health.translated(self.path):
+            image_id = self._cat.image_id_for(Path(photo).expanduser().resolve())
+            return [] if image_id is None else self._cat.words_of([image_id]).get(image_id, [])
+
+    def search_text(self, text: str, top_k: int = 20) -> TextAnswer:
+        """Photos for typed words ("lisbon tram"), with and without those words: Hamming
+        candidates from the text's UGACH code, re-ranked (core/words/crossmodal.py)."""
+        from imagehash_app.core.words import crossmodal
+
+        with self._mutex, health.translated(self.path):
+            state = self._state()
+            hasher, model = (state.hasher, state.model) if state is not None else (None, None)
+            return crossmodal.search(self._cat, self.path, hasher, model, text, top_k)
+
+    def suggest_keywords(self, photo: Path, limit: int = 10) -> list[tuple[str, float]]:
+        """Words of the photo's neighbours in the shared words/photos space, with the share of
+        those neighbours carrying each; empty until search by words has learnt."""
+        from imagehash_app.core.words import crossmodal
+
+        with self._mutex, health.translated(self.path):
+            state = self._state()
+            image_id = self._cat.image_id_for(Path(photo).expanduser().resolve())
+            if state is None or image_id is None:
+                return []
+            return crossmodal.suggest_keywords(
+                self._cat, self.path, state.hasher, state.model, image_id, limit
+            )
+
+    def words_finetune_plan(self) -> WordsPlan:
+        """Whether search by words can learn (enough photos carry words), and why."""
+        from imagehash_app.core.words import crossmodal
+
+        with self._mutex, health.translated(self.path):
+            return crossmodal.plan(self._cat)
+
+    def finetune_words(
+        self, *, epochs: int | None = None, should_stop: StopFn | None = None, seed: int = 0,
+        adversarial: bool | None = None,
+    ) -> Generator[FinetuneProgress, None, WordsFinetuneResult]:
+        """Train a words (UGACH) version on the photos carrying words, inactive until
+        `activate_words_model` keeps it; a generator of progress returning its figures.
+        `adversarial=False` trains UGACH's ablation without the generator (None: the default,
+        `crossmodal.ADVERSARIAL`)."""
+        self._require_writer()
+        return self._finetune_words(epochs, should_stop, seed, adversarial)
+
+    def _finetune_words(
+        self, epochs: int | None, should_stop: StopFn | None, seed: int, adversarial: bool | None
+    ) -> Generator[FinetuneProgress, None, WordsFinetuneResult]:
+        from imagehash_app.core.hashing.ugach import UGACHParams
+        from imagehash_app.core.words import crossmodal
+
+        with health.translated(self.path):
+            cat = Catalog.open(self.path / CATALOG_FILE)
+            try:
+                usable = versions.usable_model(cat, self.path, _load_model(self.path), writable=True)
+                if usable is None:
+                    raise ImagehashError(
+                        "Search by words needs the library's hasher first; run `imagehash-app index`."
+                    )
+                epochs = epochs or crossmodal.DEFAULT_EPOCHS
+                if adversarial is None:
+                    adversarial = crossmodal.ADVERSARIAL
+                params = UGACHParams(
+                    bits=self.settings.bits, seed=seed, adversarial=adversarial,
+                    pretrain_epochs=max(1, epochs // 2), epochs=max(1, epochs - epochs // 2),
+                )
+                yield FinetuneProgress("prepare", 0, 0, message="reading the photos' words")
+                run = crossmodal.finetune(
+                    cat, self.path, usable[1], usable[0], params=params, should_stop=should_stop
+                )
+                while True:
+                    try:
+                        epoch, total, loss = next(run)
+                    except StopIteration as stop:
+                        result = stop.value
+                        break
+                    yield FinetuneProgress("train", epoch, total, loss=loss)
+                yield FinetuneProgress("done", 1, 1, message=crossmodal._note(
+                    result.metrics, result.baseline_metrics))
+                return result
+            finally:
+                cat.close()
+
+    def activate_words_model(self, model_id: int | None) -> None:
+        """Keep a words version (text queries use it) or roll back (None: no version)."""
+        self._require_writer()
+        from imagehash_app.core.words import crossmodal
+
+        with self._mutex, health.translated(self.path):
+            crossmodal.activate(self._cat, self.path, model_id)
+
     # --- duplicates (issue 15) --------------------------------------------------------------------
     def keeper_rule(self) -> KeeperRule:
         """The library's "keep the best copy" rule (settings: duplicate_keep)."""
@@ -1119,7 +1256,17 @@ class Library:
                 ],
                 set_aside=versions.set_aside_records(cat),
                 marks=cat.mark_counts(),
+                words=self._words_status(cat),
             )
+
+    def _words_status(self, cat: Catalog) -> dict[str, Any]:
+        vocab = cat.vocabulary()
+        active = cat.active_word_model()
+        return {
+            "photos": cat.photos_with_words(), "vocabulary": len(vocab),
+            "top": [[w, n] for w, n in vocab[:10]],
+            "model": None if active is None else {"id": active.id, "note": active.note},
+        }
 
     def _warnings(self) -> list[str]:
         out = []

@@ -276,6 +276,7 @@ class ResultsView(QListView):
 
     findSimilar = Signal(Path)
     markSimilar = Signal(Path, bool)  # a result is (True: "More like this") or is not like the query
+    suggestKeywords = Signal(Path)  # words of the photo's neighbours in the words/photos space
     message = Signal(str)
 
     def __init__(self, model: ResultsModel, parent: QWidget | None = None) -> None:
@@ -378,6 +379,7 @@ class ResultsView(QListView):
             ("Find similar to this one", lambda: self.findSimilar.emit(path)),
             ("More like this", lambda: self.markSimilar.emit(path, True)),
             ("Not similar", lambda: self.markSimilar.emit(path, False)),
+            ("Suggest keywords", lambda: self.suggestKeywords.emit(path)),
         ):
             action = QAction(text, parent or self)
             action.triggered.connect(slot)

@@ -20,6 +20,7 @@ from imagehash_app.core.store.feedback import FeedbackQueries
 from imagehash_app.core.store.images import FolderQueries, ImageQueries
 from imagehash_app.core.store.meta import MetaQueries
 from imagehash_app.core.store.reservoir import ReservoirQueries
+from imagehash_app.core.store.words import WordQueries
 
 CATALOG_FILE = "catalog.sqlite3"
 BUSY_TIMEOUT_MS = 10_000
@@ -46,7 +47,7 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
 
 class Catalog(
     MetaQueries, FolderQueries, ImageQueries, CodeQueries, ReservoirQueries, FeedbackQueries,
-    DuplicateQueries,
+    DuplicateQueries, WordQueries,
 ):
     """One connection to a library's catalogue. Not shared between threads."""
 

@@ -36,6 +36,8 @@ from imagehash_app.core.library import (
     FinetuneProgress,
     FinetuneResult,
     ModelInfo,
+    WordsFinetuneResult,
+    WordsPlan,
 )
 from imagehash_app.gui.workers import EngineThread, Job
 
@@ -50,6 +52,9 @@ PHASES = {
     "swap": "Switching versions",
     "done": "Done",
 }
+# The method choice's entry for search by words (core/words/crossmodal.py): offered only when
+# enough photos carry words; its version is a second code per photo, used by the search box only.
+WORDS_METHOD = "ugach"
 COMPARE_CHOICE = "compare"  # the method choice's entry that compares the methods
 ROWS = (
     ("rerank_10@10", "Top 10 found (as search shows them)"),
@@ -100,7 +105,8 @@ class FinetuneDialog(QDialog):
         self.setModal(False)
         self.writer, self.reader = writer, reader
         self.plan: FinetunePlan | None = None
-        self.result: FinetuneResult | None = None
+        self.result: FinetuneResult | WordsFinetuneResult | None = None
+        self.words_plan: WordsPlan | None = None
         self.job: Job | None = None
 
         self.intro = QLabel("Looking at your library…")
@@ -160,6 +166,11 @@ class FinetuneDialog(QDialog):
     # --- 1. what will happen --------------------------------------------------------------
     def _load_plan(self) -> None:
         method = self.chosen_method()
+        if method == WORDS_METHOD:
+            words = self.reader.call(lambda lib, _stop: lib.words_finetune_plan(), "words-plan")
+            words.succeeded.connect(self._show_words_plan)
+            words.failed.connect(self._fail)
+            return
         compare = COMPARE_METHODS if method == COMPARE_CHOICE else ()
         job = self.reader.call(
             lambda lib, _stop: lib.finetune_plan(method=method if not compare else DEFAULT_METHOD,
@@ -186,6 +197,26 @@ class FinetuneDialog(QDialog):
         if plan.supervised_problem:
             self.method.setToolTip(plan.supervised_problem)
         self.method.show()
+        words = self.reader.call(lambda lib, _stop: lib.words_finetune_plan(), "words-plan")
+        words.succeeded.connect(self._offer_words)
+
+    @Slot(object)
+    def _offer_words(self, plan: WordsPlan) -> None:
+        """Add search by words to the choice when enough photos carry words (not offered otherwise)."""
+        self.words_plan = plan
+        if plan.offered and self.method.findData(WORDS_METHOD) < 0:
+            self.method.addItem("Search by words (UGACH: learns from the photos' words)", WORDS_METHOD)
+
+    @Slot(object)
+    def _show_words_plan(self, plan: WordsPlan) -> None:
+        self.intro.setText(
+            f"{plan.reason} It learns a second code per photo, used only by the search box; "
+            "search by example stays as it is. A fifth of the photos carrying words is kept aside "
+            "to check the result."
+        )
+        self.force.hide()
+        self.start_button.setEnabled(plan.offered)
+        self.adjustSize()
 
     @Slot(object)
     def _show_plan(self, plan: FinetunePlan) -> None:
@@ -231,12 +262,16 @@ class FinetuneDialog(QDialog):
         method = DEFAULT_METHOD if compare else method
         self.force.hide()
         self.method.setEnabled(False)
-        job = self.writer.call(
-            lambda lib, stop: lib.finetune(force=force, should_stop=stop, method=method, compare=compare),
-            "finetune",
-        )
+        if method == WORDS_METHOD:
+            job = self.writer.call(lambda lib, stop: lib.finetune_words(should_stop=stop), "words-finetune")
+            job.succeeded.connect(self._on_words_succeeded)
+        else:
+            job = self.writer.call(
+                lambda lib, stop: lib.finetune(force=force, should_stop=stop, method=method, compare=compare),
+                "finetune",
+            )
+            job.succeeded.connect(self._on_succeeded)
         job.progress.connect(self._on_progress)
-        job.succeeded.connect(self._on_succeeded)
         job.cancelled.connect(self._on_cancelled)
         job.failed.connect(self._fail)
         self.job = job
@@ -287,6 +322,42 @@ class FinetuneDialog(QDialog):
             self._show_buttons(self.close_button, self.use_new_button)
         self.adjustSize()
         self.finetuneFinished.emit(result)
+
+    @Slot(object)
+    def _on_words_succeeded(self, result: WordsFinetuneResult) -> None:
+        """Use the new words version when it is better than the one before (Keep / Roll back),
+        else keep the old one (Close / Use the new version anyway)."""
+        self.result = result
+        self.progress_bar.hide()
+        self.progress_label.setText(f"Finished in {elapsed(result.seconds)}.")
+        grid = self.figures_grid
+        rows = [("Before", result.previous_metrics), ("After", result.metrics),
+                ("The look of the photos carrying the word", result.baseline_metrics)]
+        for row, (text, metrics) in enumerate(rows):
+            grid.addWidget(QLabel(text), row, 0)
+            cell = QLabel("–" if not metrics else f"{metrics['mAP']:.0%}")
+            cell.setAlignment(Qt.AlignmentFlag.AlignRight)
+            grid.addWidget(cell, row, 1)
+        note = QLabel(f"Mean average precision of word queries on {result.held_out:,} photos kept aside.")
+        note.setWordWrap(True)
+        grid.addWidget(note, len(rows), 0, 1, 2)
+        self.figures.show()
+        if result.better:
+            self.outcome.setText("The search box now uses the new version. Keep it, or roll back.")
+            self._activate_words(result.model_id, then=(self.keep_button, self.rollback_button))
+        else:
+            self.outcome.setText("The new version was not better on the photos kept aside, so the "
+                                 "search box keeps the current one.")
+            self._show_buttons(self.close_button, self.use_new_button)
+        self.adjustSize()
+        self.finetuneFinished.emit(result)
+
+    def _activate_words(self, model_id: int | None, then: tuple[QPushButton, ...] = ()) -> Job:
+        self._show_buttons()
+        job = self.writer.call(lambda lib, _stop: lib.activate_words_model(model_id), "activate-words")
+        job.succeeded.connect(lambda _r: self._show_buttons(*then) if then else self.accept())
+        job.failed.connect(self._fail)
+        return job
 
     def _show_figures(self, result: FinetuneResult) -> None:
         grid = self.figures_grid
@@ -352,9 +423,13 @@ class FinetuneDialog(QDialog):
 
     def roll_back(self) -> Job | None:
         """Make the previous version answer again (instant: its codes were kept)."""
+        if isinstance(self.result, WordsFinetuneResult):
+            return self._activate_words(self.result.previous_model)
         return self._activate(self.result.old_model) if self.result else None
 
     def use_new(self) -> Job | None:
+        if isinstance(self.result, WordsFinetuneResult):
+            return self._activate_words(self.result.model_id)
         return self._activate(self.result.new_model) if self.result else None
 
     def _activate(self, model_id: int) -> Job:
