@@ -71,3 +71,23 @@ def test_search_needs_photos_or_words(library, capsys) -> None:
     with pytest.raises(SystemExit) as info:
         cli.main(["--library", str(lib), "search"])
     assert info.value.code == 2 and "--text" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flags", "adversarial"), [
+    ([], False), (["--adversarial"], True), (["--no-adversarial"], False)])
+def test_words_train_without_the_generator_unless_asked(library, monkeypatch, flags, adversarial) -> None:
+    """The measured-better ablation is the default; `--adversarial` trains the full UGACH."""
+    from imagehash_app.core.hashing import ugach
+
+    lib, _ = library
+    monkeypatch.setattr(crossmodal, "MIN_PHOTOS_WITH_WORDS", 10)
+    seen: list[bool] = []
+    fit = ugach.UGACH.fit
+
+    def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(self.params.adversarial)
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(ugach.UGACH, "fit", spy)
+    assert cli.main(["--library", str(lib), "words", "train", "--epochs", "2", "--json", *flags]) == 0
+    assert seen == [adversarial]

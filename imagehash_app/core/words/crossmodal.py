@@ -34,11 +34,13 @@ WORDS_DIR = "words"
 MIN_PHOTOS_WITH_WORDS = 50
 MIN_VOCABULARY = 2
 HELD_OUT_SHARE = 0.2
-CANDIDATES = 200
+CANDIDATES = 200  # Hamming candidates re-ranked per text query (at least 10 × top_k)
 DEFAULT_EPOCHS = 20  # half pre-training the discriminator, half adversarial
-# The full model (with the generator) by default; its ablation measured better on flowers5
-# (docs/results-words.md), `words train --no-adversarial` trains that one.
-ADVERSARIAL = True  # Hamming candidates re-ranked per text query (at least 10 × top_k)
+# The app trains UGACH without its generator by default: on flowers5 that variant measured mAP
+# 0.678 against the full model's 0.294 (docs/results-words.md: the generator picks same-class photos
+# the graph did not link and the discriminator pushes them away). `words train --adversarial`
+# trains the full model.
+ADVERSARIAL = False
 
 
 # --- photo features -----------------------------------------------------------------------------------------
