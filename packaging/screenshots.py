@@ -5,6 +5,8 @@
         --backbone mobilenet_v2 --weights ../shared/data/weights/mobilenet_v2-imagenet.pth
     xvfb-run -s '-screen 0 1400x900x24' .venv/bin/python packaging/screenshots.py query --library /tmp/flowers-lib \\
         --photo /tmp/flowers/flowers/sunflower/<file>.jpg [--dark]
+    xvfb-run -s '-screen 0 1400x900x24' .venv/bin/python packaging/screenshots.py duplicates --folder /tmp/flowers/flowers \
+        --backbone mobilenet_v2 --weights ../shared/data/weights/mobilenet_v2-imagenet.pth
 
     xvfb-run -s '-screen 0 1400x900x24' .venv/bin/python packaging/screenshots.py offline-first-run \
         --folder /tmp/shots/Pictures
@@ -32,7 +34,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QSettings, QTimer
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QWidget
 
 from imagehash_app.core.library import Library
 from imagehash_app.core.settings import LibrarySettings
@@ -59,7 +61,7 @@ def settle(seconds: float) -> None:
     wait(lambda: time.monotonic() > end)
 
 
-def grab(window: MainWindow, name: str) -> Path:
+def grab(window: QWidget, name: str) -> Path:
     """Save what the X server shows of the window."""
     settle(0.5)
     geo = window.frameGeometry()
@@ -90,6 +92,38 @@ def dark_palette() -> QPalette:
     for role in (QPalette.ColorRole.Text, QPalette.ColorRole.WindowText, QPalette.ColorRole.ButtonText):
         p.setColor(QPalette.ColorGroup.Disabled, role, QColor("#8a8a90"))
     return p
+
+
+def make_copies_folder(source: Path, dest: Path, originals: int = 60, seed: int = 3) -> Path:
+    """`originals` real photos from `source` (spread over its classes) and, in a "backup" folder,
+    copies of a few of them as a library gathers them: rotated, mirrored, smaller, re-compressed,
+    saved as PNG."""
+    import random
+
+    from PIL import Image
+
+    photos = sorted(p for p in source.rglob("*.jpg"))
+    rng = random.Random(seed)
+    chosen = sorted(rng.sample(photos, originals))
+    (dest / "backup").mkdir(parents=True, exist_ok=True)
+    for p in chosen:
+        (dest / p.parent.name).mkdir(exist_ok=True)
+        (dest / p.parent.name / p.name).write_bytes(p.read_bytes())
+    # Copies lose a little on the way (the originals here are JPEG quality 75), as a messenger's
+    # or an editor's re-save does; the PNG is lossless, as a screenshot of the photo is.
+    edits = [
+        ("rotated.jpg", lambda im: im.transpose(Image.Transpose.ROTATE_90), {"quality": 70}),
+        ("small.jpg", lambda im: im.resize((im.width * 3 // 4, im.height * 3 // 4)), {"quality": 85}),
+        ("mirrored.jpg", lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT), {"quality": 65}),
+        ("recompressed.jpg", lambda im: im, {"quality": 40}),
+        ("screenshot.png", lambda im: im, {}),
+    ]
+    for i, p in enumerate(chosen[:6]):
+        with Image.open(p) as im:
+            im = im.convert("RGB")
+            for name, edit, options in edits[i % 3: i % 3 + 2 + i % 2]:
+                edit(im).save(dest / "backup" / f"{p.stem}-{name}", **options)
+    return dest
 
 
 def open_window(library: Path, tmp: Path, rescan: bool = True) -> MainWindow:
@@ -209,7 +243,8 @@ def first_index(args: argparse.Namespace, tmp: Path) -> MainWindow:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("shot", choices=("first-run", "indexing", "query", "offline-first-run", "first-index"))
+    parser.add_argument("shot", choices=("first-run", "indexing", "query", "duplicates",
+                                         "offline-first-run", "first-index"))
     parser.add_argument("--backup", type=Path, help="first-index: a folder of copies, added after the first index")
     parser.add_argument("--library", type=Path)
     parser.add_argument("--folder", type=Path)
@@ -247,6 +282,45 @@ def main(argv: list[str] | None = None) -> int:
                 grab(window, f"indexing{suffix}")
                 window.cancel_index()
                 wait(lambda: not window.is_indexing())
+        elif args.shot == "duplicates":
+            library = args.library or tmp / "library"
+            if args.folder is not None:  # a library of real photos and copies made of a few
+                folder = make_copies_folder(args.folder, tmp / "photos")
+                settings = LibrarySettings(backbone=args.backbone, weights=args.weights)
+                with Library.open(library, settings=settings) as lib:
+                    lib.add_folder(folder)
+                    for _ in lib.update():
+                        pass
+            window = open_window(library, tmp, rescan=False)
+            dialog = window.show_duplicates()
+            dialog.resize(1300, 840)
+            dialog.move(40, 30)
+            wait(lambda: dialog.report is not None and not dialog.is_busy(), 300)
+            wait(lambda: all(c.picture.pixmap() is not None and not c.picture.pixmap().isNull()
+                             for b in dialog.group_boxes for c in b.cards), 120)
+            # The first group with a rotated copy at the top, the keyboard on that copy.
+            rotated = [c for b in dialog.group_boxes for c in b.cards if "rotated" in c.photo.path.name]
+            dialog.raise_()
+            dialog.activateWindow()
+            if rotated:
+                box = next(b for b in dialog.group_boxes if rotated[0] in b.cards)
+                settle(0.5)
+                dialog.scroll.verticalScrollBar().setValue(box.y())
+                rotated[0].setFocus()
+            settle(1.0)
+            grab(dialog, f"duplicates{suffix}")
+            if rotated:  # the results of the rotated copy's original: itself marked, its copies badged
+                original = rotated[0].photo.path.name.replace("-rotated.jpg", ".jpg")
+                query = next(p for p in library.parent.rglob(original) if p.parent.name != "backup") \
+                    if args.folder is not None else None
+                dialog.close()
+                if query is not None:
+                    done: list[object] = []
+                    window.searchFinished.connect(done.append)
+                    window.search([query])
+                    wait(lambda: bool(done), 180)
+                    settle(3.0)  # the thumbnails stream in
+                    grab(window, f"copy-badges{suffix}")
         else:
             window = open_window(args.library, tmp, rescan=False)
             done = []

@@ -204,6 +204,99 @@ def test_bench_first_drop(tmp_path: Path) -> None:
         assert row["torch_imported"] is False
 
 
+def test_bench_words(tmp_path: Path) -> None:
+    """bench_words on a small synthetic stand-in for the flowers5 feature cache (5 classes), one
+    draw, one epoch each way: every method scored in both scenarios."""
+    from imagehash_app.core.evaluation import FeatureSet
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(100) % 5
+    feats = np.abs(rng.normal(size=(5, 32)))[labels] + 0.3 * np.abs(rng.normal(size=(100, 32)))
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    classes = ["daisy", "dandelion", "rose", "sunflower", "tulip"]
+    FeatureSet(feats.astype(np.float32), labels.astype(np.int32), classes,
+               [f"{i}.jpg" for i in range(100)], {}).save(tmp_path / "work" / "flowers5_mobilenet_v2.npz")
+    out = tmp_path / "words.json"
+    bench("-m", "benchmarks.bench_words", "--work", tmp_path / "work", "--draws", "1", "--jobs", "1",
+          "--pretrain-epochs", "1", "--epochs", "1", "--share", "0.3", "--out", out, timeout=180)
+    result = json.loads(out.read_text())
+    for scenario in ("keywords", "folders"):
+        summary = result["scenarios"][scenario]["summary"]
+        assert set(summary) >= {"mean feature", "kNN vote", "UGACH no adversarial", "UGACH"}
+        assert all(0 <= row["mAP"][0] <= 1 for row in summary.values())
+
+
+def test_seed_table(tmp_path: Path) -> None:
+    """The seed hashers' table and plot from the committed flowers5 eval JSON of 16 bits."""
+    runs = REPO / "benchmarks" / "results" / "seed-hashers" / "flowers5-gpu-run2"
+    plot = tmp_path / "seed.png"
+    printed = bench("-m", "benchmarks.seed_table", "flowers5", plot,
+                    runs / "flowers5-16-urph.json", runs / "flowers5-16-deepquan.json")
+    rows = [line for line in printed.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 1 + 11  # the header and one row per method at 16 bits
+    assert "| urph | 16 |" in printed and "| deepquan (ADC) | 16 |" in printed
+    assert "Float ceiling: mAP@1000 0.421" in printed and plot.stat().st_size > 10_000
+
+
+def test_harr_views(tmp_path: Path) -> None:
+    """HARR's image views vs feature views on 30 UKBench photos, one view each, 16 bits, one
+    epoch (skipped without the shared data: it runs the real MobileNetV2)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} is absent: the views come from the real backbone")
+    out = tmp_path / "views.json"
+    bench("-m", "benchmarks.harr_views", "--dataset", "ukbench56", "--data", SHARED_DATA,
+          "--work", tmp_path, "--queries-per-class", "1", "--limit", "30", "--views", "1",
+          "--bits", "16", "--epochs", "1", "--rerank", "10", "--json", out, timeout=180)
+    result = json.loads(out.read_text())
+    assert result["views"] == 1 and result["database"] == 30 and result["ms_per_photo_per_view"] > 0
+    assert {(r["variant"], r["refine"]) for r in result["rows"]} == {
+        (v, r) for v in ("feature", "image", "image+feature") for r in ("none", "decoder")}
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "flowers5.tar.gz").is_file(), reason="no shared data")
+def test_bench_copies_and_bench_duplicates(tmp_path: Path) -> None:
+    """The copy score's test set on 6 originals, and grouping 300 signatures (issue 15)."""
+    out = tmp_path / "copies.json"
+    bench("-m", "benchmarks.bench_copies", "--originals", "6", "--data", SHARED_DATA,
+          "--work", tmp_path / "work", "--json", out, timeout=240)
+    result = json.loads(out.read_text())
+    assert result["copies"] > 0 and 0 <= result["held_out"]["recall"] <= 1
+    out = tmp_path / "duplicates.json"
+    bench("-m", "benchmarks.bench_duplicates", "--photos", "300", "--real", "200", "--repeat",
+          "1", "--data", SHARED_DATA, "--work", tmp_path / "work", "--json", out, timeout=240)
+    [row] = json.loads(out.read_text())["rows"]
+    assert row["photos"] == 300 and row["seconds"] > 0 and row["candidates"] > 0
+
+
+def test_bench_duplicates_view(tmp_path: Path) -> None:
+    """One slider step on a 300-photo synthetic report (the real dialog, offscreen)."""
+    out = tmp_path / "view.json"
+    printed = bench("benchmarks/bench_duplicates_view.py", "--sizes", "300", "--steps", "1",
+                    "--json", out)
+    assert "| 300 |" in printed
+    [row] = json.loads(out.read_text())["rows"]
+    assert row["photos"] == 300 and row["groups"] > 0 and row["regroup_ms"] > 0
+
+
+def test_finetune_supervised(tmp_path: Path) -> None:
+    """One supervised method fine-tuned from a tiny-backbone library's folders and marks."""
+    from photos import make_photo_folder
+
+    from imagehash_app.core.library import Library
+    from imagehash_app.core.settings import LibrarySettings
+
+    photos = make_photo_folder(tmp_path / "photos", groups=5, unrelated=5)
+    settings = LibrarySettings(
+        backbone="tiny", weights="none", bits=32, device="cpu", batch_size=8, threads=1,
+        hasher_params={"urph": {"hidden": 32, "decoder_hidden": 32, "input_dim": 32}})
+    with Library.open(tmp_path / "library", settings=settings) as lib:
+        list(lib.index([photos.root]))
+    out = tmp_path / "supervised.json"
+    bench("-m", "benchmarks.finetune_supervised", tmp_path / "library", "--methods", "dpsh",
+          "--queries", "3", "--marks", "1", "--json", out, timeout=180)
+    result = json.loads(out.read_text())
+    assert [r["stage"] for r in result["rows"]] == ["before", "after"]
+    assert result["rows"][1]["method"] == "dpsh" and result["held_out"] > 0
 def test_cycle_launch(tmp_path: Path) -> None:
     """One launch → drop → results → quit cycle of the real window under Xvfb, on 8 flowers5 photos
     with the real MobileNetV2 weights (skipped without the shared data or Xvfb)."""

@@ -8,8 +8,10 @@ import json
 import sys
 from pathlib import Path
 
+from imagehash_app.cli import duplicates as duplicates_command
 from imagehash_app.cli import eval as eval_command
 from imagehash_app.cli import models
+from imagehash_app.cli import words as words_command
 from imagehash_app.cli.progress import ProgressPrinter
 from imagehash_app.core.library import (
     Library,
@@ -46,6 +48,12 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    if args.text is not None:
+        from imagehash_app.cli.words import search_text
+
+        return search_text(args)
+    if not args.images:  # a usage error, as argparse's own (exit 2)
+        args.search_parser.error('give photos to search with, or words with --text "lisbon tram"')
     with _open(args, read_only=True) as lib:
         # Printed batch by batch as they come: memory stays flat however many queries.
         # A query that cannot be searched stops the command (one sentence, exit 1), after the
@@ -99,6 +107,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"Reservoir: {s.reservoir['count']} of {s.reservoir['capacity']} features "
         f"({s.reservoir['bytes'] / 1e6:.1f} MB, {s.reservoir['dtype']})",
     ]
+    if s.words:
+        w = s.words
+        learnt = (f"search by words learnt (version {w['model']['id']}: {w['model']['note']})"
+                  if w.get("model") else "search by words not learnt yet")
+        lines.append(f"Words:     {w['photos']} photos carry words ({w['vocabulary']} distinct); {learnt}")
     if s.marks:
         lines.append(
             f"Marks:     {s.marks.get('similar', 0)} more like this, "
@@ -205,8 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
     p.set_defaults(func=cmd_index)
 
-    p = sub.add_parser("search", help="find the library's photos that look like IMAGE")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p = sub.add_parser("search", help="find the library's photos that look like IMAGE, or that "
+                       "go with words (--text)")
+    p.add_argument("images", nargs="*", metavar="IMAGE")
+    p.add_argument("--text", metavar="WORDS", help='words the photos carry or look like: "lisbon tram"')
+    p.set_defaults(search_parser=p)
     p.add_argument("--top", type=_positive_int, default=20, metavar="K", help="results per query")
     p.add_argument("--json", action="store_true", help="one JSON object per query line")
     p.set_defaults(func=cmd_search)
@@ -235,7 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_repair)
 
     eval_command.add_parser(sub)
+    words_command.add_parsers(sub)
     models.add_parsers(sub)
+    duplicates_command.add_parser(sub)
     return parser
 
 

@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 from imagehash_app.cli.progress import ProgressPrinter
 from imagehash_app.core.library import (
+    COMPARE_BUDGET_S,
+    COMPARE_METHODS,
     DEFAULT_METHOD,
     FINETUNE_METHODS,
     FinetuneResult,
@@ -48,6 +50,13 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--method", default=DEFAULT_METHOD, metavar="NAME",
                    help=f"the hashing method to train: {', '.join(FINETUNE_METHODS)} "
                         f"(default {DEFAULT_METHOD}; the last three learn from your labels)")
+    p.add_argument("--compare", nargs="?", const=",".join(COMPARE_METHODS), default=None,
+                   metavar="METHODS",
+                   help="train each unsupervised sign-code method (default all: "
+                        f"{','.join(COMPARE_METHODS)}; or a comma-separated few) within --budget "
+                        "and keep the one with the best held-out recall 10@10 after re-rank")
+    p.add_argument("--budget", type=float, default=COMPARE_BUDGET_S, metavar="SECONDS",
+                   help=f"time for --compare's training and measuring (default {COMPARE_BUDGET_S:.0f})")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     _bind(p, cmd_finetune, writer=True)
 
@@ -71,13 +80,19 @@ def _bind(parser: argparse.ArgumentParser, handler: Handler, *, writer: bool) ->
 
 def cmd_finetune(args: argparse.Namespace, lib: Library) -> int:
     """Run the fine-tune with a progress bar on stderr, then print what it did."""
-    p = lib.finetune_plan(epochs=args.epochs, from_scratch=args.from_scratch, method=args.method)
+    compare = tuple(m.strip().lower() for m in (args.compare or "").split(",") if m.strip())
+    p = lib.finetune_plan(epochs=args.epochs, from_scratch=args.from_scratch, method=args.method,
+                          compare=compare, budget_s=args.budget)
     if p.problem and not p.resumable:
         print(f"imagehash-app: {p.problem}", file=sys.stderr)
         return 1
     if not args.json:
         if p.resumable:
             print("Resuming the interrupted fine-tune.", file=sys.stderr)
+        elif compare:
+            print(f"Comparing {', '.join(p.compare)} on {p.train:,} photos ({p.held_out:,} held out) "
+                  f"within {_duration(p.budget_s)}; about {_duration(p.estimated_s)} in all.",
+                  file=sys.stderr)
         else:
             how = f"from version {p.active.id}" if p.warm_start else "from scratch"
             print(f"Fine-tuning {p.method} on {p.train:,} photos ({p.held_out:,} held out), {how}, "
@@ -86,6 +101,7 @@ def cmd_finetune(args: argparse.Namespace, lib: Library) -> int:
     gen = lib.finetune(
         epochs=args.epochs, from_scratch=args.from_scratch, force=args.force,
         reencode="approx" if args.quick else "exact", method=args.method,
+        compare=compare, budget_s=args.budget,
     )
     try:
         while True:
@@ -110,13 +126,18 @@ def format_result(r: FinetuneResult) -> str:
     """The old/new table and a sentence on what was done."""
     old, new = f"v{r.old_model} (old)", f"v{r.new_model} (new)"
     width = max(len(text) for _, text in ROWS)
-    lines = [f"{'held-out photos: ' + format(r.held_out, ','):<{width}}  {old:>10}  {new:>10}"]
+    lines = []
+    if r.comparison:
+        lines.append("Methods compared on the held-out photos (recall 10@10 after re-rank):")
+        lines.append(format_comparison(r.comparison, r.method))
+        lines.append("")
+    lines.append(f"{'held-out photos: ' + format(r.held_out, ','):<{width}}  {old:>10}  {new:>10}")
     for key, text in ROWS:
         a, b = r.old_metrics.get(key), r.new_metrics.get(key)
         if a is None or b is None:
             continue
         lines.append(f"{text:<{width}}  {a:>10.3f}  {b:>10.3f}  {b - a:+.3f}")
-    how = "from the previous version" if r.warm_start else "from scratch"
+    how = "from the previous version" if r.warm_start else f"{r.method} from scratch"
     lines.append(
         f"Trained {how} on {r.trained_on:,} photos; re-encoded {r.exact_codes:,} photos exactly "
         f"and {r.approx_codes:,} from their previous codes; {_duration(r.seconds)} in all."
@@ -124,6 +145,20 @@ def format_result(r: FinetuneResult) -> str:
     if r.removed_models:
         lines.append("Removed older versions: " + ", ".join(f"v{i}" for i in r.removed_models) + ".")
     lines.append(r.message)
+    return "\n".join(lines)
+
+
+def format_comparison(records: list[dict], chosen: str) -> str:
+    """One line per compared method: its held-out figures or why it did not finish."""
+    lines = []
+    for c in records:
+        if c["status"] == "done":
+            m = c["metrics"]
+            text = (f"  {c['method']:<12} {m.get('rerank_10@10', 0):.3f}  (codes alone "
+                    f"{m.get('hamming_10@10', 0):.3f}; trained {c['fit_s']:.0f} s, measured {c['eval_s']:.0f} s)")
+        else:
+            text = f"  {c['method']:<12} {c['status']}" + (f" after {c['fit_s']:.0f} s" if c.get("fit_s") else "")
+        lines.append(text + ("   <- chosen" if c["method"] == chosen and c["status"] == "done" else ""))
     return "\n".join(lines)
 
 

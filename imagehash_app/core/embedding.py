@@ -36,6 +36,7 @@ import numpy as np
 from imagehash_app.core import decode_budget
 from imagehash_app.core.child_process import exit_with_parent, spawn_context
 from imagehash_app.core.decode_budget import PixelBudget
+from imagehash_app.core.duplicates.signature import HeaderFacts, header_facts, thumbnail_of
 from imagehash_app.core.errors import ImageDecodeError
 from imagehash_app.core.files import fingerprint_of_file
 from imagehash_app.core.images import decoding, reason_for_os_error
@@ -59,6 +60,10 @@ class PhotoFacts:
     fingerprint: str
     width: int
     height: int
+    signature: bytes = b""  # the copy signature (core/duplicates/signature.py)
+    format: str = ""
+    taken: float | None = None  # EXIF date taken
+    quality: float | None = None  # JPEG quality estimate
 
 
 @dataclass
@@ -80,14 +85,19 @@ def decode_for(path: Path, backbone) -> np.ndarray:
 
 def decode_pixels(path: Path, prep: Preprocessing, min_side: int) -> tuple[np.ndarray, PhotoFacts]:
     """The backbone's uint8 crop (H, W, 3) of one photo and its facts, from one open of the file."""
+    header: list[HeaderFacts] = []
     try:
         with open(path, "rb") as fh:
             fp = fingerprint_of_file(fh)
-            with decoding(path, min_side, fh) as (img, (width, height)):
+            with decoding(
+                path, min_side, fh, on_open=lambda im: header.append(header_facts(im))
+            ) as (img, (width, height)):
                 crop = prep.crop_uint8(img)  # inside: the full pixels count until reduced
+                signature = thumbnail_of(img)  # the same decoded pixels: no second decode
     except OSError as exc:  # opening or hashing (the decoder maps its own errors)
         raise ImageDecodeError(reason_for_os_error(exc), path) from exc
-    return crop, PhotoFacts(fp, width, height)
+    h = header[0]
+    return crop, PhotoFacts(fp, width, height, signature, h.format, h.taken, h.quality)
 
 
 def _decode_task(

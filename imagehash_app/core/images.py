@@ -18,7 +18,7 @@ import functools
 import os
 import struct
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -201,12 +201,16 @@ def decode_photo(
 
 @contextlib.contextmanager
 def decoding(
-    path: Path, min_side: int | None = None, fh: BinaryIO | None = None
+    path: Path, min_side: int | None = None, fh: BinaryIO | None = None,
+    on_open: Callable[[Image.Image], None] | None = None,
 ) -> Iterator[tuple[Image.Image, tuple[int, int]]]:
     """`decode_photo` as a block that holds the image's pixels in the decode budget until it ends:
-    reduce the image inside it. Raises ImageDecodeError like `load_rgb`."""
+    reduce the image inside it. Raises ImageDecodeError like `load_rgb`. `on_open` reads the
+    opened file's header (format, EXIF) before its pixels are decoded."""
     img = _open(path, fh)
     size = img.size  # before draft() shrinks it
+    if on_open is not None:
+        on_open(img)
     with img, decode_budget.budget().hold(decoded_pixels(path, img, min_side)):
         yield _decode(path, img), size
 

@@ -81,6 +81,8 @@ StopFn = Callable[[], bool]
 HasherState = tuple[ModelRow, Hasher] | None  # the active version and its hasher, when there is one
 GROWTH_FACTOR = 4  # retrain when the library has grown this much since the last training
 SCAN_REPORT_EVERY = 0.5  # seconds between scan progress events
+SIGNATURE_MIN_SIDE = 64  # decode size for a signature made after indexing (SIDE is 32)
+SIGNATURE_BATCH = 64  # photos per transaction when signatures are filled in
 PENDING_FIT_KEY = "fit_pending"  # meta key (JSON): a fit that fell due, until its version is active
 
 
@@ -88,7 +90,7 @@ PENDING_FIT_KEY = "fit_pending"  # meta key (JSON): a fit that fell due, until i
 class IndexProgress:
     """One progress event: `done` of `total` in `phase` (total 0 = not known yet)."""
 
-    phase: str  # "scan" | "embed" | "train" | "encode" | "done"
+    phase: str  # "scan" | "embed" | "train" | "encode" | "signatures" | "done"
     done: int
     total: int
     rate: float = 0.0  # per second
@@ -210,6 +212,8 @@ class Indexer:
             if not self._stopping():
                 yield from self.maybe_train(end_of_run=True, upcoming=0)
                 yield from self.encode_missing()
+            if not self._stopping():
+                yield from self.fill_signatures()
         except CancelledError:
             embedded = None
         if self._stopping() or embedded is None:
@@ -429,9 +433,14 @@ class Indexer:
         # re-encode from the reservoir reproduces them exactly.
         features = batch.features.astype(FEATURE_DTYPE).astype(np.float32)
         codes = hasher_state[1].encode(features) if hasher_state and ids else None
+        signatures = [
+            (iid, f.signature, f.format, f.taken, f.quality)
+            for f, iid in zip(batch.facts, ids, strict=True) if f.signature
+        ]
         with self.cat.transaction():
             self.cat.mark_skipped(skipped)
             self.cat.mark_indexed(rows)
+            self.cat.put_signatures(signatures)
             if ids:
                 reservoir_add(
                     self.cat, ids, features, self.settings.reservoir_size, self.settings.seed
@@ -620,6 +629,38 @@ class Indexer:
         kill_point("activated")
         versions.prune_models(self.cat, self.root, KEEP_MODELS)
         return self.cat.active_model(), hasher
+
+    def fill_signatures(self) -> Iterator[IndexProgress]:
+        """Photos indexed before copy signatures existed get theirs: each is decoded once more,
+        small (JPEG draft mode at `SIGNATURE_MIN_SIDE`), `SIGNATURE_BATCH` per transaction; a
+        file that cannot be read now is left for a later run (it keeps its code)."""
+        from imagehash_app.core.duplicates.signature import header_facts, thumbnail_of
+        from imagehash_app.core.errors import ImageDecodeError
+        from imagehash_app.core.images import decoding
+
+        missing = self.cat.missing_signatures()
+        if not missing:
+            return
+        started = time.perf_counter()
+        total = len(missing)
+        for start in range(0, total, SIGNATURE_BATCH):
+            if self._stopping():
+                return
+            rows = []
+            for iid, path in missing[start : start + SIGNATURE_BATCH]:
+                header = []
+                try:
+                    with decoding(path, SIGNATURE_MIN_SIDE,
+                                  on_open=lambda im, h=header: h.append(header_facts(im))) as (img, _):
+                        signature = thumbnail_of(img)
+                except ImageDecodeError:
+                    continue
+                rows.append((iid, signature, header[0].format, header[0].taken, header[0].quality))
+            with self.cat.transaction():
+                self.cat.put_signatures(rows)
+            done = min(start + SIGNATURE_BATCH, total)
+            yield _progress("signatures", done, total, started,
+                            f"Copy signatures of {total} photos indexed before them")
 
     def encode_missing(self) -> Iterator[IndexProgress]:
         """Indexed images in the reservoir without a code of the active model get one (e.g. after

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import stat
 import threading
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,14 +20,23 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from imagehash_app.core import decode_budget, health, training, versions
+from imagehash_app.core.duplicates.report import (
+    CopyGroup,
+    CopyPhoto,
+    DuplicateReport,
+    KeeperRule,
+)
+from imagehash_app.core.duplicates.trash import TrashOutcome
 from imagehash_app.core.errors import ImageDecodeError, ImagehashError, LibraryDamagedError
 from imagehash_app.core.files import ExcludeRules, count_excluded, query_problem
 from imagehash_app.core.images import IMAGE_SUFFIXES, load_rgb, make_thumbnail
 from imagehash_app.core.indexer import Indexer, IndexProgress, StopFn
 from imagehash_app.core.locking import LOCK_FILE, OWNER_FILE, WriterLock
+from imagehash_app.core.method_compare import COMPARE_BUDGET_S, COMPARE_METHODS
 from imagehash_app.core.reservoir import FEATURE_DTYPE, reservoir_remove, shrink_reservoir
 from imagehash_app.core.settings import IDENTITY_FIELDS, LibrarySettings, default_library_dir
 from imagehash_app.core.store import CATALOG_FILE, STATUSES, Catalog, ModelRow
+from imagehash_app.core.store.duplicates import TrashedRow
 from imagehash_app.core.stored_paths import b64, display
 from imagehash_app.core.training import (
     DEFAULT_METHOD,
@@ -45,6 +54,12 @@ from imagehash_app.core.weights_download import (  # the faces' way to the first
     WeightsNeed,
     download_steps,
     weights_need,
+)
+from imagehash_app.core.words.results import (
+    TextAnswer,
+    TextResult,
+    WordsFinetuneResult,
+    WordsPlan,
 )
 
 if TYPE_CHECKING:
@@ -72,9 +87,10 @@ QUERY_CHECK_SIDE = 64  # pixels: enough of a decode to know a query is a photo (
 decode_budget.return_large_buffers()
 
 __all__ = [
-    "DEFAULT_METHOD", "FINETUNE_METHODS", "SUPERVISED_METHODS", "IDENTITY_FIELDS", "IMAGE_SUFFIXES", "FinetunePlan", "FinetuneProgress",
+    "CopyGroup", "CopyPhoto", "DuplicateReport", "KeeperRule", "TrashOutcome", "TrashedRow",
+    "COMPARE_BUDGET_S", "COMPARE_METHODS", "DEFAULT_METHOD", "FINETUNE_METHODS", "SUPERVISED_METHODS", "IDENTITY_FIELDS", "IMAGE_SUFFIXES", "FinetunePlan", "FinetuneProgress",
     "FinetuneResult", "FolderInfo", "IndexProgress", "Library", "LibrarySettings", "LibraryStatus",
-    "ModelInfo", "PhotoDetails", "QueryFailure", "SearchAnswer", "SearchResponse", "SearchResult",
+    "ModelInfo", "PhotoDetails", "TextAnswer", "TextResult", "WordsFinetuneResult", "WordsPlan", "QueryFailure", "SearchAnswer", "SearchResponse", "SearchResult",
     "b64", "backbone_names", "default_library_dir", "display", "make_thumbnail", "repair",
     "STALL_TIMEOUT_S", "DownloadProgress", "WeightsNeed", "download_steps", "weights_need",
 ]
@@ -98,6 +114,16 @@ class SearchResult:
     path: Path
     score: float
     hamming: int
+    # The calibrated copy score against the query (core/duplicates/score.py), where both have
+    # a copy signature; the same in every library, unlike `score`.
+    copy_score: float | None = None
+
+    @property
+    def is_copy(self) -> bool:
+        """A copy of the query (re-encoded, resized, cropped a little, rotated, mirrored...)."""
+        from imagehash_app.core.duplicates.score import DEFAULT_THRESHOLD
+
+        return self.copy_score is not None and self.copy_score >= DEFAULT_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -108,6 +134,9 @@ class SearchResponse:
     query: Path
     results: list[SearchResult]
     features: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # The query photo itself when it is a photo of the library (it then comes first).
+    query_in_library: Path | None = None
+    signature: bytes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -196,6 +225,9 @@ class LibraryStatus:
     set_aside: list[dict[str, Any]] = field(default_factory=list)  # hasher versions that broke
     # the person's marks on results: {"similar": n, "not_similar": m} (Library.mark_similar)
     marks: dict[str, int] = field(default_factory=dict)
+    # the words photos carry: {"photos": n, "vocabulary": v, "top": [[word, n], ...],
+    # "model": {"id", "note"} of the words version text queries use, or None}
+    words: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -518,12 +550,29 @@ class Library:
                 wanted = set(targets) if targets is not None else None
                 folders = [f for f in cat.folders() if wanted is None or f.path in wanted]
                 indexer = Indexer(cat, self.path, self.settings, self.backbone, should_stop)
-                yield from indexer.run(folders)
+                for event in indexer.run(folders):
+                    if event.phase == "done":
+                        yield from self._read_words(cat, should_stop)
+                    yield event
                 self._ensure_query_record()
                 if cat.total_changes != before or not (self.path / health.BACKUP_FILE).exists():
                     health.make_backup(cat.conn, self.path)
             finally:
                 cat.close()
+
+    def _read_words(self, cat: Catalog, should_stop: StopFn | None) -> Iterator[IndexProgress]:
+        """Read the words of photos not read at their current path and mtime, then give photos
+        new since the words version was trained their image-side code."""
+        from imagehash_app.core.words import crossmodal
+        from imagehash_app.core.words.reading import read_words
+
+        for done, total, elapsed in read_words(cat, should_stop):
+            rate = done / max(elapsed, 1e-9)
+            yield IndexProgress("words", done, total, rate, (total - done) / rate if rate else None)
+        if cat.active_word_model() is not None:
+            usable = versions.usable_model(cat, self.path, _load_model(self.path), writable=True)
+            if usable is not None:
+                crossmodal.encode_missing(cat, self.path, usable[1], usable[0])
 
     def backbone(self) -> Backbone:
         """The library's backbone, loaded once and shared by indexing and search."""
@@ -642,12 +691,20 @@ class Library:
     def _embed(
         self, paths: Sequence[Path]
     ) -> tuple[np.ndarray, list[Path], list[tuple[Path, str]]]:
+        features, ok, failures, _ = self._embed_with_signatures(paths)
+        return features, ok, failures
+
+    def _embed_with_signatures(
+        self, paths: Sequence[Path]
+    ) -> tuple[np.ndarray, list[Path], list[tuple[Path, str]], list[bytes]]:
+        """`_embed`, plus each readable query's copy signature (made from the same decode)."""
         from imagehash_app.core.embedding import iter_embeddings
 
         backbone = self.query_backbone()
         feats: list[np.ndarray] = [np.zeros((0, backbone.feature_dim), np.float32)]
         ok: list[Path] = []
         failures: list[tuple[Path, str]] = []
+        signatures: list[bytes] = []
         batch_size = max(1, min(len(paths), self.settings.batch_size, QUERY_EMBED_BATCH))
         # In this process: a query must not wait behind an index run's photos in the decode pool.
         for batch in iter_embeddings(
@@ -656,7 +713,8 @@ class Library:
             feats.append(batch.features)
             ok += batch.paths
             failures += batch.failures
-        return np.concatenate(feats), ok, failures
+            signatures += [f.signature for f in batch.facts]
+        return np.concatenate(feats), ok, failures, signatures
 
     def search(self, images: Sequence[Path], top_k: int = 20) -> SearchAnswer:
         """Photos of the library that look like each query image, best first; a query that is
@@ -688,12 +746,16 @@ class Library:
         read, no backbone run); its failures stay as they were."""
         kept = [r for r in answer.responses if r.features is not None]
         hits = self._search_features(
-            np.stack([r.features for r in kept]), top_k, [r.query for r in kept]
+            np.stack([r.features for r in kept]), top_k, [r.query for r in kept],
+            [r.signature for r in kept],
         ) if kept else []
         again = {r.query: r for r in self.search(
             [r.query for r in answer.responses if r.features is None], top_k  # no features kept
         )}
-        found = {r.query: SearchResponse(r.query, h, r.features) for r, h in zip(kept, hits, strict=True)}
+        found = {
+            r.query: SearchResponse(r.query, h, r.features, r.query_in_library, r.signature)
+            for r, h in zip(kept, hits, strict=True)
+        }
         responses = [found.get(r.query) or again[r.query] for r in answer.responses]
         return SearchAnswer(responses, list(answer.failures))
 
@@ -707,10 +769,13 @@ class Library:
             if not searchable:  # nothing to compare with: no backbone run (nor download), but
                 yield _unanswered(batch)  # a photo that cannot be read still says so
                 continue
-            features, ok, failed = self._embed(batch)
-            hits = self._search_features(features, top_k, ok)
+            features, ok, failed, signatures = self._embed_with_signatures(batch)
+            hits = self._search_features(features, top_k, ok, signatures)
+            with self._mutex:
+                own = [q if self._cat.image_id_for(q) is not None else None for q in ok]
             yield SearchAnswer(
-                [SearchResponse(q, r, f) for q, r, f in zip(ok, hits, features, strict=True)],
+                [SearchResponse(q, r, f, o, s) for q, r, f, o, s in
+                 zip(ok, hits, features, own, signatures, strict=True)],
                 [QueryFailure(p, reason, decode=True) for p, reason in failed],
             )
 
@@ -733,7 +798,8 @@ class Library:
         return self._search_features(features, top_k, resolved)
 
     def _search_features(
-        self, features: np.ndarray, top_k: int, query_paths: Sequence[Path] | None
+        self, features: np.ndarray, top_k: int, query_paths: Sequence[Path] | None,
+        signatures: Sequence[bytes | None] | None = None,
     ) -> list[list[SearchResult]]:
         features = np.atleast_2d(np.asarray(features, dtype=np.float32))
         out: list[list[SearchResult]] = []
@@ -746,8 +812,12 @@ class Library:
                     own = [
                         self._cat.image_id_for(p) for p in query_paths[start : start + QUERY_BATCH]
                     ]
+                sigs = (
+                    [None] * len(batch) if signatures is None
+                    else list(signatures[start : start + QUERY_BATCH])
+                )
                 with health.translated(self.path):
-                    out += self._search(batch, top_k, own)
+                    out += self._search(batch, top_k, own, sigs)
         return out
 
     def _searchable(self) -> bool:
@@ -835,7 +905,8 @@ class Library:
         return out
 
     def _search(
-        self, features: np.ndarray, top_k: int, own: Sequence[int | None]
+        self, features: np.ndarray, top_k: int, own: Sequence[int | None],
+        signatures: Sequence[bytes | None] | None = None,
     ) -> list[list[SearchResult]]:
         from imagehash_app.core.search import Hit, cosine_scores, two_stage_search
 
@@ -867,22 +938,82 @@ class Library:
                     ham = int(np.bitwise_count(code[0] ^ query_codes[q]).sum())
                     mine = Hit(pos, score, ham)
                 row = [mine] + [h for h in row if h.position != pos]
+            signature = signatures[q] if signatures is not None else None
+            if signature is None and own_id is not None:
+                signature = self._cat.signatures_of([own_id]).get(own_id)
+            copies, missed = self._copies(signature, q, features, query_codes, state, own_id, row)
+            if missed:  # copies the codes missed (rotated, mirrored) go before the first result
+                # that is not a copy, so that a short result list still shows them
+                at = next((i for i, h in enumerate(row) if h.position != pos
+                           and copies.get(h.position, 0.0) < _copy_threshold()), len(row))
+                row = row[:at] + sorted(missed, key=lambda h: -copies[h.position]) + row[at:]
             row = row[:top_k]
             paths = self._cat.paths_of([int(state.ids[h.position]) for h in row])
             out.append([
-                SearchResult(paths[int(state.ids[h.position])], h.score, h.hamming) for h in row
+                SearchResult(paths[int(state.ids[h.position])], h.score, h.hamming,
+                             copies.get(h.position) if copies else None)
+                for h in row
             ])
         return out
+
+    def _copies(self, signature: bytes | None, q: int, features: np.ndarray,
+                query_codes: np.ndarray, state: _SearchState, own_id: int | None,
+                row: list) -> tuple[dict[int, float], list]:
+        """Copy scores (by code position) of the results and of the library's copies of the query
+        that the codes missed (a rotated or mirrored copy), and hits for those missed copies."""
+        from imagehash_app.core.duplicates.engine import query_candidates
+        from imagehash_app.core.duplicates.score import score_pairs
+        from imagehash_app.core.search import Hit, cosine_scores
+
+        if not signature:
+            return {}, []
+        copy_index = self._copy_index()
+        positions = {h.position: h for h in row}
+        ids = {int(state.ids[p]) for p in positions}
+        ids.update(query_candidates(copy_index, signature))
+        if own_id is not None:
+            ids.discard(own_id)
+        stored = self._cat.signatures_of(sorted(ids))
+        scored = sorted(stored)
+        if not scored:
+            return {}, []
+        scores, _ = score_pairs([signature] * len(scored), [stored[i] for i in scored])
+        out: dict[int, float] = {}
+        missed = []
+        for image_id, s in zip(scored, scores, strict=True):
+            pos = _position(state.ids, image_id)
+            if pos is None:
+                continue
+            out[pos] = round(float(s), 4)
+            if pos not in positions and s >= _copy_threshold():
+                code = state.index.codes[pos : pos + 1]
+                cos = float(cosine_scores(features[q : q + 1], state.hasher.decode(code)[None])[0, 0])
+                missed.append(Hit(pos, cos, int(np.bitwise_count(code[0] ^ query_codes[q]).sum())))
+        return out, missed
+
+    def _copy_index(self):
+        """The library's invariant vectors for copy candidates (engine.CopyIndex), made once per
+        catalogue version."""
+        from imagehash_app.core.duplicates.engine import CopyIndex
+
+        token = self._cat.change_token()
+        cached = getattr(self, "_copy_cache", None)
+        if cached is None or cached[0] != token:
+            rows = self._cat.copy_rows()
+            cached = (token, CopyIndex.build([r.id for r in rows], [r.signature for r in rows]))
+            self._copy_cache = cached
+        return cached[1]
 
     # --- fine-tuning and hasher versions ----------------------------------------------------------
     def finetune_plan(
         self, *, epochs: int | None = None, from_scratch: bool = False,
-        method: str = DEFAULT_METHOD,
+        method: str = DEFAULT_METHOD, compare: Sequence[str] = (), budget_s: float | None = None,
     ) -> FinetunePlan:
         """What `finetune` would do and roughly how long it takes (no training, no writes)."""
         with health.translated(self.path):
             return training.plan(
-                self.path, self.settings, epochs=epochs, from_scratch=from_scratch, method=method
+                self.path, self.settings, epochs=epochs, from_scratch=from_scratch, method=method,
+                compare=compare, budget_s=budget_s,
             )
 
     def finetune(
@@ -896,15 +1027,19 @@ class Library:
         reencode: str = "exact",
         batch_size: int | None = None,
         method: str = DEFAULT_METHOD,
+        compare: Sequence[str] = (),
+        budget_s: float | None = None,
     ) -> Generator[FinetuneProgress, None, FinetuneResult]:
         """Train, compare and (if better, or `force`) activate a new hasher version, re-encoding
         the library with this library's backbone; see core/training.py for the lifecycle. A
-        generator of progress that returns the `FinetuneResult`; searches keep answering meanwhile."""
+        generator of progress that returns the `FinetuneResult`; searches keep answering meanwhile.
+        `compare` (COMPARE_METHODS or some of them) trains each within `budget_s` and keeps the
+        best on held-out photos instead of training `method`."""
         self._require_writer()
         return training.finetune(
             self.path, self.settings, self.backbone, epochs=epochs, from_scratch=from_scratch,
             force=force, keep=keep, should_stop=should_stop, reencode=reencode,
-            batch_size=batch_size, method=method,
+            batch_size=batch_size, method=method, compare=compare, budget_s=budget_s,
         )
 
     def models(self) -> list[ModelInfo]:
@@ -961,6 +1096,198 @@ class Library:
         with self._mutex, health.translated(self.path):
             return self._cat.mark_counts()
 
+    # --- words ---------------------------------------------------------------------------------------
+    def vocabulary(self, limit: int | None = None) -> list[tuple[str, int]]:
+        """The words the library's photos carry with how many carry each, most carried first."""
+        with self._mutex, health.translated(self.path):
+            vocab = self._cat.vocabulary()
+        return vocab if limit is None else vocab[:limit]
+
+    def suggest_words(self, prefix: str, limit: int = 10) -> list[str]:
+        """Words of the vocabulary starting with what is typed (its last word), most carried first."""
+        from imagehash_app.core.words.tokens import words
+
+        typed = words(prefix)
+        if not typed or not prefix or not prefix[-1].isalnum():
+            return []
+        with self._mutex, health.translated(self.path):
+            return [w for w, _ in self._cat.words_starting(typed[-1], limit)]
+
+    def words_of(self, photo: Path) -> list[tuple[str, str]]:
+        """[(word, source)] a library photo carries (source: folder, file, keyword, title, caption)."""
+        with self._mutex, health.translated(self.path):
+            image_id = self._cat.image_id_for(Path(photo).expanduser().resolve())
+            return [] if image_id is None else self._cat.words_of([image_id]).get(image_id, [])
+
+    def search_text(self, text: str, top_k: int = 20) -> TextAnswer:
+        """Photos for typed words ("lisbon tram"), with and without those words: Hamming
+        candidates from the text's UGACH code, re-ranked (core/words/crossmodal.py)."""
+        from imagehash_app.core.words import crossmodal
+
+        with self._mutex, health.translated(self.path):
+            state = self._state()
+            hasher, model = (state.hasher, state.model) if state is not None else (None, None)
+            return crossmodal.search(self._cat, self.path, hasher, model, text, top_k)
+
+    def suggest_keywords(self, photo: Path, limit: int = 10) -> list[tuple[str, float]]:
+        """Words of the photo's neighbours in the shared words/photos space, with the share of
+        those neighbours carrying each; empty until search by words has learnt."""
+        from imagehash_app.core.words import crossmodal
+
+        with self._mutex, health.translated(self.path):
+            state = self._state()
+            image_id = self._cat.image_id_for(Path(photo).expanduser().resolve())
+            if state is None or image_id is None:
+                return []
+            return crossmodal.suggest_keywords(
+                self._cat, self.path, state.hasher, state.model, image_id, limit
+            )
+
+    def words_finetune_plan(self) -> WordsPlan:
+        """Whether search by words can learn (enough photos carry words), and why."""
+        from imagehash_app.core.words import crossmodal
+
+        with self._mutex, health.translated(self.path):
+            return crossmodal.plan(self._cat)
+
+    def finetune_words(
+        self, *, epochs: int | None = None, should_stop: StopFn | None = None, seed: int = 0,
+        adversarial: bool | None = None,
+    ) -> Generator[FinetuneProgress, None, WordsFinetuneResult]:
+        """Train a words (UGACH) version on the photos carrying words, inactive until
+        `activate_words_model` keeps it; a generator of progress returning its figures.
+        `adversarial=False` trains UGACH's ablation without the generator (None: the default,
+        `crossmodal.ADVERSARIAL`)."""
+        self._require_writer()
+        return self._finetune_words(epochs, should_stop, seed, adversarial)
+
+    def _finetune_words(
+        self, epochs: int | None, should_stop: StopFn | None, seed: int, adversarial: bool | None
+    ) -> Generator[FinetuneProgress, None, WordsFinetuneResult]:
+        from imagehash_app.core.hashing.ugach import UGACHParams
+        from imagehash_app.core.words import crossmodal
+
+        with health.translated(self.path):
+            cat = Catalog.open(self.path / CATALOG_FILE)
+            try:
+                usable = versions.usable_model(cat, self.path, _load_model(self.path), writable=True)
+                if usable is None:
+                    raise ImagehashError(
+                        "Search by words needs the library's hasher first; run `imagehash-app index`."
+                    )
+                epochs = epochs or crossmodal.DEFAULT_EPOCHS
+                if adversarial is None:
+                    adversarial = crossmodal.ADVERSARIAL
+                params = UGACHParams(
+                    bits=self.settings.bits, seed=seed, adversarial=adversarial,
+                    pretrain_epochs=max(1, epochs // 2), epochs=max(1, epochs - epochs // 2),
+                )
+                yield FinetuneProgress("prepare", 0, 0, message="reading the photos' words")
+                run = crossmodal.finetune(
+                    cat, self.path, usable[1], usable[0], params=params, should_stop=should_stop
+                )
+                while True:
+                    try:
+                        epoch, total, loss = next(run)
+                    except StopIteration as stop:
+                        result = stop.value
+                        break
+                    yield FinetuneProgress("train", epoch, total, loss=loss)
+                yield FinetuneProgress("done", 1, 1, message=crossmodal._note(
+                    result.metrics, result.baseline_metrics))
+                return result
+            finally:
+                cat.close()
+
+    def activate_words_model(self, model_id: int | None) -> None:
+        """Keep a words version (text queries use it) or roll back (None: no version)."""
+        self._require_writer()
+        from imagehash_app.core.words import crossmodal
+
+        with self._mutex, health.translated(self.path):
+            crossmodal.activate(self._cat, self.path, model_id)
+
+    # --- duplicates (issue 15) --------------------------------------------------------------------
+    def keeper_rule(self) -> KeeperRule:
+        """The library's "keep the best copy" rule (settings: duplicate_keep)."""
+        return KeeperRule.parse(self.settings.duplicate_keep)
+
+    def reference_folders(self) -> list[Path]:
+        """Folders whose photos are always kept and never touched (settings)."""
+        return [Path(p) for p in self.settings.reference_folders]
+
+    def duplicates(
+        self,
+        threshold: float | None = None,
+        folders: Sequence[Path] | None = None,
+        *,
+        reference_folders: Sequence[Path] = (),
+        rule: KeeperRule | None = None,
+        floor: float | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ) -> DuplicateReport:
+        """Groups of copies among the library's photos (or those under `folders`), each with
+        the photo to keep. Pairs scoring at least `floor` (default a little below `threshold`)
+        are kept in the report so that `report.at(t)` regroups without searching again.
+        `reference_folders` add to the library's own; `rule` replaces its keeper rule.
+        Pairs marked "not duplicates" never come back. Works read-only too."""
+        from imagehash_app.core.duplicates import library_ops
+        from imagehash_app.core.duplicates.score import DEFAULT_THRESHOLD, default_floor
+
+        threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+        if not 0.0 <= threshold <= 1.0:
+            raise ImagehashError(f"The copy threshold is a score from 0 to 1, not {threshold}.")
+        floor = default_floor(threshold) if floor is None else min(float(floor), threshold)
+        references = [*self.reference_folders(), *_resolved(reference_folders)]
+        with health.translated(self.path):
+            return library_ops.find_duplicates(
+                self._cat, threshold, floor,
+                folders=None if folders is None else _resolved(folders),
+                reference_folders=references, rule=rule or self.keeper_rule(),
+                lock=self._mutex, progress=progress, cancel=cancel,
+            )
+
+    def mark_not_duplicates(self, paths: Sequence[Path]) -> None:
+        """Remember that these photos are not copies of one another: their pairs never group
+        again (kept in the library, across sessions)."""
+        from imagehash_app.core.duplicates import library_ops
+
+        self._require_writer()
+        with self._mutex, health.translated(self.path):
+            library_ops.mark_not_duplicates(self._cat, _resolved(paths))
+
+    def trash(
+        self,
+        paths: Sequence[Path],
+        *,
+        trash_fn: Callable[[str], None] | None = None,
+        keepers: Mapping[Path, Path] | None = None,
+        reference_folders: Sequence[Path] = (),
+    ) -> TrashOutcome:
+        """Move library photos (a report's removable ones) to the system trash, one at a time:
+        never a photo in a reference folder or one of `keepers`' values (path -> the copy kept in
+        its place, recorded with it); a file changed since it was indexed only if it is still a
+        copy of its keeper; each one recorded and removed from the catalogue as it goes; the
+        first failure stops it, leaving the rest in place (`TrashOutcome.failed`, `.left`).
+        `trash_fn` replaces Send2Trash (tests)."""
+        from imagehash_app.core.duplicates import library_ops
+
+        self._require_writer()
+        with self._mutex, health.translated(self.path):
+            return library_ops.trash(
+                self._cat, _resolved(paths),
+                keepers={Path(k).resolve(): Path(v).resolve() for k, v in (keepers or {}).items()},
+                reference_folders=[*self.reference_folders(), *_resolved(reference_folders)],
+                trash_fn=trash_fn,
+            )
+
+    def trashed(self) -> list[TrashedRow]:
+        """Files moved to the trash from this library, oldest first: where each was, the copy
+        kept in its place, its size and when."""
+        with self._mutex, health.translated(self.path):
+            return self._cat.trashed()
+
     # --- reports -------------------------------------------------------------------------------
     def skipped(self) -> list[tuple[Path, str]]:
         with self._mutex:
@@ -1009,7 +1336,17 @@ class Library:
                 ],
                 set_aside=versions.set_aside_records(cat),
                 marks=cat.mark_counts(),
+                words=self._words_status(cat),
             )
+
+    def _words_status(self, cat: Catalog) -> dict[str, Any]:
+        vocab = cat.vocabulary()
+        active = cat.active_word_model()
+        return {
+            "photos": cat.photos_with_words(), "vocabulary": len(vocab),
+            "top": [[w, n] for w, n in vocab[:10]],
+            "model": None if active is None else {"id": active.id, "note": active.note},
+        }
 
     def _warnings(self) -> list[str]:
         out = []
@@ -1100,6 +1437,16 @@ def _load_model(root: Path) -> Callable[[ModelRow], Hasher]:
 def _load_query_model(root: Path) -> Callable[[ModelRow], Hasher]:
     """Loader of a version's query side (encoder, decoder; no PyTorch where it can), for searches."""
     return lambda m: versions.load_query_version(root, m)
+
+
+def _copy_threshold() -> float:
+    from imagehash_app.core.duplicates.score import DEFAULT_THRESHOLD
+
+    return DEFAULT_THRESHOLD
+
+
+def _resolved(paths: Sequence[Path]) -> list[Path]:
+    return [Path(p).expanduser().resolve() for p in paths]
 
 
 def _position(ids: np.ndarray, image_id: int | None) -> int | None:

@@ -38,6 +38,10 @@ class LibrarySettings:
     batch_size: int = 32
     # Extra hyper-parameters per hashing method, e.g. {"urph": {"epochs": 20}}.
     hasher_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Duplicates (issue 15): the keeper rule ("pixels,compression,format,date", any order) and
+    # the folders whose photos are always kept and never touched.
+    duplicate_keep: str = "pixels,compression,format,date"
+    reference_folders: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form, as stored in the catalogue."""
@@ -61,6 +65,12 @@ class LibrarySettings:
             raise ImagehashError("reservoir_size must be at least 1.")
         if self.batch_size < 1:
             raise ImagehashError("batch_size must be at least 1.")
+        try:
+            from imagehash_app.core.duplicates.report import KeeperRule
+
+            KeeperRule.parse(self.duplicate_keep)
+        except ValueError as exc:
+            raise ImagehashError(str(exc)) from exc
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             raise ImagehashError(f"Device must be auto, cpu, cuda or mps, not {self.device!r}.")
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from imagehash_app.core import versions
+from imagehash_app.core import method_compare, versions
 from imagehash_app.core.codes import words_for
 from imagehash_app.core.errors import CancelledError, ImagehashError
 from imagehash_app.core.hashing.base import META_FILE, Hasher, fit_in_thread
@@ -124,6 +124,8 @@ class FinetuneResult:
     seconds: float
     removed_models: list[int] = field(default_factory=list)
     message: str = ""
+    method: str = DEFAULT_METHOD
+    comparison: list[dict[str, Any]] = field(default_factory=list)  # per candidate, when compared
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -163,6 +165,8 @@ class FinetunePlan:
     problem: str  # non-empty: why a fine-tune cannot run now
     method: str = DEFAULT_METHOD
     supervised_problem: str = ""  # non-empty: why the supervised methods are not offered (labels)
+    compare: tuple[str, ...] = ()  # the methods a comparison would try, in order (empty: none)
+    budget_s: float = 0.0  # the comparison's time budget
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -314,9 +318,10 @@ def _open(root: Path, *, read_only: bool = False) -> Catalog:
 # --- the plan --------------------------------------------------------------------------------
 def plan(
     root: Path, settings: LibrarySettings, *, epochs: int | None = None, from_scratch: bool = False,
-    method: str = DEFAULT_METHOD,
+    method: str = DEFAULT_METHOD, compare: Sequence[str] = (), budget_s: float | None = None,
 ) -> FinetunePlan:
-    """What `finetune` would do and roughly how long it takes (no training, no writes)."""
+    """What `finetune` would do and roughly how long it takes (no training, no writes); with
+    `compare`, the comparison of those methods within `budget_s` takes the training's place."""
     cat = _open(root, read_only=True)
     try:
         active = cat.active_model()
@@ -330,22 +335,23 @@ def plan(
     warm = _warm(method, from_scratch, active)
     n_epochs = _epochs(settings, epochs, warm) if method == "urph" else _method_epochs(settings, epochs, method)
     train = len(ids) - held
-    problem = method_problem(method)
+    problem = method_compare.comparison_problem(compare) if compare else method_problem(method)
     supervised_problem = labels_problem(marks)
-    if not problem and method in SUPERVISED_METHODS:
+    if not problem and not compare and method in SUPERVISED_METHODS:
         problem = supervised_problem
     if not problem and active is None:
         problem = "The library has no hasher yet: index some photos first."
     elif not problem and len(ids) < MIN_RESERVOIR:
         problem = f"Index at least {MIN_RESERVOIR} photos first ({len(ids)} now)."
     outside = max(photos - len(ids), 0)
-    estimate = (
-        train * n_epochs * TRAIN_SECONDS_PER_SAMPLE_EPOCH + outside / EMBED_PHOTOS_PER_S + 5.0
-    )
+    budget = float(method_compare.COMPARE_BUDGET_S if budget_s is None else budget_s)
+    training_s = budget if compare else train * n_epochs * TRAIN_SECONDS_PER_SAMPLE_EPOCH
+    estimate = training_s + outside / EMBED_PHOTOS_PER_S + 5.0
     return FinetunePlan(
         active=active, reservoir=len(ids), held_out=held, train=train, photos=photos,
         warm_start=warm, epochs=n_epochs, estimated_s=estimate, resumable=pending is not None,
         problem=problem, method=method, supervised_problem=supervised_problem,
+        compare=tuple(method_compare.ordered(compare)), budget_s=budget if compare else 0.0,
     )
 
 
@@ -476,9 +482,15 @@ def finetune(
     reencode: str = "exact",
     batch_size: int | None = None,
     method: str = DEFAULT_METHOD,
+    compare: Sequence[str] = (),
+    budget_s: float | None = None,
 ) -> Generator[FinetuneProgress, None, FinetuneResult]:
     """Train, evaluate, re-encode and (if better, or `force`) activate a new hasher version of
     `method` (one of FINETUNE_METHODS; URPH by default, the only one that warm-starts).
+
+    `compare` (unsupervised sign-code methods, core/method_compare.py) trains each of them within
+    `budget_s` seconds (five minutes by default) instead, and takes the one with the best held-out
+    recall 10@10 after re-rank through the same keep / roll-back flow; `method` is then ignored.
 
     `reencode="exact"` runs the backbone again over the photos outside the reservoir (their old
     codes are used only where a file cannot be read); "approx" encodes them from their decoded old
@@ -491,7 +503,7 @@ def finetune(
     """
     if reencode not in REENCODE_MODES:
         raise ValueError(f"reencode must be one of {REENCODE_MODES}, not {reencode!r}")
-    problem = method_problem(method)
+    problem = method_compare.comparison_problem(compare) if compare else method_problem(method)
     if problem:
         raise ImagehashError(problem)
     started = time.perf_counter()
@@ -505,7 +517,7 @@ def finetune(
         if pending is None:
             pending = yield from _train_and_register(
                 cat, root, settings, epochs, from_scratch, force, reencode, should_stop, method,
-                get_backbone,
+                get_backbone, tuple(compare), budget_s,
             )
         else:
             yield FinetuneProgress("prepare", 0, 0, message="Resuming the interrupted fine-tune")
@@ -522,10 +534,8 @@ def finetune(
 def _train_and_register(
     cat: Catalog, root: Path, settings: LibrarySettings, epochs: int | None, from_scratch: bool,
     force: bool, reencode: str, should_stop: StopFn | None, method: str,
-    get_backbone: BackboneFn | None,
+    get_backbone: BackboneFn | None, compare: tuple[str, ...] = (), budget_s: float | None = None,
 ) -> Generator[FinetuneProgress, None, dict[str, Any]]:
-    from imagehash_app.core.hashing import make_hasher
-
     active = cat.active_model()
     if active is None:
         raise ImagehashError("The library has no hasher yet: index some photos first.")
@@ -536,58 +546,73 @@ def _train_and_register(
         )
     held = held_out_mask(ids, settings.seed)
     X_train, X_held = X[~held], X[held]
+    queries = np.flatnonzero(held)
     old = versions.load_version(root, active)
-    warm = _warm(method, from_scratch, active) and old.bits == settings.bits
-    # URPH's epochs are the fine-tune's own (fewer when warm); other methods keep their defaults
-    # unless the person asks for a number.
-    n_epochs = _epochs(settings, epochs, warm) if method == "urph" else epochs
-    # A warm start must have the old version's architecture; from scratch, the library's settings.
-    params = dict(old.params) if warm else dict(settings.hasher_params.get(method, {}))
-    if method == "urph" or epochs is not None:
-        params.pop("epochs", None)
-    new = make_hasher(method, settings.bits, X.shape[1], **params)
-    new.meta["backbone"] = settings.backbone
-    how = f"from version {active.id}" if warm else "from scratch"
-    fit_kwargs: dict[str, Any] = {}
-    if method in SUPERVISED_METHODS:
-        X_train, fit_kwargs, labels = yield from _supervised_training_set(
-            cat, settings, ids[~held], X_train, get_backbone, should_stop
-        )
-        new.meta["finetune_labels"] = labels
-    yield FinetuneProgress(
-        "prepare", 0, n_epochs or 0,
-        message=f"Training on {len(X_train):,} photos ({len(X_held):,} held out), {how}",
-    )
-
-    from imagehash_app.core.backbone import training_device
-
-    device = training_device(settings.device)
-
-    accepted = inspect.signature(new.fit).parameters
-    if "device" in accepted:
-        fit_kwargs["device"] = device
-    if "epochs" in accepted and n_epochs is not None:
-        fit_kwargs["epochs"] = n_epochs
-    if warm:
-        fit_kwargs["init_from"] = old
-
-    def fit(progress: Callable[..., None], should_stop: StopFn) -> None:
-        new.fit(X_train, progress=progress, should_stop=should_stop, seed=settings.seed, **fit_kwargs)
-
-    t0 = time.perf_counter()
-    for report in fit_in_thread(fit, should_stop):
+    comparison: list[dict[str, Any]] = []
+    new_m: dict[str, float] | None = None
+    if compare:
+        budget = method_compare.COMPARE_BUDGET_S if budget_s is None else float(budget_s)
         yield FinetuneProgress(
-            "train", report.epoch, report.epochs, report.epoch / max(time.perf_counter() - t0, 1e-9),
-            report.eta_s, f"Training: epoch {report.epoch}/{report.epochs}, loss {report.loss:.4f}",
-            report.loss,
+            "prepare", 0, len(compare),
+            message=f"Comparing {len(compare)} methods on {len(X_train):,} photos "
+                    f"({len(X_held):,} held out) within {budget:.0f} s",
         )
+
+        def fit_candidate(name: str, n: int | None, stop: StopFn) -> Generator[FinetuneProgress, None, Hasher]:
+            hasher, _warm_start = yield from _fit_method(
+                name, settings, old, active, X_train, n, from_scratch, {}, stop, comparing=True,
+            )
+            return hasher
+
+        def held_out(hasher: Hasher) -> dict[str, float]:
+            return evaluate_versions(hasher, X, queries, settings.rerank_depth)
+
+        best, candidates = yield from method_compare.compare(
+            compare, fit_candidate, held_out, budget_s=budget,
+            event=lambda done, total, text: FinetuneProgress("prepare", done, total, message=text),
+            epochs=method_compare.COMPARE_EPOCHS if epochs is None else epochs,
+            should_stop=should_stop,
+        )
+        comparison = [c.to_dict() for c in candidates]
+        won = method_compare.winner(candidates)
+        if best is not None and won is not None:
+            new, method, warm, new_m = best, won.method, False, dict(won.metrics)
+            n_epochs = won.epochs
+        else:  # nothing finished in the budget: URPH, as a plain fine-tune trains it
+            method = DEFAULT_METHOD
+            n_epochs = _epochs(settings, epochs, _warm(method, from_scratch, active))
+            new, warm = yield from _fit_method(
+                method, settings, old, active, X_train, epochs, from_scratch, {}, should_stop,
+            )
+        how = "chosen by comparison"
+    else:
+        warm = _warm(method, from_scratch, active) and old.bits == settings.bits
+        # URPH's epochs are the fine-tune's own (fewer when warm); other methods keep their
+        # defaults unless the person asks for a number.
+        n_epochs = _epochs(settings, epochs, warm) if method == "urph" else epochs
+        how = f"from version {active.id}" if warm else "from scratch"
+        fit_kwargs: dict[str, Any] = {}
+        labels: dict[str, Any] = {}
+        if method in SUPERVISED_METHODS:
+            X_train, fit_kwargs, labels = yield from _supervised_training_set(
+                cat, settings, ids[~held], X_train, get_backbone, should_stop
+            )
+        yield FinetuneProgress(
+            "prepare", 0, n_epochs or 0,
+            message=f"Training on {len(X_train):,} photos ({len(X_held):,} held out), {how}",
+        )
+        new, warm = yield from _fit_method(
+            method, settings, old, active, X_train, epochs, from_scratch, fit_kwargs, should_stop,
+        )
+        if labels:
+            new.meta["finetune_labels"] = labels
     if _stopping(should_stop):
         raise CancelledError("Fine-tuning was cancelled; the current version stays in use.")
     yield FinetuneProgress("evaluate", 0, 2, message=f"Comparing versions on {len(X_held):,} held-out photos")
-    queries = np.flatnonzero(held)
     old_m = evaluate_versions(old, X, queries, settings.rerank_depth)
     yield FinetuneProgress("evaluate", 1, 2, message="Comparing versions")
-    new_m = evaluate_versions(new, X, queries, settings.rerank_depth)
+    if new_m is None:  # a comparison's winner was measured on the same held-out photos already
+        new_m = evaluate_versions(new, X, queries, settings.rerank_depth)
     yield FinetuneProgress("evaluate", 2, 2, message="Compared")
     better = score(new_m) > score(old_m)
     record = {
@@ -595,6 +620,8 @@ def _train_and_register(
         "warm_start": warm, "epochs": n_epochs, "old": old_m, "new": new_m, "better": better,
         "method": method, **new.meta.pop("finetune_labels", {}),
     }
+    if comparison:
+        record["compare"] = comparison
     new.meta["metrics"] = {**new.meta.get("metrics", {}), "finetune": record}
     new.meta["library_population"] = cat.population()
     new.meta["library_reason"] = "fine-tuned on the library"
@@ -604,12 +631,56 @@ def _train_and_register(
         "old": active.id, "activate": bool(better or force), "better": better, "force": force,
         "old_metrics": old_m, "new_metrics": new_m, "held_out": int(len(X_held)),
         "trained_on": int(len(X_train)), "warm_start": warm, "reencode": reencode,
+        "method": method, "comparison": comparison,
     }
     note = f"{method} fine-tuned {how} on {len(X_train):,} photos"
     if "pairs" in record:
         note += f" with {record['pairs']['marked']:,} marked and {record['pairs']['folder']:,} folder pairs"
     _register(cat, root, new, settings, note, ids, X, pending)
     return cat.get_json(PENDING_KEY)
+
+
+def _fit_method(
+    method: str, settings: LibrarySettings, old: Hasher, active: ModelRow, X_train: np.ndarray,
+    epochs: int | None, from_scratch: bool, fit_kwargs: dict[str, Any], should_stop: StopFn | None,
+    *, comparing: bool = False,
+) -> Generator[FinetuneProgress, None, tuple[Hasher, bool]]:
+    """A new version of `method` fitted on `X_train` on a worker thread, relaying its progress;
+    returns (the hasher, whether it warm-started from the active version). Raises CancelledError
+    when `should_stop` stops it."""
+    from imagehash_app.core.backbone import training_device
+    from imagehash_app.core.hashing import make_hasher
+
+    warm = _warm(method, from_scratch, active) and old.bits == settings.bits
+    n_epochs = epochs if comparing else (_epochs(settings, epochs, warm) if method == "urph" else epochs)
+    # A warm start must have the old version's architecture; from scratch, the library's settings.
+    params = dict(old.params) if warm else dict(settings.hasher_params.get(method, {}))
+    if method == "urph" or n_epochs is not None:
+        params.pop("epochs", None)
+    new = make_hasher(method, settings.bits, X_train.shape[1], **params)
+    new.meta["backbone"] = settings.backbone
+    kwargs = dict(fit_kwargs)
+    accepted = inspect.signature(new.fit).parameters
+    if "device" in accepted:
+        kwargs["device"] = training_device(settings.device)
+    if "epochs" in accepted and n_epochs is not None:
+        kwargs["epochs"] = n_epochs
+    if warm:
+        kwargs["init_from"] = old
+
+    def fit(progress: Callable[..., None], stop: StopFn) -> None:
+        new.fit(X_train, progress=progress, should_stop=stop, seed=settings.seed, **kwargs)
+
+    t0 = time.perf_counter()
+    for report in fit_in_thread(fit, should_stop):
+        yield FinetuneProgress(
+            "train", report.epoch, report.epochs, report.epoch / max(time.perf_counter() - t0, 1e-9),
+            report.eta_s, f"Training {method}: epoch {report.epoch}/{report.epochs}, loss {report.loss:.4f}",
+            report.loss,
+        )
+    if _stopping(should_stop):
+        raise CancelledError("Fine-tuning was cancelled; the current version stays in use.")
+    return new, warm
 
 
 def _reencode_and_swap(
@@ -682,7 +753,8 @@ def _reencode_and_swap(
         old_metrics=old_m, new_metrics=new_m, held_out=int(pending.get("held_out", 0)),
         trained_on=int(pending.get("trained_on", 0)), warm_start=bool(pending.get("warm_start")),
         exact_codes=exact, approx_codes=approx, seconds=0.0, removed_models=removed,
-        message=message,
+        message=message, method=str(pending.get("method", target.method)),
+        comparison=list(pending.get("comparison", [])),
     )
 
 

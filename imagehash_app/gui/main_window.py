@@ -48,6 +48,7 @@ from imagehash_app.core.library import (
     FinetuneProgress,
     IndexProgress,
     Library,
+    SearchResult,
     backbone_names,
     display,
 )
@@ -59,6 +60,7 @@ from imagehash_app.gui.icons import app_icon
 from imagehash_app.gui.messages import Level, MessageBar, describe
 from imagehash_app.gui.model_download import ModelDownload, plain_weights_text
 from imagehash_app.gui.results_view import ResultsModel, ResultsView
+from imagehash_app.gui.text_search import TextSearchBox
 from imagehash_app.gui.thumbnails import ThumbnailCache, ThumbnailLoader
 from imagehash_app.gui.watcher import FolderWatcher
 from imagehash_app.gui.welcome import WelcomePage
@@ -70,7 +72,8 @@ if TYPE_CHECKING:
 DEFAULT_RESULTS = 40
 MAX_RESULTS = 1000
 HISTORY = 50  # queries Alt+Left can go back through
-PHASES = {"scan": "Scanning folders", "embed": "Indexing", "train": "Training the hasher", "encode": "Encoding"}
+PHASES = {"scan": "Scanning folders", "embed": "Indexing", "train": "Training the hasher", "encode": "Encoding",
+          "signatures": "Preparing to find copies"}
 
 
 def _eta(seconds: float | None) -> str:
@@ -109,6 +112,8 @@ class MainWindow(QMainWindow):
     snapshotChanged = Signal(object)  # engine.Snapshot
     messageShown = Signal(str)
     stoppingStarted = Signal()  # a close during indexing: "Stopping…" is shown, the close follows
+    textSearchFinished = Signal(object)  # the library's TextAnswer
+    keywordsSuggested = Signal(object)  # (photo, [(word, share)])
 
     def __init__(
         self,
@@ -181,6 +186,10 @@ class MainWindow(QMainWindow):
         self.results_view = ResultsView(self.results_model)
         self.results_view.findSimilar.connect(lambda p: self.search([p]))
         self.results_view.markSimilar.connect(self.mark_result)
+        self.results_view.suggestKeywords.connect(self.suggest_keywords)
+        self.text_box = TextSearchBox()
+        self.text_box.searchRequested.connect(self.search_text)
+        self._text_query: str | None = None
         self.results_view.message.connect(self.statusBar().showMessage)
 
         self.count_spin = QSpinBox()
@@ -197,6 +206,7 @@ class MainWindow(QMainWindow):
         self.query_tabs.setVisible(False)
         self.query_tabs.currentChanged.connect(self._show_query_tab)
         top = QHBoxLayout()
+        top.addWidget(self.text_box, 1)
         top.addWidget(self.results_caption, 1)
         top.addWidget(QLabel("Show"))
         top.addWidget(self.count_spin)
@@ -269,6 +279,7 @@ class MainWindow(QMainWindow):
         self._action(lib_menu, "&Skipped files…", self.show_skipped)
         self._action(lib_menu, "&Improve search for my photos…", self.show_finetune)
         self._action(lib_menu, "&Versions…", self.show_versions)
+        self._action(lib_menu, "Find &duplicates…", self.show_duplicates, "Ctrl+Shift+D")
         lib_menu.addSeparator()
         self._action(lib_menu, "&Preferences…", self.show_preferences, QKeySequence.StandardKey.Preferences)
         view_menu = self.menuBar().addMenu("&View")
@@ -349,7 +360,66 @@ class MainWindow(QMainWindow):
         if self.watcher is not None and not self.read_only:
             self.watcher.watch(Path(f.path) for f in snap.folders if f.online)
         self.model_download.update_page()
+        self._load_vocabulary()
         self.snapshotChanged.emit(snap)
+
+    def _load_vocabulary(self) -> Job:
+        """Give the search box the library's words to suggest (most carried first)."""
+        job = self.reader.call(lambda lib, _stop: [w for w, _ in lib.vocabulary(5000)], "vocabulary")
+        job.succeeded.connect(self.text_box.set_vocabulary)
+        job.failed.connect(lambda exc: self.report(exc, "read the library's words"))
+        return job
+
+    def search_text(self, text: str, top_k: int | None = None) -> Job:
+        """Photos for typed words, with and without those words (on the reader thread)."""
+        top_k = top_k or self.count_spin.value()
+        if self._search_job is not None:
+            self._search_job.cancel()
+        self.stack.setCurrentWidget(self.splitter)
+        self._text_query = text
+        self.results_caption.setText("Searching…")
+        job = self.reader.call(lambda lib, _stop: _text_answer(lib, text, top_k), "text search")
+        job.succeeded.connect(lambda pair: self._show_text_results(text, *pair))
+        job.failed.connect(lambda exc: self.report(exc, "search by words"))
+        self._search_job = job
+        return job
+
+    def _show_text_results(self, text: str, answer: Any, details: dict) -> None:
+        hits = [SearchResult(r.path, r.score, r.hamming) for r in answer.results]
+        self.query_tabs.setVisible(False)
+        self.query_pane.set_caption(f"“{text}”")
+        self.results_model.set_results(hits, details)
+        self.results_view.scrollToTop()
+        carrying = sum(r.has_words for r in answer.results)
+        if hits:
+            caption = (f"{len(hits)} photos for “{text}” ({carrying} carry the words, "
+                       f"{len(hits) - carrying} look like them)")
+        else:
+            caption = answer.note or f"No photo for “{text}”."
+        if answer.unknown and hits:
+            caption += f" · no photo carries {', '.join(answer.unknown)}"
+        self.results_caption.setText(caption)
+        if answer.note and hits:
+            self.statusBar().showMessage(answer.note, 8000)
+        self.textSearchFinished.emit(answer)
+
+    def suggest_keywords(self, path: Path) -> Job:
+        """Words of the photo's neighbours in the words/photos space, shown in the message bar."""
+        job = self.reader.call(lambda lib, _stop: lib.suggest_keywords(path), "suggest keywords")
+
+        def show(pairs: list) -> None:
+            if pairs:
+                words = ", ".join(f"{w} ({share:.0%})" for w, share in pairs)
+                self.show_message(f"Keywords suggested for {display(path.name)}: {words}.")
+            else:
+                self.show_message(
+                    f"No keyword to suggest for {display(path.name)}: search by words learns once "
+                    "enough photos carry words (Improve search…).")
+            self.keywordsSuggested.emit((path, pairs))
+
+        job.succeeded.connect(show)
+        job.failed.connect(lambda exc: self.report(exc, "suggest keywords"))
+        return job
 
     def show_message(self, text: str, level: Level = Level.INFO, action: str = "", action_id: str = "") -> None:
         """Show a message in the bar above the content (and announce it for tests)."""
@@ -589,6 +659,31 @@ class MainWindow(QMainWindow):
         self.versions_dialog = dialog
         return dialog
 
+    def show_duplicates(self) -> QDialog:
+        """Library ▸ Find duplicates…: groups of copies, which to keep, the rest to the trash (modeless)."""
+        from imagehash_app.gui.duplicates_view import DuplicatesDialog
+
+        dialog = getattr(self, "duplicates_dialog", None)
+        if isinstance(dialog, DuplicatesDialog):
+            if not dialog.isVisible() and not dialog.is_busy():
+                dialog.read_only = self.read_only
+                dialog.start()  # closed and opened again: the library may have changed meanwhile
+            dialog.show()
+            dialog.raise_()
+            dialog.activateWindow()
+            return dialog
+        snap = self.snapshot
+        folders = [Path(f.path) for f in snap.folders] if snap else []
+        dialog = DuplicatesDialog(self.library_path, self.writer, self.reader, folders=folders,
+                                  settings=snap.settings if snap else None, read_only=self.read_only,
+                                  parent=self)
+        dialog.libraryChanged.connect(lambda: (self.refresh(), self.reader.reset()))
+        dialog.settingsChanged.connect(self.refresh)
+        dialog.show()
+        dialog.start()
+        self.duplicates_dialog = dialog
+        return dialog
+
     # --- searching ---------------------------------------------------------------------------
     def handle_payload(self, payload: DropPayload) -> None:
         """Do what a drop or paste asks: search photos, add folders, explain the rest."""
@@ -608,6 +703,7 @@ class MainWindow(QMainWindow):
     def search(self, paths: Sequence[Path], top_k: int | None = None) -> Job:
         """Find the photos most similar to `paths` (on the reader thread)."""
         paths = [Path(p) for p in paths]
+        self._text_query = None
         top_k = top_k or self.count_spin.value()
         if self._search_job is not None:
             self._search_job.cancel()  # a newer query makes the older one pointless
@@ -627,6 +723,8 @@ class MainWindow(QMainWindow):
     def requery(self) -> Job | None:
         """Show a different number of results for the current query (or the photos an index
         added), from its kept features."""
+        if self._text_query is not None:
+            return self.search_text(self._text_query)
         previous = self.query
         if previous is None:
             return None
@@ -706,8 +804,10 @@ class MainWindow(QMainWindow):
             else:  # asked for again even when an earlier request went to another query's pane
                 self.thumbs.forget(query)
                 self.thumbs.request(query, priority=100)
-        self.query_pane.set_caption(display(query.name))  # not "… and 1 more": this tab's photo
-        self.results_model.set_results(hits, outcome.details)
+        in_library = getattr(outcome.answer.responses[index], "query_in_library", None)
+        # not "… and 1 more": this tab's photo, and whether it is one of the library's own
+        self.query_pane.set_caption(display(query.name) + (" · in this library" if in_library else ""))
+        self.results_model.set_results(hits, outcome.details, query_in_library=in_library)
         self.results_view.scrollToTop()
         n = len(hits)
         whose = f" to {display(query.name)}" if len(outcome.queries) > 1 else ""
@@ -855,6 +955,9 @@ class MainWindow(QMainWindow):
         self._requery_timer.stop()
         if self.watcher is not None:
             self.watcher.stop()
+        dialog = getattr(self, "duplicates_dialog", None)
+        if dialog is not None:
+            dialog.shutdown()
         self.writer.shutdown()
         self.reader.shutdown()
         self.thumbs.shutdown()
@@ -912,3 +1015,9 @@ class MainWindow(QMainWindow):
         if self._stop_timer is not None:
             self._stop_timer.stop()
         self.close()
+
+
+def _text_answer(lib: Library, text: str, top_k: int) -> tuple[Any, dict]:
+    """A text query's answer and the details shown under its results (on the reader thread)."""
+    answer = lib.search_text(text, top_k)
+    return answer, lib.details([r.path for r in answer.results])

@@ -25,6 +25,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import (
     QAction,
+    QColor,
     QDesktopServices,
     QGuiApplication,
     QImage,
@@ -55,6 +56,17 @@ TEXT_LINES = 4  # name, folder, pixel size · file size · date, rank · score
 PathRole = Qt.ItemDataRole.UserRole + 1
 ScoreRole = Qt.ItemDataRole.UserRole + 2
 DetailsRole = Qt.ItemDataRole.UserRole + 3  # (folder line, facts line) under the name
+BadgeRole = Qt.ItemDataRole.UserRole + 4  # "this photo" (the query itself), "copy", or ""
+
+QUERY_BADGE = "this photo"
+COPY_BADGE = "copy"
+
+
+def badge_for(item: SearchResult, query_in_library: Path | None) -> str:
+    """The mark on a result's thumbnail: the query photo itself, a copy of it, or nothing."""
+    if query_in_library is not None and item.path == query_in_library:
+        return QUERY_BADGE
+    return COPY_BADGE if getattr(item, "is_copy", False) else ""
 
 
 def human_size(n: int) -> str:
@@ -90,10 +102,14 @@ def folder_line(path: Path) -> str:
 def tooltip_for(item: SearchResult, rank: int, details: PhotoDetails | None = None) -> str:
     """The text shown when hovering a result: where it is, what it is and why it ranked there."""
     facts = facts_line(details)
+    copy_score = getattr(item, "copy_score", None)
+    copy = ""
+    if copy_score is not None:
+        copy = f"\ncopy score {copy_score:.2f}" + (" · a copy of the query" if getattr(item, "is_copy", False) else "")
     return (
         f"#{rank}  {item.path}\n" + (f"{facts}\n" if facts else "")
         + f"score {item.score:.3f} · "
-        + (f"Hamming distance {item.hamming}" if item.hamming >= 0 else "ranked by its stored features (no code yet)")
+        + (f"Hamming distance {item.hamming}" if item.hamming >= 0 else "ranked by its stored features (no code yet)") + copy
     )
 
 
@@ -104,6 +120,7 @@ class ResultsModel(QAbstractListModel):
         super().__init__(parent)
         self._items: list[SearchResult] = []
         self._details: dict[Path, PhotoDetails] = {}
+        self._query_in_library: Path | None = None
         self._row_of: dict[str, int] = {}
         self._pixmaps: dict[str, QPixmap] = {}
         self._errors: dict[str, str] = {}
@@ -111,11 +128,16 @@ class ResultsModel(QAbstractListModel):
         loader.ready.connect(self._on_ready)
         loader.failed.connect(self._on_failed)
 
-    def set_results(self, items: list[SearchResult], details: dict[Path, PhotoDetails] | None = None) -> None:
-        """Replace the hits (with what is known of each); thumbnails already made are kept."""
+    def set_results(
+        self, items: list[SearchResult], details: dict[Path, PhotoDetails] | None = None,
+        query_in_library: Path | None = None,
+    ) -> None:
+        """Replace the hits (with what is known of each, and the query's own path when it is a
+        library photo: that result is marked); thumbnails already made are kept."""
         self.beginResetModel()
         self._items = list(items)
         self._details = dict(details or {})
+        self._query_in_library = query_in_library
         self._row_of = {str(it.path): row for row, it in enumerate(self._items)}
         self.endResetModel()
 
@@ -145,6 +167,8 @@ class ResultsModel(QAbstractListModel):
             return tip + (f"\ncannot show it: {self._errors[key]}" if key in self._errors else "")
         if role == PathRole:
             return item.path
+        if role == BadgeRole:
+            return badge_for(item, self._query_in_library)
         if role == ScoreRole:
             return item
         return None
@@ -205,6 +229,9 @@ class ResultDelegate(QStyledItemDelegate):
             painter.drawPixmap(target, pixmap)
         else:
             painter.fillRect(square.adjusted(8, 8, -8, -8), palette.color(QPalette.ColorRole.Midlight))
+        badge = index.data(BadgeRole)
+        if badge:
+            self._draw_badge(painter, option, square, str(badge))
         text_role = QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
         painter.setPen(palette.color(text_role))
         fm = option.fontMetrics
@@ -232,11 +259,25 @@ class ResultDelegate(QStyledItemDelegate):
         painter.restore()
 
 
+    @staticmethod
+    def _draw_badge(painter: QPainter, option: QStyleOptionViewItem, square: QRect, text: str) -> None:
+        """A small label in the thumbnail's top-left corner: "copy" or "this photo"."""
+        fm = option.fontMetrics
+        box = QRect(square.x() + 4, square.y() + 4, fm.horizontalAdvance(text) + 10, fm.height() + 2)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor("#1565c0") if text == QUERY_BADGE else QColor("#2e7d32"))
+        painter.drawRoundedRect(box, 4, 4)
+        painter.setPen(QColor("white"))
+        painter.drawText(box, Qt.AlignmentFlag.AlignCenter, text)
+
+
 class ResultsView(QListView):
     """The grid; double-click opens the photo in the system viewer; right-click offers more."""
 
     findSimilar = Signal(Path)
     markSimilar = Signal(Path, bool)  # a result is (True: "More like this") or is not like the query
+    suggestKeywords = Signal(Path)  # words of the photo's neighbours in the words/photos space
     message = Signal(str)
 
     def __init__(self, model: ResultsModel, parent: QWidget | None = None) -> None:
@@ -339,6 +380,7 @@ class ResultsView(QListView):
             ("Find similar to this one", lambda: self.findSimilar.emit(path)),
             ("More like this", lambda: self.markSimilar.emit(path, True)),
             ("Not similar", lambda: self.markSimilar.emit(path, False)),
+            ("Suggest keywords", lambda: self.suggestKeywords.emit(path)),
         ):
             action = QAction(text, parent or self)
             action.triggered.connect(slot)

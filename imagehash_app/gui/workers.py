@@ -127,6 +127,11 @@ class Job(QObject):
         else:
             self._post("cancelled" if self._stop.is_set() and out is None else "succeeded", out)
 
+    def post_progress(self, payload: object) -> None:
+        """Report progress from the worker thread for an engine call that takes a `progress`
+        callback instead of yielding (it arrives as `progress`, on the GUI thread)."""
+        self._post("progress", payload)
+
     def fail_now(self, exc: BaseException) -> None:
         """Report an error that happened before the job could run (e.g. the library would not open)."""
         self._post("failed", exc)

@@ -170,6 +170,6 @@ def test_schema_2_catalogue_migrates_keeping_its_rows(tmp_path: Path) -> None:
     )
     conn.close()
     cat = Catalog.open(path)
-    assert cat.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert cat.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     assert cat.paths_of([1]) == {1: Path("/p/x/été.jpg")} and cat.unreadable() == []
     cat.close()

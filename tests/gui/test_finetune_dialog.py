@@ -166,7 +166,7 @@ def test_method_choice_trains_the_chosen_method_and_hides_supervised_without_mar
         window.add_folders([photos])
     dialog = open_dialog(qtbot, window)
     offered = [dialog.method.itemData(i) for i in range(dialog.method.count())]
-    assert offered == ["urph", "itq", "harr", "distillhash", "dsg", "dmuh"]  # no marks: no dsh…
+    assert offered == ["urph", "itq", "harr", "distillhash", "dsg", "dmuh", "compare"]  # no marks: no dsh…
     assert "mark at least 3" in dialog.method.toolTip()
     dialog.method.setCurrentIndex(offered.index("itq"))
     dialog.method.activated.emit(offered.index("itq"))  # as a person's pick does: re-plan
@@ -178,3 +178,37 @@ def test_method_choice_trains_the_chosen_method_and_hides_supervised_without_mar
     assert finished.args[0] is not None and dialog.result is finished.args[0]
     with Library.open(library, read_only=True) as lib:
         assert next(m for m in lib.models() if m.id == dialog.result.new_model).method == "itq"
+
+
+def test_compare_choice_shows_each_methods_figures_and_the_one_kept(
+    qtbot, make_window, library, photos, gate, monkeypatch
+) -> None:
+    from imagehash_app.core import method_compare
+
+    monkeypatch.setattr(method_compare, "COMPARE_BUDGET_S", 60.0)  # a small budget for the test
+    window = make_window(library)
+    with qtbot.waitSignal(window.indexingFinished, timeout=WAIT_MS):
+        window.add_folders([photos])
+    dialog = open_dialog(qtbot, window)
+    offered = [dialog.method.itemData(i) for i in range(dialog.method.count())]
+    dialog.method.setCurrentIndex(offered.index("compare"))
+    dialog.method.activated.emit(offered.index("compare"))
+    qtbot.waitUntil(lambda: dialog.plan is not None and bool(dialog.plan.compare), timeout=WAIT_MS)
+    assert "Each of 6 methods" in dialog.intro.text() and "within a minute" in dialog.intro.text()
+    gate.set()
+    with qtbot.waitSignal(dialog.finetuneFinished, timeout=WAIT_MS) as finished:
+        dialog.start_button.click()
+    result = finished.args[0]
+    assert [c["method"] for c in result.comparison] == list(method_compare.COMPARE_METHODS)
+    assert dialog.comparison.isVisible()
+    grid = dialog.comparison_grid
+    cells = [[grid.itemAtPosition(r, c).widget().text() for c in range(3)] for r in range(1, 7)]
+    done = [c for c in result.comparison if c["status"] == "done"]
+    assert done, "at least ITQ finishes within a minute"
+    chosen = [row for row in cells if "(chosen)" in row[0]]
+    assert len(chosen) == 1 and result.method in chosen[0][0]
+    best = max(done, key=lambda c: (c["metrics"]["rerank_10@10"], c["method"] == "urph"))
+    assert result.method == best["method"]
+    assert chosen[0][1] == f"{best['metrics']['rerank_10@10']:.0%}"
+    with Library.open(library, read_only=True) as lib:
+        assert next(m for m in lib.models() if m.id == result.new_model).method == result.method

@@ -79,7 +79,7 @@ def test_find_similar_from_context_menu_and_open(qtbot, make_window, tiny_librar
     actions = {a.text(): a for a in window.results_view.context_actions(second)}
     assert set(actions) == {
         "Open", "Open containing folder", "Copy path", "Find similar to this one", "More like this",
-        "Not similar",
+        "Not similar", "Suggest keywords",
     }
     actions["Copy path"].trigger()
     assert QApplication.clipboard().text() == str(second_path)

@@ -171,6 +171,12 @@ class DuplicateReport:
     not_duplicates: frozenset[frozenset[Path]] = frozenset()
     groups: tuple[CopyGroup, ...] = ()
     seconds: float = 0.0
+    # How the search went: photos searched, photos still without a signature (indexed before
+    # signatures existed: the next index run makes them), candidate pairs, pairs aligned.
+    searched: int = 0
+    unsigned: int = 0
+    candidates: int = 0
+    aligned: int = 0
 
     @classmethod
     def build(
@@ -183,9 +189,15 @@ class DuplicateReport:
         rule: KeeperRule | None = None,
         not_duplicates: Iterable[frozenset[Path]] = (),
         seconds: float = 0.0,
+        searched: int = 0,
+        unsigned: int = 0,
+        candidates: int = 0,
+        aligned: int = 0,
     ) -> DuplicateReport:
         report = cls(tuple(photos), tuple(pairs), threshold, min(floor, threshold),
-                     rule or KeeperRule(), frozenset(not_duplicates), seconds=seconds)
+                     rule or KeeperRule(), frozenset(not_duplicates), seconds=seconds,
+                     searched=searched, unsigned=unsigned, candidates=candidates,
+                     aligned=aligned)
         return report.at(threshold)
 
     def at(self, threshold: float, rule: KeeperRule | None = None) -> DuplicateReport:
@@ -233,8 +245,11 @@ def group_pairs(
         if root(i) in members:
             members[root(i)].append(i)
     best: dict[tuple[int, int], ScoredPair] = {}
+    top: dict[int, float] = {}  # each photo's best score, for one not paired with its keeper
     for p in kept:
         best[(p.a, p.b)] = p
+        top[p.a] = max(top.get(p.a, p.score), p.score)
+        top[p.b] = max(top.get(p.b, p.score), p.score)
     groups: list[CopyGroup] = []
     for indices in members.values():
         group_photos = [photos[i] for i in indices]
@@ -247,8 +262,7 @@ def group_pairs(
                 out.append(replace(photos[i], keep=True, score=1.0, transform=""))
                 continue
             pair = best.get((keeper_index, i)) or best.get((i, keeper_index))
-            score = pair.score if pair else max(
-                (p.score for p in kept if i in (p.a, p.b)), default=threshold)
+            score = pair.score if pair else top.get(i, threshold)
             transform = ""
             if pair is not None:
                 transform = pair.transform if pair.a == keeper_index else _inverse(pair.transform)

@@ -150,6 +150,7 @@ class DeepQuanHasher(Hasher):
 
     method = "deepquan"
     first_stage = "adc"  # the evaluation ranks its codes by asymmetric distance, not Hamming
+    trains_on_device = True
 
     def __init__(self, bits: int, feature_dim: int, **params: Any) -> None:
         unknown = set(params) - set(DEFAULTS)
@@ -173,7 +174,10 @@ class DeepQuanHasher(Hasher):
         progress: ProgressFn | None = None,
         should_stop: StopFn | None = None,
         seed: int = 0,
+        device: str = "cpu",
     ) -> DeepQuanHasher:
+        """Train on ``X``; ``device`` is where the networks and the codebooks train (random draws
+        stay on the CPU's seeded generators); the fitted hasher always comes back to the CPU."""
         started = time.perf_counter()
         X = self._start_fit(X)
         prm = self.params
@@ -185,13 +189,18 @@ class DeepQuanHasher(Hasher):
         V = (X - self.mean_) @ self.P_
         rms = float(np.sqrt(np.mean(V**2))) if n > 1 else 0.0
         self.scale_ = rms if rms > 1e-8 else 1.0
-        U = torch.from_numpy(np.ascontiguousarray(V / self.scale_, dtype=np.float32))
-        Xt = torch.from_numpy(np.ascontiguousarray(X))
+        dev = torch.device(device)
+        U = torch.from_numpy(np.ascontiguousarray(V / self.scale_, dtype=np.float32)).to(dev)
+        Xt = torch.from_numpy(np.ascontiguousarray(X)).to(dev)
         with _seeded(seed):
-            self.net_ = _Coder(p, int(prm["hidden"]), self.z_dim)
+            self.net_ = _Coder(p, int(prm["hidden"]), self.z_dim).to(dev)
             knn = exact_knn(Xt, int(prm["neighbours"]))
-            self._train(U, Xt, knn, rng, seed, progress, should_stop, started)
-        self.net_.eval()
+            try:
+                self._train(U, Xt, knn, rng, seed, progress, should_stop, started)
+            finally:
+                self.net_.cpu().eval()
+                if self.codebooks_ is not None:
+                    self.codebooks_ = [C.cpu() for C in self.codebooks_]
         self.meta["metrics"] = {
             **self.meta.get("metrics", {}),
             "fit_seconds": round(time.perf_counter() - started, 2),
@@ -225,7 +234,7 @@ class DeepQuanHasher(Hasher):
             total = 0.0
             for s in range(steps):
                 check_stop(should_stop)
-                idx = perm[s * bs : (s + 1) * bs]
+                idx = perm[s * bs : (s + 1) * bs].to(U.device)
                 loss = self._step_loss(U, X, knn, idx, gen)
                 opt.zero_grad()
                 loss.backward()
@@ -252,9 +261,9 @@ class DeepQuanHasher(Hasher):
         loss = loss + float(prm["w_recon"]) * F.mse_loss(self.net_.decoder(zq), u)
         loss = loss + float(prm["w_quant"]) * (z - zq).pow(2).sum(1).mean() / self.z_dim
         if knn.shape[1] > 0:
-            pick = torch.randint(knn.shape[1], (idx.shape[0],), generator=gen)
+            pick = torch.randint(knn.shape[1], (idx.shape[0],), generator=gen).to(U.device)
             pos = knn[idx, pick]
-            neg = torch.randint(n, (idx.shape[0],), generator=gen)
+            neg = torch.randint(n, (idx.shape[0],), generator=gen).to(U.device)
             w = ((X[idx] * X[pos]).sum(1) - (X[idx] * X[neg]).sum(1)).clamp(0.0, 1.0)
             zp, zn = self.net_.encoder(U[pos]), self.net_.encoder(U[neg])
             loss = loss + float(prm["w_triplet"]) * weighted_triplet_loss(
@@ -273,7 +282,7 @@ class DeepQuanHasher(Hasher):
             iterations = int(self.params["kmeans_iterations"])
             if self.codebooks_ is None:
                 pick = rng.choice(zs.shape[0], size=k, replace=zs.shape[0] < k)
-                C = zs[torch.from_numpy(pick)].clone()
+                C = zs[torch.from_numpy(pick).to(zs.device)].clone()
                 iterations *= 5  # from scratch; later calls start from the last codebooks
             else:
                 C = self.codebooks_[m].clone()
@@ -284,7 +293,7 @@ class DeepQuanHasher(Hasher):
                 empty = counts == 0
                 C = torch.where(empty[:, None], C, sums / counts.clamp(min=1)[:, None])
                 if bool(empty.any()):  # reseed dead centroids on random points
-                    reseed = torch.from_numpy(rng.choice(zs.shape[0], int(empty.sum())))
+                    reseed = torch.from_numpy(rng.choice(zs.shape[0], int(empty.sum()))).to(zs.device)
                     C[empty] = zs[reseed]
             books.append(C)
         self.codebooks_ = books

@@ -23,13 +23,18 @@ Views. The paper augments images; the app's backbone is frozen, so the two views
 feature space (our choice, and a weaker augmentation than crops and colour jitter): mixing with
 one of the item's own k nearest neighbours (weight drawn from U(0, ``view_mix``)), feature dropout
 (``view_dropout``) and Gaussian noise on the encoder input (``view_noise``, in units of the
-input's RMS). Views from extra backbone passes over augmented images are not measured here.
+input's RMS). ``fit(X, views=V)`` takes views from extra backbone passes instead: ``V`` (n, A, d)
+holds the features of A augmented copies of each training photo (crops, flips, colour jitter;
+benchmarks/harr_views.py makes them), and each view is one of them drawn at random, to which the
+feature-space augmentations above still apply where their parameters are not 0.
+docs/results-hashing.md measures the two.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from imagehash_app.core.hashing.code_objectives import (
@@ -67,6 +72,24 @@ class HARRHasher(UnsupervisedHeadHasher):
 
     method = "harr"
     defaults = DEFAULTS
+    _image_views: np.ndarray | None = None
+    _views: torch.Tensor | None = None
+
+    def fit(self, X: np.ndarray, *, views: np.ndarray | None = None, **kwargs: Any) -> HARRHasher:
+        """The shared fit (:class:`UnsupervisedHeadHasher`); ``views`` (n, A, d): features of A
+        augmented images of each row of ``X``, the views of the bit-correlation term."""
+        if views is not None:
+            views = np.asarray(views, dtype=np.float32)
+            n = np.asarray(X).shape[0]
+            if views.ndim != 3 or views.shape[0] != n or views.shape[2] != self.feature_dim:
+                raise ValueError(
+                    f"views must be (n={n}, A, {self.feature_dim}) features, got {views.shape}"
+                )
+        self._image_views = views
+        try:
+            return super().fit(X, **kwargs)  # type: ignore[return-value]
+        finally:
+            self._image_views = None
 
     def _prepare(self, fs: FeatureSpace, knn: torch.Tensor, gen: torch.Generator) -> None:
         window = int(self.params["wta_window"])
@@ -75,9 +98,11 @@ class HARRHasher(UnsupervisedHeadHasher):
         self._wta = wta_codes(fs.X, windows)
         self._levels = wta_levels(self._wta, knn, self._window, BACKGROUND_PAIRS, gen)
         self._P = torch.from_numpy(self.P_).to(fs.X.device)
+        if self._image_views is not None:
+            self._views = torch.from_numpy(self._image_views).to(fs.X.device)
 
     def _release(self) -> None:
-        self._wta = self._P = None
+        self._wta = self._P = self._views = None
 
     def _batch_loss(
         self, fs: FeatureSpace, knn: torch.Tensor, items: torch.Tensor
@@ -97,8 +122,12 @@ class HARRHasher(UnsupervisedHeadHasher):
     def _view(self, fs: FeatureSpace, knn: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Encoder input of one feature-space augmentation of ``items``."""
         prm = self.params
-        x = fs.X[items]
-        dev = x.device
+        dev = fs.X.device
+        if self._views is not None:  # one of each item's augmented-image features, at random
+            pick = torch.randint(self._views.shape[1], (items.shape[0],), device=dev)
+            x = self._views[items, pick]
+        else:
+            x = fs.X[items]
         if float(prm["view_mix"]) and knn.shape[1]:
             cols = torch.randint(knn.shape[1], (items.shape[0], 1), device=dev)
             partner = fs.X[knn[items].gather(1, cols)[:, 0]]

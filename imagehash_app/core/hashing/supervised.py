@@ -34,6 +34,15 @@ uses ``η/bits`` on the per-element mean (the quantization error of one code, pe
 needs classes: they are the connected components of the positive pairs (:func:`pair_classes`),
 a sample in no positive pair being its own class.
 
+**Added to the unsupervised objective** (pair form only, weight ``w_unsup``): a library's pairs
+are mostly same-folder positives with a few marked negatives (measured: 570 positives per
+negative), and a pairwise objective alone then pulls everything onto a few codes (DSH: one code,
+class mAP@100 0.16; docs/results-finetune.md). Each step therefore also takes URPH's neighbour
+ranking term on a batch of training items and two of their exact nearest neighbours each
+(:func:`~.losses.listwise_kl` of the codes' similarities against the features', URPH's
+temperature and code scale), so that the codes keep the features' neighbourhoods and the pairs
+move them only where the person said so. ``w_unsup`` = 0 gives the papers' objective alone.
+
 Where we had to choose: the sums of the papers are divided by the number of pairs (n²), so the
 quantization weight of DPSH/DSDH becomes ``η·bits/n`` on the per-element mean (the same
 minimiser as the paper's sums); the network (PCA → MLP), its width, Adam at 1e-3, 30 epochs and
@@ -59,6 +68,8 @@ from imagehash_app.core.hashing.base import (
     report,
 )
 from imagehash_app.core.hashing.baselines import pca_basis
+from imagehash_app.core.hashing.head import exact_knn, rank_targets
+from imagehash_app.core.hashing.losses import listwise_kl
 from imagehash_app.core.hashing.urph import Encoder, _seeded, warmup_cosine
 
 COMMON: dict[str, Any] = {
@@ -68,6 +79,11 @@ COMMON: dict[str, Any] = {
     "epochs": 30,
     "lr": 1e-3,
     "weight_decay": 1e-5,
+    # the pair form's unsupervised term (URPH's neighbour ranking): weight, neighbours, URPH's scales
+    "w_unsup": 1.0,
+    "unsup_neighbours": 10,
+    "tau_x": 0.02,
+    "code_scale": 12.0,
 }
 
 
@@ -123,10 +139,9 @@ def dcc_update(
     """
     B = B.astype(np.float64).copy()
     Q = W @ Y + (eta / mu) * U
-    k = B.shape[0]
-    for r in range(k):
-        others = np.arange(k) != r
-        rhs = Q[r] - B[others].T @ (W[others] @ W[r])
+    G = W @ W.T  # B'ᵀW'w_r = Bᵀ G[r] - G[r, r] b_r: no copy of the other rows per bit
+    for r in range(B.shape[0]):
+        rhs = Q[r] - (G[r] @ B - G[r, r] * B[r])
         B[r] = np.where(rhs > 0, 1.0, np.where(rhs < 0, -1.0, B[r]))
     return B
 
@@ -185,6 +200,7 @@ class SupervisedHasher(Hasher):
     """Shared front end, network, training loop and linear decoder; subclasses give the loss."""
 
     supervised = True
+    trains_on_device = True
     defaults: dict[str, Any] = {}
 
     def __init__(self, bits: int, feature_dim: int, **params: Any) -> None:
@@ -208,9 +224,13 @@ class SupervisedHasher(Hasher):
         progress: ProgressFn | None = None,
         should_stop: StopFn | None = None,
         seed: int = 0,
+        device: str = "cpu",
     ) -> SupervisedHasher:
         """Train on features ``X`` (n, d) and either their class ``labels`` (n,) or a sparse set
-        of labelled ``pairs`` (P, 3) of (i, j, +1 similar / -1 not similar); returns self."""
+        of labelled ``pairs`` (P, 3) of (i, j, +1 similar / -1 not similar); returns self.
+        ``device`` is where the network trains (its batches are drawn on the CPU with the same
+        seeded generator, so a GPU fit sees the same batches); the fitted network comes back to
+        the CPU."""
         if (labels is None) == (pairs is None):
             raise ValueError(
                 f"{self.method} is supervised: give labels=(one class id per training sample) "
@@ -228,13 +248,18 @@ class SupervisedHasher(Hasher):
             _, y = np.unique(labels, return_inverse=True)
         rng = np.random.default_rng(seed)
         with _seeded(seed):
-            U = self._init_front(X, rng)
-            yt = torch.from_numpy(y.astype(np.int64))
-            if pairs is None:
-                self._train(U, yt, seed, progress, should_stop, started)
-            else:
-                self._train_pairs(U, yt, pairs, seed, progress, should_stop, started)
-            self.encoder_.eval()
+            dev = torch.device(device)
+            U = self._init_front(X, rng).to(dev)
+            yt = torch.from_numpy(y.astype(np.int64)).to(dev)
+            self.encoder_.to(dev)
+            try:
+                if pairs is None:
+                    self._train(U, yt, seed, progress, should_stop, started)
+                else:
+                    Xt = torch.from_numpy(np.ascontiguousarray(X)).to(dev)
+                    self._train_pairs(U, yt, pairs, seed, progress, should_stop, started, Xt)
+            finally:
+                self.encoder_.cpu().eval()
         signs = np.where(self.project(X) > 0, 1.0, -1.0)
         self.A_ = fit_linear_decoder(signs, X, self.mean_)
         self.meta["metrics"] = {
@@ -284,7 +309,7 @@ class SupervisedHasher(Hasher):
             total = 0.0
             for s in range(steps_per_epoch):
                 check_stop(should_stop)
-                idx = perm[s * bs : (s + 1) * bs]
+                idx = perm[s * bs : (s + 1) * bs].to(U.device)
                 u = self.encoder_(U[idx])
                 loss = self._loss(u, idx, y, state)
                 opt.zero_grad()
@@ -304,9 +329,13 @@ class SupervisedHasher(Hasher):
         progress: ProgressFn | None,
         should_stop: StopFn | None,
         started: float,
+        X: torch.Tensor | None = None,
     ) -> None:
-        """The pair form: mini-batches of observed pairs, both ends encoded in the step."""
+        """The pair form: mini-batches of observed pairs, both ends encoded in the step, plus
+        ``w_unsup`` times the neighbour-ranking term on the features ``X`` (module docstring)."""
         prm = self.params
+        w_unsup = float(prm["w_unsup"]) * self._unsup_scale() if X is not None and X.shape[0] > 2 else 0.0
+        knn = exact_knn(X, int(prm["unsup_neighbours"])) if w_unsup else None
         P = torch.from_numpy(pairs)
         n_pairs = P.shape[0]
         epochs, bs = int(prm["epochs"]), int(prm["batch_size"])
@@ -324,10 +353,12 @@ class SupervisedHasher(Hasher):
             total = 0.0
             for step in range(steps_per_epoch):
                 check_stop(should_stop)
-                batch = P[perm[step * bs : (step + 1) * bs]]
+                batch = P[perm[step * bs : (step + 1) * bs]].to(U.device)
                 idx, ends = torch.unique(batch[:, :2], return_inverse=True)
                 u = self.encoder_(U[idx])
                 loss = self._pair_loss(u, idx, ends[:, 0], ends[:, 1], batch[:, 2], state)
+                if w_unsup:
+                    loss = loss + w_unsup * self._neighbour_term(X, U, knn, gen, bs)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -335,6 +366,26 @@ class SupervisedHasher(Hasher):
                 total += float(loss.detach())
                 self._after_step(u.detach(), idx, state)
             report(progress, epoch + 1, epochs, total / steps_per_epoch, started)
+
+    def _neighbour_term(
+        self, X: torch.Tensor, U: torch.Tensor, knn: torch.Tensor, gen: torch.Generator, size: int
+    ) -> torch.Tensor:
+        """URPH's listwise neighbour ranking on ``size`` random training items, each with two of
+        its nearest neighbours and the other items as candidates."""
+        n, dev = U.shape[0], U.device
+        b = min(size, n)
+        batch = torch.randperm(n, generator=gen)[:b].to(dev)
+        pick = torch.randint(knn.shape[1], (b, 2), generator=gen).to(dev)
+        nb = knn[batch].gather(1, pick)
+        target, mask = rank_targets(X, batch, nb, float(self.params["tau_x"]))
+        h = torch.tanh(self.encoder_(U[torch.cat([batch, nb.reshape(-1)])]))
+        hq, hn = h[:b], h[b:].reshape(b, 2, self.bits)
+        code_sim = torch.cat([torch.einsum("bl,bml->bm", hq, hn), hq @ hq.T], dim=1)
+        return listwise_kl(target, code_sim * (float(self.params["code_scale"]) / self.bits), mask)
+
+    def _unsup_scale(self) -> float:
+        """The unsupervised term's weight in the units of the method's pair loss (1: a likelihood)."""
+        return 1.0
 
     # hooks for the objectives (each method gives both losses; the rest are optional)
     @abstractmethod
@@ -412,6 +463,11 @@ class DSHHasher(SupervisedHasher):
         margin = self.params["margin"] or 2.0 * self.bits
         return dsh_pair_loss(u[a], u[b], s, float(margin), float(self.params["alpha"]))
 
+    def _unsup_scale(self) -> float:
+        """DSH's pair loss is in squared distances up to the margin: the ranking term (O(1))
+        weighs as much when scaled by it (measured: at weight 1 the codes still collapse)."""
+        return float(self.params["margin"] or 2.0 * self.bits)
+
 
 class DPSHHasher(SupervisedHasher):
     """DPSH: pairwise likelihood against every stored output, plus the quantization loss."""
@@ -447,19 +503,19 @@ class DSDHHasher(SupervisedHasher):
             out = self.encoder_(U).detach().clone()
         classes = int(y.max()) + 1
         Y = np.zeros((classes, y.shape[0]))
-        Y[y.numpy(), np.arange(y.shape[0])] = 1.0
-        return {"U": out, "Y": Y, "B": np.where(out.numpy() > 0, 1.0, -1.0).T}
+        Y[y.cpu().numpy(), np.arange(y.shape[0])] = 1.0
+        return {"U": out, "Y": Y, "B": np.where(out.cpu().numpy() > 0, 1.0, -1.0).T}
 
     def _epoch_start(self, U, y, state):  # type: ignore[no-untyped-def]
         """Alternate: W in closed form, then B by DCC, with the network's outputs fixed."""
         mu, nu, eta = (float(self.params[k]) for k in ("mu", "nu", "eta"))
-        Ut = state["U"].numpy().astype(np.float64).T
+        Ut = state["U"].cpu().numpy().astype(np.float64).T
         B = state["B"]
         for _ in range(int(self.params["dcc_iterations"])):
             W = dsdh_w_update(B, state["Y"], mu, nu)
             B = dcc_update(B, W, state["Y"], Ut, mu, eta)
         state["B"], state["W"] = B, W
-        state["Bt"] = torch.from_numpy(B.T.astype(np.float32))
+        state["Bt"] = torch.from_numpy(B.T.astype(np.float32)).to(state["U"].device)
 
     def _loss(self, u, idx, y, state):  # type: ignore[no-untyped-def]
         similar = (y[idx][:, None] == y[None, :]).to(u.dtype)

@@ -15,10 +15,12 @@ from pathlib import Path
 from imagehash_app.core.errors import ImagehashError
 from imagehash_app.core.store import schema
 from imagehash_app.core.store.codes import CodeQueries
+from imagehash_app.core.store.duplicates import DuplicateQueries
 from imagehash_app.core.store.feedback import FeedbackQueries
 from imagehash_app.core.store.images import FolderQueries, ImageQueries
 from imagehash_app.core.store.meta import MetaQueries
 from imagehash_app.core.store.reservoir import ReservoirQueries
+from imagehash_app.core.store.words import WordQueries
 
 CATALOG_FILE = "catalog.sqlite3"
 BUSY_TIMEOUT_MS = 10_000
@@ -44,7 +46,8 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
 
 
 class Catalog(
-    MetaQueries, FolderQueries, ImageQueries, CodeQueries, ReservoirQueries, FeedbackQueries
+    MetaQueries, FolderQueries, ImageQueries, CodeQueries, ReservoirQueries, FeedbackQueries,
+    DuplicateQueries, WordQueries,
 ):
     """One connection to a library's catalogue. Not shared between threads."""
 

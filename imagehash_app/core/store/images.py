@@ -220,6 +220,9 @@ class ImageQueries(Queries):
         )
         conn.executemany("DELETE FROM codes WHERE image_id = ?", [(iid,) for iid, _, _ in changed])
         conn.executemany(
+            "DELETE FROM signatures WHERE image_id = ?", [(iid,) for iid, _, _ in changed]
+        )
+        conn.executemany(
             "UPDATE images SET folder_id = ?, rel_path = ?, size = ?, mtime_ns = ? WHERE id = ?",
             [(*place, iid) for place, iid in moved],
         )

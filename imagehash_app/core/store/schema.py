@@ -89,6 +89,71 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY(query_id, result_id)
     ) WITHOUT ROWID;
     """,
+    # 5: duplicates (issue 15). Each photo's copy signature (core/duplicates/signature.py: a
+    # 32x32 grey thumbnail and colour moments, made from the pixels the indexer decodes anyway);
+    # what the keeper rule reads of its header (format, EXIF taken date, JPEG quality estimate);
+    # pairs a person said are "not duplicates" (id order); and the files moved to the trash
+    # from the duplicates view, with the copy kept in their place. Photos indexed before this
+    # migration get their signature from the next index/update run (Indexer.fill_signatures).
+    """
+    ALTER TABLE images ADD COLUMN format TEXT;
+    ALTER TABLE images ADD COLUMN taken REAL;
+    ALTER TABLE images ADD COLUMN quality REAL;
+    CREATE TABLE signatures(
+        image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+        signature BLOB NOT NULL
+    );
+    CREATE TABLE not_duplicates(
+        a INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        b INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        marked REAL NOT NULL,
+        PRIMARY KEY(a, b)
+    ) WITHOUT ROWID;
+    CREATE TABLE trashed(
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL,
+        keeper TEXT,
+        bytes INTEGER NOT NULL,
+        trashed REAL NOT NULL
+    );
+    """,
+    # 6: the words photos carry (folder and file names, embedded keywords, titles, captions),
+    # which photos have been read for words (and at which path and mtime, so that a move or an
+    # edit reads them again), and the cross-modal (UGACH) versions with their image-side codes,
+    # a second code per photo used only by text queries.
+    """
+    CREATE TABLE words(
+        id INTEGER PRIMARY KEY,
+        word TEXT NOT NULL UNIQUE
+    );
+    CREATE TABLE photo_words(
+        image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        word_id INTEGER NOT NULL REFERENCES words(id),
+        source TEXT NOT NULL,
+        PRIMARY KEY(image_id, word_id, source)
+    ) WITHOUT ROWID;
+    CREATE INDEX photo_words_word ON photo_words(word_id);
+    CREATE TABLE words_read(
+        image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+        folder_id INTEGER NOT NULL,
+        rel_path TEXT NOT NULL,
+        mtime_ns INTEGER NOT NULL
+    );
+    CREATE TABLE word_models(
+        id INTEGER PRIMARY KEY,
+        dir TEXT NOT NULL,
+        bits INTEGER NOT NULL,
+        created REAL NOT NULL,
+        active INTEGER NOT NULL DEFAULT 0,
+        note TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE word_codes(
+        image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        model_id INTEGER NOT NULL REFERENCES word_models(id) ON DELETE CASCADE,
+        code BLOB NOT NULL,
+        PRIMARY KEY(image_id, model_id)
+    ) WITHOUT ROWID;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from imagehash_app.core.library import (
+    COMPARE_METHODS,
     DEFAULT_METHOD,
     FINETUNE_METHODS,
     SUPERVISED_METHODS,
@@ -35,6 +36,8 @@ from imagehash_app.core.library import (
     FinetuneProgress,
     FinetuneResult,
     ModelInfo,
+    WordsFinetuneResult,
+    WordsPlan,
 )
 from imagehash_app.gui.workers import EngineThread, Job
 
@@ -49,6 +52,10 @@ PHASES = {
     "swap": "Switching versions",
     "done": "Done",
 }
+# The method choice's entry for search by words (core/words/crossmodal.py): offered only when
+# enough photos carry words; its version is a second code per photo, used by the search box only.
+WORDS_METHOD = "ugach"
+COMPARE_CHOICE = "compare"  # the method choice's entry that compares the methods
 ROWS = (
     ("rerank_10@10", "Top 10 found (as search shows them)"),
     ("rerank_10@100", "Top 10 within the first 100"),
@@ -98,7 +105,8 @@ class FinetuneDialog(QDialog):
         self.setModal(False)
         self.writer, self.reader = writer, reader
         self.plan: FinetunePlan | None = None
-        self.result: FinetuneResult | None = None
+        self.result: FinetuneResult | WordsFinetuneResult | None = None
+        self.words_plan: WordsPlan | None = None
         self.job: Job | None = None
 
         self.intro = QLabel("Looking at your library…")
@@ -118,6 +126,9 @@ class FinetuneDialog(QDialog):
         self.figures = QWidget()
         self.figures_grid = QGridLayout(self.figures)
         self.figures.hide()
+        self.comparison = QWidget()  # per compared method: what it found, how long it took
+        self.comparison_grid = QGridLayout(self.comparison)
+        self.comparison.hide()
         self.outcome = QLabel("")
         self.outcome.setWordWrap(True)
 
@@ -132,7 +143,8 @@ class FinetuneDialog(QDialog):
         self.start_button.setEnabled(False)
 
         layout = QVBoxLayout(self)
-        for widget in (self.intro, self.method, self.force, self.progress_label, self.progress_bar, self.figures, self.outcome):
+        for widget in (self.intro, self.method, self.force, self.progress_label, self.progress_bar,
+                       self.comparison, self.figures, self.outcome):
             layout.addWidget(widget)
         layout.addWidget(self.buttons)
         self.resize(520, 0)
@@ -154,7 +166,17 @@ class FinetuneDialog(QDialog):
     # --- 1. what will happen --------------------------------------------------------------
     def _load_plan(self) -> None:
         method = self.chosen_method()
-        job = self.reader.call(lambda lib, _stop: lib.finetune_plan(method=method), "finetune-plan")
+        if method == WORDS_METHOD:
+            words = self.reader.call(lambda lib, _stop: lib.words_finetune_plan(), "words-plan")
+            words.succeeded.connect(self._show_words_plan)
+            words.failed.connect(self._fail)
+            return
+        compare = COMPARE_METHODS if method == COMPARE_CHOICE else ()
+        job = self.reader.call(
+            lambda lib, _stop: lib.finetune_plan(method=method if not compare else DEFAULT_METHOD,
+                                                 compare=compare),
+            "finetune-plan",
+        )
         job.succeeded.connect(self._show_plan)
         job.failed.connect(self._fail)
 
@@ -170,9 +192,31 @@ class FinetuneDialog(QDialog):
                 continue
             label = f"{name} (learns from your marks)" if name in SUPERVISED_METHODS else name
             self.method.addItem(label, name)
+            if name == COMPARE_METHODS[-1]:  # after the unsupervised ones: all of them at once
+                self.method.addItem("Compare these and keep the best (about 5 minutes)", COMPARE_CHOICE)
         if plan.supervised_problem:
             self.method.setToolTip(plan.supervised_problem)
         self.method.show()
+        words = self.reader.call(lambda lib, _stop: lib.words_finetune_plan(), "words-plan")
+        words.succeeded.connect(self._offer_words)
+
+    @Slot(object)
+    def _offer_words(self, plan: WordsPlan) -> None:
+        """Add search by words to the choice when enough photos carry words (not offered otherwise)."""
+        self.words_plan = plan
+        if plan.offered and self.method.findData(WORDS_METHOD) < 0:
+            self.method.addItem("Search by words (UGACH: learns from the photos' words)", WORDS_METHOD)
+
+    @Slot(object)
+    def _show_words_plan(self, plan: WordsPlan) -> None:
+        self.intro.setText(
+            f"{plan.reason} It learns a second code per photo, used only by the search box; "
+            "search by example stays as it is. A fifth of the photos carrying words is kept aside "
+            "to check the result."
+        )
+        self.force.hide()
+        self.start_button.setEnabled(plan.offered)
+        self.adjustSize()
 
     @Slot(object)
     def _show_plan(self, plan: FinetunePlan) -> None:
@@ -189,6 +233,15 @@ class FinetuneDialog(QDialog):
             self.intro.setText(plan.problem)
             self._show_buttons(self.close_button)
             return
+        elif plan.compare:
+            self.intro.setText(
+                f"Each of {len(plan.compare)} methods ({', '.join(plan.compare)}) will learn from "
+                f"{plan.train:,} of your photos, within {minutes(plan.budget_s).replace('about ', '')} "
+                f"in all; the one that finds most of the closest matches of {plan.held_out:,} photos "
+                f"kept aside is kept if it beats the current version. Then all {plan.photos:,} photos "
+                f"get new codes. This takes {minutes(plan.estimated_s)} on this computer. Searching "
+                "keeps working meanwhile; you can cancel at any time."
+            )
         else:
             start = "the current version" if plan.warm_start else "scratch"
             self.intro.setText(
@@ -205,13 +258,20 @@ class FinetuneDialog(QDialog):
     def start(self) -> Job:
         """Run the fine-tune on the writer thread."""
         force, method = self.force.isChecked(), self.chosen_method()
+        compare = COMPARE_METHODS if method == COMPARE_CHOICE else ()
+        method = DEFAULT_METHOD if compare else method
         self.force.hide()
         self.method.setEnabled(False)
-        job = self.writer.call(
-            lambda lib, stop: lib.finetune(force=force, should_stop=stop, method=method), "finetune"
-        )
+        if method == WORDS_METHOD:
+            job = self.writer.call(lambda lib, stop: lib.finetune_words(should_stop=stop), "words-finetune")
+            job.succeeded.connect(self._on_words_succeeded)
+        else:
+            job = self.writer.call(
+                lambda lib, stop: lib.finetune(force=force, should_stop=stop, method=method, compare=compare),
+                "finetune",
+            )
+            job.succeeded.connect(self._on_succeeded)
         job.progress.connect(self._on_progress)
-        job.succeeded.connect(self._on_succeeded)
         job.cancelled.connect(self._on_cancelled)
         job.failed.connect(self._fail)
         self.job = job
@@ -244,6 +304,8 @@ class FinetuneDialog(QDialog):
         self.progress_bar.hide()
         self.progress_label.setText(f"Finished in {elapsed(result.seconds)}.")
         self._show_figures(result)
+        if result.comparison:
+            self._show_comparison(result)
         if result.activated:
             self.outcome.setText(
                 "Searches now use the new version. Keep it, or roll back to the previous one."
@@ -260,6 +322,42 @@ class FinetuneDialog(QDialog):
             self._show_buttons(self.close_button, self.use_new_button)
         self.adjustSize()
         self.finetuneFinished.emit(result)
+
+    @Slot(object)
+    def _on_words_succeeded(self, result: WordsFinetuneResult) -> None:
+        """Use the new words version when it is better than the one before (Keep / Roll back),
+        else keep the old one (Close / Use the new version anyway)."""
+        self.result = result
+        self.progress_bar.hide()
+        self.progress_label.setText(f"Finished in {elapsed(result.seconds)}.")
+        grid = self.figures_grid
+        rows = [("Before", result.previous_metrics), ("After", result.metrics),
+                ("The look of the photos carrying the word", result.baseline_metrics)]
+        for row, (text, metrics) in enumerate(rows):
+            grid.addWidget(QLabel(text), row, 0)
+            cell = QLabel("–" if not metrics else f"{metrics['mAP']:.0%}")
+            cell.setAlignment(Qt.AlignmentFlag.AlignRight)
+            grid.addWidget(cell, row, 1)
+        note = QLabel(f"Mean average precision of word queries on {result.held_out:,} photos kept aside.")
+        note.setWordWrap(True)
+        grid.addWidget(note, len(rows), 0, 1, 2)
+        self.figures.show()
+        if result.better:
+            self.outcome.setText("The search box now uses the new version. Keep it, or roll back.")
+            self._activate_words(result.model_id, then=(self.keep_button, self.rollback_button))
+        else:
+            self.outcome.setText("The new version was not better on the photos kept aside, so the "
+                                 "search box keeps the current one.")
+            self._show_buttons(self.close_button, self.use_new_button)
+        self.adjustSize()
+        self.finetuneFinished.emit(result)
+
+    def _activate_words(self, model_id: int | None, then: tuple[QPushButton, ...] = ()) -> Job:
+        self._show_buttons()
+        job = self.writer.call(lambda lib, _stop: lib.activate_words_model(model_id), "activate-words")
+        job.succeeded.connect(lambda _r: self._show_buttons(*then) if then else self.accept())
+        job.failed.connect(self._fail)
+        return job
 
     def _show_figures(self, result: FinetuneResult) -> None:
         grid = self.figures_grid
@@ -278,6 +376,27 @@ class FinetuneDialog(QDialog):
         note.setWordWrap(True)
         grid.addWidget(note, len(ROWS) + 1, 0, 1, 3)
         self.figures.show()
+
+    def _show_comparison(self, result: FinetuneResult) -> None:
+        """One row per compared method: what it found on the photos kept aside, how long it
+        trained, or why it did not finish; the chosen one marked."""
+        grid = self.comparison_grid
+        for col, text in enumerate(("Method", "Top 10 found", "Training")):
+            header = QLabel(f"<b>{text}</b>")
+            header.setAlignment(Qt.AlignmentFlag.AlignRight if col else Qt.AlignmentFlag.AlignLeft)
+            grid.addWidget(header, 0, col)
+        for row, c in enumerate(result.comparison, start=1):
+            chosen = c["method"] == result.method and c["status"] == "done"
+            name = QLabel(f"<b>{c['method']}</b> (chosen)" if chosen else c["method"])
+            grid.addWidget(name, row, 0)
+            found = (f"{c['metrics'].get('rerank_10@10', 0.0):.0%}" if c["status"] == "done"
+                     else ("not finished in time" if c["status"] == "out of time" else "no time left"))
+            cells = (found, elapsed(c["fit_s"]) if c.get("fit_s") else "–")
+            for col, text in enumerate(cells, start=1):
+                cell = QLabel(text)
+                cell.setAlignment(Qt.AlignmentFlag.AlignRight)
+                grid.addWidget(cell, row, col)
+        self.comparison.show()
 
     @Slot()
     def _on_cancelled(self) -> None:
@@ -304,9 +423,13 @@ class FinetuneDialog(QDialog):
 
     def roll_back(self) -> Job | None:
         """Make the previous version answer again (instant: its codes were kept)."""
+        if isinstance(self.result, WordsFinetuneResult):
+            return self._activate_words(self.result.previous_model)
         return self._activate(self.result.old_model) if self.result else None
 
     def use_new(self) -> Job | None:
+        if isinstance(self.result, WordsFinetuneResult):
+            return self._activate_words(self.result.model_id)
         return self._activate(self.result.new_model) if self.result else None
 
     def _activate(self, model_id: int) -> Job:

@@ -1,0 +1,65 @@
+"""`imagehash-app duplicates`: the table, JSON lines with exactly one keep per group, --trash."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from duplicate_photos import make_copy_folder
+
+from imagehash_app.cli import main
+from imagehash_app.core.duplicates import library_ops
+from imagehash_app.core.library import Library
+
+
+@pytest.fixture
+def indexed(tmp_path: Path, tiny_settings, library_dir: Path):
+    copies = make_copy_folder(tmp_path / "photos", originals=1,
+                              edits=("q30", "quarter", "rot90", "mirror", "png"))
+    with Library.open(library_dir, settings=tiny_settings) as lib:
+        for _ in lib.index([copies.root]):
+            pass
+    return copies
+
+
+def test_json_lines_one_keeper_each(indexed, capsys):
+    assert main(["duplicates", "--json"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1
+    photos = json.loads(lines[0])["photos"]
+    assert {Path(p["path"]) for p in photos} == indexed.group_of(indexed.originals[0])
+    assert sum(p["keep"] for p in photos) == 1
+    assert {"bytes", "width", "height", "score"} <= set(photos[0])
+
+
+def test_table_and_keep_rule(indexed, capsys):
+    assert main(["duplicates", "--keep", "date,pixels", "--threshold", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "Group 1: 6 photos" in out and "Keep the older photo" in out
+    with pytest.raises(SystemExit) as usage:
+        main(["duplicates", "--keep", "size"])
+    assert usage.value.code == 2
+
+
+def test_trash_asks_first_and_moves_the_others(indexed, capsys, monkeypatch):
+    sent: list[str] = []
+    monkeypatch.setattr(library_ops, "system_trash", sent.append)
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+    assert main(["duplicates", "--trash"]) == 1
+    assert sent == [] and "Nothing was moved" in capsys.readouterr().err
+    assert main(["duplicates", "--trash", "--yes"]) == 0
+    assert len(sent) == 5 and "Moved 5 files to the trash" in capsys.readouterr().err
+    assert main(["duplicates", "--json"]) == 0
+    assert capsys.readouterr().out.strip() == ""
+
+
+def test_trash_failure_exits_1_and_says_where(indexed, capsys, monkeypatch):
+    def refuse(path: str) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(library_ops, "system_trash", refuse)
+    assert main(["duplicates", "--trash", "--yes"]) == 1
+    err = capsys.readouterr().err
+    assert "Permission denied" in err and "left in place" in err
