@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             server.terminate()
+            server.wait(timeout=10)
         shutil.rmtree(work, ignore_errors=True)
     summary = summarise(outcomes, args.photos)
     print(json.dumps({k: v for k, v in summary.items() if k != "cycles_detail"}))
