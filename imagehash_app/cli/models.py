@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from imagehash_app.cli.progress import ProgressPrinter
+from imagehash_app.cli.progress import run_printing_progress
 from imagehash_app.core.library import (
     COMPARE_BUDGET_S,
     COMPARE_METHODS,
@@ -97,24 +97,11 @@ def cmd_finetune(args: argparse.Namespace, lib: Library) -> int:
             how = f"from version {p.active.id}" if p.warm_start else "from scratch"
             print(f"Fine-tuning {p.method} on {p.train:,} photos ({p.held_out:,} held out), {how}, "
                   f"{p.epochs} epochs; about {_duration(p.estimated_s)}.", file=sys.stderr)
-    printer = ProgressPrinter(sys.stderr)  # the current stream, not the one at import time
-    gen = lib.finetune(
+    result: FinetuneResult = run_printing_progress(lib.finetune(
         epochs=args.epochs, from_scratch=args.from_scratch, force=args.force,
         reencode="approx" if args.quick else "exact", method=args.method,
         compare=compare, budget_s=args.budget,
-    )
-    try:
-        while True:
-            try:
-                event = next(gen)
-                if event.phase != "done":  # the result is printed below
-                    printer.update(event)
-            except StopIteration as stop:
-                result: FinetuneResult = stop.value
-                break
-    finally:
-        gen.close()
-        printer.close()
+    ))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:

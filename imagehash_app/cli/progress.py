@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Protocol, TextIO
+from collections.abc import Generator
+from typing import Protocol, TextIO, TypeVar
+
+R = TypeVar("R")
 
 
 class Progress(Protocol):
@@ -92,3 +95,20 @@ def duration(seconds: float) -> str:
         return f"{minutes}m{seconds:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+def run_printing_progress(gen: Generator[Progress, None, R]) -> R:
+    """Drive a fine-tune-like generator to its result, printing its progress (but not its final
+    "done" event: the command prints the result itself) on the current stderr."""
+    printer = ProgressPrinter(sys.stderr)  # the current stream, not the one at import time
+    try:
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            if getattr(event, "phase", None) != "done":
+                printer.update(event)
+    finally:
+        gen.close()
+        printer.close()

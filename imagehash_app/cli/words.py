@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from imagehash_app.cli.progress import ProgressPrinter
+from imagehash_app.cli.progress import run_printing_progress
 from imagehash_app.core.library import Library, TextAnswer, WordsFinetuneResult, b64, display
 
 
@@ -89,20 +89,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not plan.offered:
             print(f"imagehash-app: {plan.reason}", file=sys.stderr)
             return 1
-        printer = ProgressPrinter(sys.stderr)
-        gen = lib.finetune_words(epochs=args.epochs, adversarial=True if args.adversarial else False if args.no_adversarial else None)
-        try:
-            while True:
-                try:
-                    event = next(gen)
-                    if event.phase != "done":
-                        printer.update(event)
-                except StopIteration as stop:
-                    result: WordsFinetuneResult = stop.value
-                    break
-        finally:
-            gen.close()
-            printer.close()
+        adversarial = True if args.adversarial else False if args.no_adversarial else None
+        result: WordsFinetuneResult = run_printing_progress(
+            lib.finetune_words(epochs=args.epochs, adversarial=adversarial))
         keep = result.better or args.force
         if keep:
             lib.activate_words_model(result.model_id)

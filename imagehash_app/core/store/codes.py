@@ -13,6 +13,23 @@ from imagehash_app.core.store.rows import ModelRow
 CODE_DTYPE = "<u8"  # codes are stored little-endian, one BLOB of W uint64 words per image
 
 
+def code_params(model_id: int, image_ids: Sequence[int], codes: np.ndarray) -> list[tuple]:
+    """(image_id, model_id, BLOB) rows for an INSERT of packed codes (uint64 (n, W))."""
+    data = np.ascontiguousarray(codes, dtype=CODE_DTYPE)
+    return [(int(i), model_id, row.tobytes()) for i, row in zip(image_ids, data, strict=True)]
+
+
+def unpack_code_rows(rows: Sequence[tuple], words: int) -> tuple[np.ndarray, np.ndarray]:
+    """(image ids int64 (n,), codes uint64 (n, W)) from (image_id, BLOB) rows. A row of the wrong
+    length (a damaged catalogue) is left out; the next index run drops it and codes the photo
+    again (health.drop_broken_rows)."""
+    rows = [r for r in rows if isinstance(r[1], bytes) and len(r[1]) == 8 * words]
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    blob = b"".join(r[1] for r in rows)
+    codes = np.frombuffer(blob, dtype=CODE_DTYPE).astype(np.uint64).reshape(len(rows), words)
+    return ids, codes
+
+
 class CodeQueries(Queries):
     # --- models --------------------------------------------------------------------------------
     def models(self) -> list[ModelRow]:
@@ -48,10 +65,9 @@ class CodeQueries(Queries):
     # --- codes -----------------------------------------------------------------------------
     def put_codes(self, model_id: int, image_ids: Sequence[int], codes: np.ndarray) -> None:
         """Store packed codes (uint64 (n, W)) little-endian, one BLOB per image."""
-        data = np.ascontiguousarray(codes, dtype=CODE_DTYPE)
         self.conn.executemany(
             "INSERT OR REPLACE INTO codes(image_id, model_id, code) VALUES (?, ?, ?)",
-            [(int(i), model_id, row.tobytes()) for i, row in zip(image_ids, data, strict=True)],
+            code_params(model_id, image_ids, codes),
         )
 
     def load_codes(self, model_id: int, words: int) -> tuple[np.ndarray, np.ndarray]:
@@ -59,13 +75,7 @@ class CodeQueries(Queries):
         rows = self.conn.execute(
             "SELECT image_id, code FROM codes WHERE model_id = ? ORDER BY image_id", (model_id,)
         ).fetchall()
-        # A row of the wrong length (a damaged catalogue) is left out; the next index run drops it
-        # and codes the photo again (health.drop_broken_rows).
-        rows = [r for r in rows if isinstance(r[1], bytes) and len(r[1]) == 8 * words]
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        blob = b"".join(r[1] for r in rows)
-        codes = np.frombuffer(blob, dtype=CODE_DTYPE).astype(np.uint64).reshape(len(rows), words)
-        return ids, codes
+        return unpack_code_rows(rows, words)
 
     def code_of(self, model_id: int, image_id: int, words: int) -> np.ndarray | None:
         row = self.conn.execute(

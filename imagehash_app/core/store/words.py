@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from imagehash_app.core.store.base import Queries
-from imagehash_app.core.store.codes import CODE_DTYPE
+from imagehash_app.core.store.codes import code_params, unpack_code_rows
 
 
 @dataclass(frozen=True)
@@ -131,10 +131,9 @@ class WordQueries(Queries):
         self.conn.execute("DELETE FROM word_models WHERE id = ?", (model_id,))
 
     def put_word_codes(self, model_id: int, image_ids: Sequence[int], codes: np.ndarray) -> None:
-        data = np.ascontiguousarray(codes, dtype=CODE_DTYPE)
         self.conn.executemany(
             "INSERT OR REPLACE INTO word_codes(image_id, model_id, code) VALUES (?, ?, ?)",
-            [(int(i), model_id, row.tobytes()) for i, row in zip(image_ids, data, strict=True)],
+            code_params(model_id, image_ids, codes),
         )
 
     def load_word_codes(self, model_id: int, words: int) -> tuple[np.ndarray, np.ndarray]:
@@ -143,11 +142,7 @@ class WordQueries(Queries):
             "SELECT c.image_id, c.code FROM word_codes c JOIN images i ON i.id = c.image_id "
             "WHERE c.model_id = ? AND i.status = 'indexed' ORDER BY c.image_id", (model_id,),
         ).fetchall()
-        rows = [r for r in rows if isinstance(r[1], bytes) and len(r[1]) == 8 * words]
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        blob = b"".join(r[1] for r in rows)
-        codes = np.frombuffer(blob, dtype=CODE_DTYPE).astype(np.uint64).reshape(len(rows), words)
-        return ids, codes
+        return unpack_code_rows(rows, words)
 
     def missing_word_codes(self, model_id: int) -> list[int]:
         """Indexed photos without a code of cross-modal version `model_id`, in id order."""
