@@ -4,6 +4,7 @@ reference folders, "not duplicates", trashing, and a score that does not depend 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -255,3 +256,23 @@ def test_header_facts_read_the_date_and_quality_without_decoding(tmp_path):
     png = Image.open(tmp_path / "b.png")
     assert sig.header_facts(png) == sig.HeaderFacts("PNG", None, None)
     assert png._im is None  # the pixels were not decoded for it
+
+
+def test_the_real_system_trash_keeps_the_file_restorable(copies, tiny_settings, tmp_path, monkeypatch):
+    """Send2Trash itself (no mock), into a freedesktop trash under a temporary XDG_DATA_HOME: the
+    copy leaves its folder, its bytes wait in the trash with the .trashinfo naming where it was."""
+    if sys.platform != "linux":
+        pytest.skip("the freedesktop trash layout is Linux's")
+    xdg = tmp_path / "xdg"
+    monkeypatch.setenv("XDG_DATA_HOME", str(xdg))
+    with _indexed(tmp_path / "lib", tiny_settings, copies.root) as lib:
+        group = lib.duplicates().groups[0]
+        victim = group.removable[0].path
+        data = victim.read_bytes()
+        outcome = lib.trash([victim], keepers={victim: group.keeper.path})
+        assert outcome.ok and list(outcome.trashed) == [victim]
+    assert not victim.exists() and group.keeper.path.exists()
+    trashed = list((xdg / "Trash" / "files").iterdir())
+    assert [p.read_bytes() for p in trashed] == [data]
+    info = next((xdg / "Trash" / "info").iterdir()).read_text()
+    assert "Path=" in info and victim.name in info
