@@ -16,6 +16,7 @@ from imagehash_app.cli.progress import ProgressPrinter
 from imagehash_app.core.library import (
     Library,
     SearchResponse,
+    SearchResult,
     b64,
     default_library_dir,
     display,
@@ -75,18 +76,26 @@ def _print_responses(
             print(json.dumps({
                 "query": str(resp.query),
                 "query_b64": b64(resp.query),
-                "results": [
-                    {"path": str(r.path), "path_b64": b64(r.path),
-                     "score": round(float(r.score), 6), "hamming": int(r.hamming)}
-                    for r in resp.results
-                ],
+                "in_library": resp.query_in_library is not None,
+                "results": [_result_json(r) for r in resp.results],
             }))
         else:
             print(display(resp.query))
             if not resp.results:
                 print(f"  (no results: {lib.no_results_reason()})")
             for rank, r in enumerate(resp.results, 1):
-                print(f"  {rank:>3}  {r.score:7.4f}  {r.hamming:>4}  {display(r.path)}")
+                mark = "this" if r.path == resp.query_in_library else "copy" if r.is_copy else ""
+                print(f"  {rank:>3}  {r.score:7.4f}  {r.hamming:>4}  {mark:<4}  {display(r.path)}")
+
+
+def _result_json(r: SearchResult) -> dict[str, object]:
+    """One result for `--json`: the copy score (see `duplicates`) where the signatures gave one."""
+    out: dict[str, object] = {"path": str(r.path), "path_b64": b64(r.path),
+                              "score": round(float(r.score), 6), "hamming": int(r.hamming)}
+    if r.copy_score is not None:
+        out["copy_score"] = round(float(r.copy_score), 4)
+        out["is_copy"] = r.is_copy
+    return out
 
 
 def cmd_status(args: argparse.Namespace) -> int:

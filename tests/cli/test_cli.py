@@ -35,10 +35,12 @@ def test_search_json_one_object_per_query_best_first(indexed, capsys) -> None:
     assert len(lines) == 2
     for query, line in zip(queries, lines, strict=True):
         obj = json.loads(line)
-        assert set(obj) == {"query", "query_b64", "results"} and obj["query"] == str(query)
+        assert set(obj) == {"query", "query_b64", "in_library", "results"}
+        assert obj["query"] == str(query) and obj["in_library"] == (query in photos.all)
         assert len(obj["results"]) == 3
         for r in obj["results"]:
-            assert set(r) == {"path", "path_b64", "score", "hamming"}
+            assert set(r) - {"copy_score", "is_copy"} == {"path", "path_b64", "score", "hamming"}
+            assert ("copy_score" in r) == ("is_copy" in r)
             assert Path(r["path"]).is_absolute()
             assert isinstance(r["score"], float) and isinstance(r["hamming"], int)
         assert obj["results"][0]["path"] == str(query) and obj["results"][0]["hamming"] == 0
@@ -52,6 +54,7 @@ def test_search_table_is_readable(indexed, capsys) -> None:
     out = capsys.readouterr().out.splitlines()
     assert out[0] == str(photos.originals[1])
     assert out[1].split()[0] == "1" and out[1].split()[-1] == str(photos.originals[1])
+    assert out[1].split()[3] == "this"  # the query itself, as it is in the library
     assert len(out) == 3
 
 

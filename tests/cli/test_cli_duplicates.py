@@ -63,3 +63,24 @@ def test_trash_failure_exits_1_and_says_where(indexed, capsys, monkeypatch):
     assert main(["duplicates", "--trash", "--yes"]) == 1
     err = capsys.readouterr().err
     assert "Permission denied" in err and "left in place" in err
+
+
+def test_search_marks_copies_and_the_query_itself(indexed, tmp_path, capsys):
+    """A rotated, re-saved copy from outside the library finds its copies marked as such; the
+    library's own photo as a query is marked "this"."""
+    from PIL import Image
+
+    original = indexed.originals[0]
+    outside = tmp_path / "turned.jpg"
+    Image.open(original).rotate(270, expand=True).save(outside, quality=80)
+    assert main(["search", str(outside), "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["in_library"] is False
+    copies = {Path(r["path"]) for r in answer["results"] if r.get("is_copy")}
+    assert original in copies and copies <= indexed.group_of(original)
+    assert all(0.0 <= r["copy_score"] <= 1.0 for r in answer["results"] if "copy_score" in r)
+    assert main(["search", str(original)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == str(original)
+    assert sum(" this " in line for line in lines[1:]) == 1
+    assert any(" copy " in line for line in lines[1:])

@@ -276,3 +276,17 @@ def test_the_real_system_trash_keeps_the_file_restorable(copies, tiny_settings, 
     assert [p.read_bytes() for p in trashed] == [data]
     info = next((xdg / "Trash" / "info").iterdir()).read_text()
     assert "Path=" in info and victim.name in info
+
+
+def test_same_shape_in_other_colours_is_not_a_copy():
+    """A blob of one colour against the mirrored blob in another (a yellow flower against a white
+    one on purple, which scored 0.41 before the chroma gate): the shapes align, it is no copy."""
+    yy, xx = np.mgrid[:96, :96]
+    blob = ((yy - 44) ** 2 / 30**2 + (xx - 50) ** 2 / 22**2) < 1
+    yellow = np.where(blob[..., None], [220, 200, 60], [90, 110, 40]).astype(np.uint8)
+    purple = np.where(blob[..., None], [235, 225, 245], [80, 20, 120]).astype(np.uint8)
+    a = sig.thumbnail_of(Image.fromarray(yellow))
+    b = sig.thumbnail_of(Image.fromarray(purple).transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+    assert score_mod.copy_score(a, b)[0] == 0.0
+    c = sig.thumbnail_of(Image.fromarray(yellow).transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+    assert score_mod.copy_score(a, c) == (pytest.approx(1.0, abs=0.01), "mirror")
