@@ -205,16 +205,19 @@ class MainWindow(QMainWindow):
         self.query_tabs.setExpanding(False)
         self.query_tabs.setVisible(False)
         self.query_tabs.currentChanged.connect(self._show_query_tab)
+        # The words box and the result count on one row, the caption on its own below: a long
+        # caption (several queries, the first index) never squeezes the box to a few letters.
+        self.results_caption.setWordWrap(True)
         top = QHBoxLayout()
         top.addWidget(self.text_box, 1)
-        top.addWidget(self.results_caption, 1)
         top.addWidget(QLabel("Show"))
         top.addWidget(self.count_spin)
         results_box = QWidget()
         results_layout = QVBoxLayout(results_box)
         results_layout.setContentsMargins(0, 0, 0, 0)
-        results_layout.addWidget(self.query_tabs)
         results_layout.addLayout(top)
+        results_layout.addWidget(self.query_tabs)
+        results_layout.addWidget(self.results_caption)
         results_layout.addWidget(self.results_view, 1)
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
