@@ -66,8 +66,7 @@ def build_library(library: Path, photos: list[Path], backbone: str, weights: str
     )
     settings = LibrarySettings(backbone=backbone, weights=weights, device="cpu")
     with Library.open(library, settings=settings) as lib:
-        for _ in lib.index([photos[0].parent]):
-            pass
+        list(lib.index([photos[0].parent]))
 
 
 def _children_cpu() -> float:

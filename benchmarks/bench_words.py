@@ -203,8 +203,7 @@ def end_to_end(args: argparse.Namespace) -> dict:
     try:
         started = time.perf_counter()
         with Library.open(root / "library", settings=settings) as lib:
-            for _ in lib.index([folder]):
-                pass
+            list(lib.index([folder]))
             out["index_s"] = round(time.perf_counter() - started, 1)
             out["photos_with_words"] = lib.status().words["photos"]
             gen = lib.finetune_words()

@@ -52,8 +52,7 @@ def build_library(library: Path, photos: list[Path], weights: Path) -> None:
     settings = LibrarySettings(backbone="mobilenet_v2", weights=str(weights))
     with Library.open(library, settings=settings) as lib:
         lib.add_folder(folder)
-        for _ in lib.update(None):
-            pass
+        list(lib.update(None))
 
 
 def ensure_display(display: str) -> subprocess.Popen | None:

@@ -289,8 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                 settings = LibrarySettings(backbone=args.backbone, weights=args.weights)
                 with Library.open(library, settings=settings) as lib:
                     lib.add_folder(folder)
-                    for _ in lib.update():
-                        pass
+                    list(lib.update())
             window = open_window(library, tmp, rescan=False)
             dialog = window.show_duplicates()
             dialog.resize(1300, 840)

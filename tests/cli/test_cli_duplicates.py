@@ -19,8 +19,7 @@ def indexed(tmp_path: Path, tiny_settings, library_dir: Path):
     copies = make_copy_folder(tmp_path / "photos", originals=1,
                               edits=("q30", "quarter", "rot90", "mirror", "png"))
     with Library.open(library_dir, settings=tiny_settings) as lib:
-        for _ in lib.index([copies.root]):
-            pass
+        list(lib.index([copies.root]))
     return copies
 
 

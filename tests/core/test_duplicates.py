@@ -34,8 +34,7 @@ def copies(tmp_path: Path) -> CopySet:
 
 def _indexed(path: Path, settings: LibrarySettings, *folders: Path) -> Library:
     lib = Library.open(path, settings=settings)
-    for _ in lib.index(list(folders)):
-        pass
+    list(lib.index(list(folders)))
     return lib
 
 
@@ -79,8 +78,7 @@ def test_keeper_rule_and_threshold_slider(copies, tiny_settings, tmp_path):
             small = next(p for p in copies.copies[original] if "quarter" in p.name)
             import os
             os.utime(small, (1_000_000, 1_000_000))
-        for _ in lib.update():
-            pass
+        list(lib.update())
         dated = lib.duplicates(rule=KeeperRule.parse("date,pixels"))
         assert {g.keeper.path.stem.split("-")[-1] for g in dated.groups} == {"quarter"}
         lib.update_settings(duplicate_keep="date")

@@ -34,6 +34,5 @@ def test_count_and_apply_exclude_patterns(tmp_path, library_dir, tiny_settings, 
             lib.update_settings(exclude_patterns=["\\"])
         assert lib.settings.exclude_patterns == []
         lib.update_settings(exclude_patterns=["*/daisy/*"])
-        for _ in lib.update():
-            pass
+        list(lib.update())
         assert lib.folders()[0].indexed == 2

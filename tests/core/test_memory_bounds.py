@@ -43,16 +43,15 @@ linux_only = pytest.mark.skipif(
 
 # Helpers for the subprocesses: peak RSS growth of what runs between `start()` and `growth()`.
 _RSS = """
+import contextlib
 from pathlib import Path
 def _status(key):
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(key + ":"):
             return int(line.split()[1]) * 1024
 def start():
-    try:
+    with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
-    except OSError:
-        pass
     return _status("VmRSS")
 def growth(before):
     return _status("VmHWM") - before
@@ -271,8 +270,7 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]
         backbone="tiny", weights="none", bits=32, device="cpu", batch_size=8, threads=2
     )
     with Library.open(root / "lib", settings=settings) as lib:
-        for _ in lib.index([photos.root]):
-            pass
+        list(lib.index([photos.root]))
     return root / "lib", photos.all
 
 
@@ -347,8 +345,7 @@ def test_search_memory_does_not_grow_with_the_number_of_queries(tmp_path: Path) 
         rerank_depth=400,
     )
     with Library.open(tmp_path / "lib", settings=settings) as lib:
-        for _ in lib.index([photos]):
-            pass
+        list(lib.index([photos]))
     queries = tmp_path / "queries"
     queries.mkdir()
     for i in range(1000):

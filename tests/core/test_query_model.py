@@ -41,8 +41,7 @@ def indexed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, PhotoSet, P
     )
     try:
         with Library.open(root / "lib", settings=TINY) as lib:
-            for _ in lib.index([photos.root]):
-                pass
+            list(lib.index([photos.root]))
     finally:
         mp.undo()
     return root / "lib", photos, cache
@@ -204,8 +203,7 @@ def test_warm_search_loads_everything_once_and_may_persist_the_graph(
 
     shallow = dataclasses.replace(tiny_settings, rerank_depth=search.GRAPH_MAX_K)  # graph-sized R
     with Library.open(library_dir, settings=shallow) as lib:
-        for _ in lib.index([photo_folder.root]):
-            pass
+        list(lib.index([photo_folder.root]))
     monkeypatch.setattr(search, "GRAPH_MIN_SIZE", 1)  # a graph even for a few photos
     graphs = library_dir / "graph"
     with Library.open(library_dir, read_only=True) as lib:
@@ -235,8 +233,7 @@ def test_no_graph_is_built_that_the_rerank_depth_never_asks(
 
     assert tiny_settings.rerank_depth > search.GRAPH_MAX_K
     with Library.open(library_dir, settings=tiny_settings) as lib:
-        for _ in lib.index([photo_folder.root]):
-            pass
+        list(lib.index([photo_folder.root]))
     monkeypatch.setattr(search, "GRAPH_MIN_SIZE", 1)
     built = []
     monkeypatch.setattr(search, "_build_graph", lambda *a: built.append(a))

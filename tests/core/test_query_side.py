@@ -99,8 +99,7 @@ def test_library_searches_with_the_numpy_query_side(library_dir, photo_folder, t
     from imagehash_app.core.library import Library
 
     with Library.open(library_dir, settings=tiny_settings) as lib:
-        for _ in lib.index([photo_folder.root]):
-            pass
+        list(lib.index([photo_folder.root]))
         first = lib.search([photo_folder.originals[0]], top_k=3)[0].results
         assert isinstance(lib._state().hasher, QueryHasher)
     assert first[0].path == photo_folder.originals[0] and first[0].hamming == 0

@@ -221,16 +221,14 @@ import sys
 from pathlib import Path
 from imagehash_app.core.library import Library
 with Library.open(Path(sys.argv[1])) as lib:
-    for _ in lib.finetune(epochs=2, batch_size=2, force=True):
-        pass
+    list(lib.finetune(epochs=2, batch_size=2, force=True))
 """
 
 
 def finetune(lib_dir: Path) -> None:
     with Library.open(lib_dir) as lib:
         gen = lib.finetune(epochs=2, batch_size=2, force=True)
-        for _ in gen:
-            pass
+        list(gen)
 
 
 @pytest.fixture(scope="module")

@@ -45,8 +45,7 @@ def test_search_mid_first_index_answers_from_the_photos_indexed_so_far(
         outside = reader.search([photo_folder.unrelated[-1]], top_k=3).check()
         assert len(outside.responses[0].results) == 3
 
-        for _ in run:  # the rest of the run trains the first hasher
-            pass
+        list(run)  # the rest of the run trains the first hasher
         assert reader.status().model is not None
         later = reader.search([query], top_k=100).check().responses[0].results
         assert len(later) == total - len(reader.skipped())

@@ -64,8 +64,7 @@ def _make_copies_library(tmp_path: Path) -> tuple[Path, dict[Path, list[Path]], 
     try:
         with Library.open(library, settings=settings) as lib:
             lib.add_folder(folder)
-            for _ in lib.update():
-                pass
+            list(lib.update())
     finally:
         torch.set_num_threads(threads)
     return library, groups, others
@@ -84,8 +83,7 @@ def shared_copies(tmp_path_factory) -> tuple[Path, dict[Path, list[Path]], list[
 
 
 def _open_duplicates(qtbot, window) -> DuplicatesDialog:
-    with qtbot.waitSignal(window.snapshotChanged, timeout=WAIT_MS):
-        pass
+    qtbot.waitSignal(window.snapshotChanged, timeout=WAIT_MS).wait()
     action = next(a for m in window.menuBar().actions() for a in m.menu().actions()
                   if a.text().replace("&", "") == "Find duplicates…")
     action.trigger()
@@ -247,8 +245,7 @@ def test_trash_stops_at_a_failure_and_leaves_the_rest(qtbot, make_window, copies
 def test_cancel_stops_the_search(qtbot, make_window, shared_copies):
     library, _groups, _others = shared_copies
     window = make_window(library, rescan=False)
-    with qtbot.waitSignal(window.snapshotChanged, timeout=WAIT_MS):
-        pass
+    qtbot.waitSignal(window.snapshotChanged, timeout=WAIT_MS).wait()
     # Hold the reader so the search is still queued when Cancel is pressed.
     gate = threading.Event()
     blocker = window.reader.call(lambda _lib, _stop: gate.wait(30), "hold")
@@ -324,8 +321,8 @@ def test_reopening_the_view_searches_again(qtbot, make_window, copies_library, t
     original, copies = next(iter(groups.items()))
     job = window.writer.call(lambda lib, _stop: lib.trash(
         copies, trash_fn=lambda p: Path(p).unlink(), keepers={c: original for c in copies}))
-    with qtbot.waitSignal(job.succeeded, timeout=WAIT_MS) as done:
-        pass
+    done = qtbot.waitSignal(job.succeeded, timeout=WAIT_MS)
+    done.wait()
     assert done.args[0].ok and len(done.args[0].trashed) == 3
     with qtbot.waitSignal(dialog.searchFinished, timeout=WAIT_MS):
         assert window.show_duplicates() is dialog

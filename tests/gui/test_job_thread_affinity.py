@@ -20,7 +20,7 @@ WAIT_MS = 30_000
 
 class _Library:
     def close(self) -> None:
-        pass
+        """Nothing to close: the engine thread only needs the method."""
 
 
 def _allocating(_lib, _stop):
@@ -39,8 +39,7 @@ def test_jobs_are_destroyed_on_the_gui_thread_never_on_the_engine_thread(qtbot) 
             job = engine.call(_allocating, "search")
             job.destroyed.connect(lambda *_a: destroyed_on.append(threading.get_ident()),
                                   Qt.ConnectionType.DirectConnection)
-            with qtbot.waitSignal(job.finished, timeout=WAIT_MS):
-                pass
+            qtbot.waitSignal(job.finished, timeout=WAIT_MS).wait()
             del job
             qtbot.wait(5)  # the GUI thread prunes finished jobs on its next turn
         qtbot.waitUntil(lambda: len(destroyed_on) >= 39, timeout=WAIT_MS)

@@ -32,11 +32,9 @@ def two_versions(tmp_path: Path, make_photo) -> Path:
     try:
         with Library.open(path, settings=settings) as lib:
             lib.add_folder(folder)
-            for _ in lib.update():
-                pass
+            list(lib.update())
             gen = lib.finetune(force=True, epochs=2)
-            for _ in gen:
-                pass
+            list(gen)
     finally:
         torch.set_num_threads(threads)
     return path
@@ -47,8 +45,7 @@ def test_versions_lists_the_kept_versions_and_switches(qtbot, make_window, two_v
     actions = [a for m in window.menuBar().actions() for a in m.menu().actions()
                if a.text().replace("&", "") == "Versions…"]
     assert len(actions) == 1
-    with qtbot.waitSignal(window.snapshotChanged, timeout=WAIT_MS):
-        pass
+    qtbot.waitSignal(window.snapshotChanged, timeout=WAIT_MS).wait()
     photo = next((two_versions.parent / "photos").glob("*.jpg"))
     with qtbot.waitSignal(window.searchFinished, timeout=WAIT_MS):
         window.search([photo])

@@ -23,8 +23,7 @@ def test_window_warms_the_search_once_then_the_first_drop_answers(
         m.setattr(backbone_module, "load_backbone", functools.partial(
             backbone_module.load_backbone, runtime="onnxruntime"))
         with Library.open(path, settings=settings) as lib:
-            for _ in lib.index([photo_dir]):
-                pass
+            list(lib.index([photo_dir]))
 
     warmed, loads = [], []
     real_warm, real_load = Library.warm_search, query_model.load
@@ -37,8 +36,8 @@ def test_window_warms_the_search_once_then_the_first_drop_answers(
     assert warmed == [(True, {"persist_graph": True})]  # on the read-only reader
     probe = window.reader.call(lambda lib, _stop: (
         lib._search_state is not None, type(lib.query_backbone()).__name__), "probe")
-    with qtbot.waitSignal(probe.succeeded, timeout=WAIT_MS) as ready:
-        pass
+    ready = qtbot.waitSignal(probe.succeeded, timeout=WAIT_MS)
+    ready.wait()
     assert ready.args[0] == (True, "QueryBackbone")
 
     query = photo_dir / "photo_003.jpg"
