@@ -62,14 +62,21 @@ class SavableHasher(Protocol):
 def version_path(root: Path, rel: str) -> Path:
     """The folder of the version stored as `rel` (models.dir), checked to be the app's own kind
     of folder inside the library. Raises UnsafeLibraryPathError otherwise."""
+    return own_folder(root, rel, MODELS_DIR, _VERSION_NAME)
+
+
+def own_folder(root: Path, rel: str, top: str, name: re.Pattern[str]) -> Path:
+    """`root/top/<name>` named by the catalogue as `rel`, checked to be a folder the app makes
+    (exactly `top/<a name matching name>`, not a link out of the library) before anything is
+    loaded from it or removed. Raises UnsafeLibraryPathError otherwise."""
     parts = PurePosixPath(str(rel)).parts
-    if len(parts) != 2 or parts[0] != MODELS_DIR or not _VERSION_NAME.fullmatch(parts[1]):
+    if len(parts) != 2 or parts[0] != top or not name.fullmatch(parts[1]):
         raise UnsafeLibraryPathError(
             f"The catalogue of {root} names a model folder {rel!r} that imagehash-app does not "
             "make; it is ignored. If you did not edit the library, restore it from a backup."
         )
-    path = Path(root) / MODELS_DIR / parts[1]
-    base = (Path(root) / MODELS_DIR).resolve()
+    path = Path(root) / top / parts[1]
+    base = (Path(root) / top).resolve()
     if path.exists() and path.resolve().parent != base:
         raise UnsafeLibraryPathError(
             f"The model folder {path} leads outside the library (a link); it is ignored."

@@ -143,3 +143,43 @@ def test_a_library_indexed_before_words_gets_them_on_the_next_update(tmp_path: P
     assert not any(e.phase == "embed" and e.done for e in events)  # nothing embedded again
     assert any(e.phase == "words" and e.done == e.total > 0 for e in events)
     assert status.words["photos"] == status.indexed > 0
+
+
+def test_words_versions_never_touch_a_folder_the_app_did_not_make(tmp_path: Path, monkeypatch) -> None:
+    """A catalogue naming a words version `../victim` (edited, or damaged): rolling back never
+    removes that folder, and indexing turns the version off instead of loading from it."""
+    from imagehash_app.core.store import Catalog
+    from imagehash_app.core.versions import UnsafeLibraryPathError
+    from imagehash_app.core.words import crossmodal
+
+    root = tmp_path / "lib"
+    root.mkdir()
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "photo.jpg").write_bytes(b"a person's file")
+    cat = Catalog.open(root / "catalog.sqlite3")
+    try:
+        with cat.transaction():
+            foreign = cat.add_word_model("../victim", 32, "")
+            outside = cat.add_word_model(str(victim), 32, "")
+            newest = cat.add_word_model("words/ugach-0123abcd", 32, "")
+            cat.set_active_word_model(foreign)
+        with pytest.raises(UnsafeLibraryPathError):
+            crossmodal.words_path(root, "../victim")
+        crossmodal.activate(cat, root, newest)  # keeps it and the newest other: drops `../victim`
+        assert {m.id for m in cat.word_models()} == {outside, newest}
+        with cat.transaction():
+            latest = cat.add_word_model("words/ugach-0123abce", 32, "")
+        crossmodal.activate(cat, root, latest)  # drops the absolute path's row
+        assert {m.id for m in cat.word_models()} == {newest, latest}
+        assert (victim / "photo.jpg").read_bytes() == b"a person's file"
+        with cat.transaction():
+            again = cat.add_word_model("words/../../victim", 32, "")
+            cat.set_active_word_model(again)
+        # One photo lacks its words code: indexing would load the version to encode it.
+        monkeypatch.setattr(cat, "missing_word_codes", lambda _model_id: [1])
+        assert crossmodal.encode_missing(cat, root, None, None) == 0
+        assert cat.active_word_model() is None and outside != again
+    finally:
+        cat.close()
+    assert victim.is_dir() and (victim / "photo.jpg").exists()

@@ -7,7 +7,9 @@ from the main hasher's decoder otherwise (the library keeps no other real featur
 
 from __future__ import annotations
 
+import contextlib
 import queue
+import re
 import secrets
 import shutil
 import threading
@@ -23,11 +25,13 @@ from imagehash_app.core.errors import ImagehashError
 from imagehash_app.core.hashing.base import Hasher
 from imagehash_app.core.hashing.ugach import UGACH, UGACHParams
 from imagehash_app.core.store import Catalog, ModelRow
+from imagehash_app.core.versions import UnsafeLibraryPathError, own_folder
 from imagehash_app.core.words.bags import Vocabulary
 from imagehash_app.core.words.results import TextAnswer, TextResult, WordsFinetuneResult, WordsPlan
 from imagehash_app.core.words.tokens import words
 
 WORDS_DIR = "words"
+_WORDS_NAME = re.compile(r"ugach-[0-9a-f]{8}")  # the folders `finetune` makes (secrets.token_hex(4))
 # Offered only from here. Measured (docs/results-words.md): on flowers5 with 1% of photos
 # tagged (43 photos) UGACH is no better than the mean-feature baseline; from about 5% (200
 # photos, 40 per word) it is. Below 50 photos and 2 words there is nothing to learn a space from.
@@ -129,7 +133,7 @@ def train(
     previous_metrics = None
     if previous is not None:
         try:
-            old, doc = UGACH.load(root / previous.dir)
+            old, doc = UGACH.load(words_path(root, previous.dir))
             old_vocab = Vocabulary(doc["vocabulary"], np.asarray(doc["idf"], np.float32))
             old_codes = old.encode_images(X)
             previous_metrics = _evaluate(
@@ -235,6 +239,12 @@ def _train_streaming(
     return box["result"]
 
 
+def words_path(root: Path, rel: str) -> Path:
+    """The folder of a words version as the catalogue names it, checked to be one this module
+    makes (`words/ugach-<8 hex>` inside the library) before it is loaded or removed."""
+    return own_folder(root, rel, WORDS_DIR, _WORDS_NAME)
+
+
 def activate(cat: Catalog, root: Path, model_id: int | None) -> None:
     """Keep a words version (text queries use it), or roll back to another one (None: none)."""
     known = {m.id: m for m in cat.word_models()}
@@ -245,7 +255,8 @@ def activate(cat: Catalog, root: Path, model_id: int | None) -> None:
         for m in known.values():  # keep the active one and the newest other
             if m.id != model_id and m.id not in _keep(known, model_id):
                 cat.delete_word_model(m.id)
-                shutil.rmtree(root / m.dir, ignore_errors=True)
+                with contextlib.suppress(UnsafeLibraryPathError):  # a foreign name: left alone
+                    shutil.rmtree(words_path(root, m.dir), ignore_errors=True)
 
 
 def _keep(known: dict, active: int | None) -> set[int]:
@@ -261,7 +272,14 @@ def encode_missing(cat: Catalog, root: Path, hasher: Hasher, model: ModelRow) ->
     missing = cat.missing_word_codes(active.id)
     if not missing:
         return 0
-    ugach, _ = UGACH.load(root / active.dir)
+    try:
+        ugach, _ = UGACH.load(words_path(root, active.dir))
+    except UnsafeLibraryPathError:
+        # A folder name the app does not make: text queries stop using that version (search by
+        # example and indexing go on); its folder, wherever it points, is left alone.
+        with cat.transaction():
+            cat.set_active_word_model(None)
+        return 0
     for start in range(0, len(missing), 2048):
         chunk = missing[start : start + 2048]
         codes = ugach.encode_images(photo_features(cat, hasher, model, chunk))
@@ -303,7 +321,7 @@ def search(
         answer.results = [TextResult(paths[i], float(matched[i]) / len(found), 0,
                                      matched[i] == len(found)) for i in order if i in paths]
         return answer
-    ugach, doc = UGACH.load(root / active.dir)
+    ugach, doc = UGACH.load(words_path(root, active.dir))
     vocab = Vocabulary(doc["vocabulary"], np.asarray(doc["idf"], np.float32))
     ids, codes = cat.load_word_codes(active.id, words_for(active.bits))
     if len(ids) == 0:
