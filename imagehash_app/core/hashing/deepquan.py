@@ -50,7 +50,8 @@ from imagehash_app.core.hashing.base import (
     report,
 )
 from imagehash_app.core.hashing.baselines import pca_basis
-from imagehash_app.core.hashing.urph import _seeded, exact_knn, warmup_cosine
+from imagehash_app.core.hashing.head import adamw_warmup_cosine
+from imagehash_app.core.hashing.urph import _seeded, exact_knn
 
 DEFAULTS: dict[str, Any] = {
     "input_dim": 256,
@@ -222,10 +223,10 @@ class DeepQuanHasher(Hasher):
         n = U.shape[0]
         epochs, bs = int(prm["epochs"]), int(prm["batch_size"])
         steps = max(1, -(-n // bs))
-        opt = torch.optim.Adam(
-            self.net_.parameters(), lr=float(prm["lr"]), weight_decay=float(prm["weight_decay"])
+        opt, sched = adamw_warmup_cosine(
+            self.net_.parameters(), float(prm["lr"]), float(prm["weight_decay"]),
+            epochs * steps, decoupled=False,
         )
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(epochs * steps))
         gen = torch.Generator().manual_seed(seed)
         self.codebooks_ = None
         for epoch in range(epochs):

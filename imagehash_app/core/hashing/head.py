@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -310,10 +310,13 @@ def neighbour_batches(
 
 
 def adamw_warmup_cosine(
-    params: list[torch.nn.Parameter], lr: float, weight_decay: float, steps: int
+    params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float, steps: int,
+    *, decoupled: bool = True,
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW with the warm-up + cosine schedule over ``steps`` that every head trains with."""
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    """AdamW with the warm-up + cosine schedule over ``steps`` that every head trains with
+    (``decoupled=False``: Adam with L2 weight decay, as DeepQuan and the supervised papers use)."""
+    optimizer = torch.optim.AdamW if decoupled else torch.optim.Adam
+    opt = optimizer(params, lr=lr, weight_decay=weight_decay)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(steps))
 
 

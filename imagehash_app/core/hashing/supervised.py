@@ -68,9 +68,9 @@ from imagehash_app.core.hashing.base import (
     report,
 )
 from imagehash_app.core.hashing.baselines import pca_basis
-from imagehash_app.core.hashing.head import exact_knn, rank_targets
+from imagehash_app.core.hashing.head import adamw_warmup_cosine, exact_knn, rank_targets
 from imagehash_app.core.hashing.losses import listwise_kl
-from imagehash_app.core.hashing.urph import Encoder, _seeded, warmup_cosine
+from imagehash_app.core.hashing.urph import Encoder, _seeded
 
 COMMON: dict[str, Any] = {
     "input_dim": 256,
@@ -297,10 +297,10 @@ class SupervisedHasher(Hasher):
         n = U.shape[0]
         epochs, bs = int(prm["epochs"]), int(prm["batch_size"])
         steps_per_epoch = max(1, -(-n // bs))
-        opt = torch.optim.Adam(
-            self.encoder_.parameters(), lr=float(prm["lr"]), weight_decay=float(prm["weight_decay"])
+        opt, sched = adamw_warmup_cosine(
+            self.encoder_.parameters(), float(prm["lr"]), float(prm["weight_decay"]),
+            epochs * steps_per_epoch, decoupled=False,
         )
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(epochs * steps_per_epoch))
         gen = torch.Generator().manual_seed(seed)
         state = self._start_state(U, y)
         for epoch in range(epochs):
@@ -340,10 +340,10 @@ class SupervisedHasher(Hasher):
         n_pairs = P.shape[0]
         epochs, bs = int(prm["epochs"]), int(prm["batch_size"])
         steps_per_epoch = max(1, -(-n_pairs // bs))
-        opt = torch.optim.Adam(
-            self.encoder_.parameters(), lr=float(prm["lr"]), weight_decay=float(prm["weight_decay"])
+        opt, sched = adamw_warmup_cosine(
+            self.encoder_.parameters(), float(prm["lr"]), float(prm["weight_decay"]),
+            epochs * steps_per_epoch, decoupled=False,
         )
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(epochs * steps_per_epoch))
         gen = torch.Generator().manual_seed(seed)
         state = self._start_state(U, y)
         state["quant_scale"] = 1.0 / self.bits**2  # weight η/bits: see the module docstring

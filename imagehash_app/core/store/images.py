@@ -138,32 +138,28 @@ class ImageQueries(Queries):
 
     def image_id_for(self, path: Path) -> int | None:
         """The image stored at `path` (absolute), if any: looked up through its folder."""
-        for folder in self.folders():  # type: ignore[attr-defined]  # FolderQueries, in Catalog
-            try:
-                rel = path.relative_to(folder.path).as_posix()
-            except ValueError:
-                continue
-            row = self.conn.execute(
-                "SELECT id FROM images WHERE folder_id = ? AND rel_path = ?",
-                (folder.id, to_db(rel)),
-            ).fetchone()
-            if row:
-                return row[0]
-        return None
+        row = self._row_at(path, "id")
+        return None if row is None else row[0]
 
     def photo_facts(self, path: Path) -> tuple[int | None, int | None, int, int] | None:
         """(width, height, size, mtime_ns) recorded for the photo at `path` (absolute), if any."""
+        row = self._row_at(path, "width, height, size, mtime_ns")
+        return None if row is None else (row[0], row[1], row[2], row[3])
+
+    def _row_at(self, path: Path, columns: str) -> tuple | None:
+        """`columns` (a constant of this module) of the image stored at `path`, found through
+        the folder that holds it."""
         for folder in self.folders():  # type: ignore[attr-defined]  # FolderQueries, in Catalog
             try:
                 rel = path.relative_to(folder.path).as_posix()
             except ValueError:
                 continue
             row = self.conn.execute(
-                "SELECT width, height, size, mtime_ns FROM images WHERE folder_id = ? AND rel_path = ?",
+                f"SELECT {columns} FROM images WHERE folder_id = ? AND rel_path = ?",
                 (folder.id, to_db(rel)),
             ).fetchone()
             if row:
-                return row[0], row[1], row[2], row[3]
+                return tuple(row)
         return None
 
     def images_of_folder(self, folder_id: int) -> list[ImageRow]:
